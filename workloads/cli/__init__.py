@@ -1,0 +1,98 @@
+"""The ``mlops`` console script: one entry point for people and for Databricks ``python_wheel_task``s.
+
+Command groups live in the modules of this package; each defines ``register(app)`` and is discovered
+here, so adding a group touches no shared file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+from typing import Optional
+
+import typer
+
+from workloads.cli.common import err_console, state
+from workloads.errors import MlopsError
+
+app = typer.Typer(
+    name="mlops",
+    help="One governed lifecycle for ML models: data, training, registry, serving, monitoring, watcher.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _global(
+    home: Optional[str] = typer.Option(None, "--home", help="Local home (warehouse, MLflow store). Env: MLOPS_HOME; default ./.mlops"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="local (default) or databricks. Env: MLOPS_BACKEND"),
+    env: Optional[str] = typer.Option(None, "--env", help="dev (default) or prod. Env: MLOPS_ENV"),
+    catalog: Optional[str] = typer.Option(None, "--catalog", help="Unity Catalog catalog. Env: MLOPS_CATALOG"),
+    schema: Optional[str] = typer.Option(None, "--schema", help="Unity Catalog schema. Env: MLOPS_SCHEMA"),
+    debug: bool = typer.Option(False, "--debug", help="Show full stack traces on errors."),
+) -> None:
+    state.home, state.backend, state.env = home, backend, env
+    state.catalog, state.schema, state.debug = catalog, schema, debug
+    state._settings = None
+
+
+def _register_commands() -> None:
+    package = sys.modules[__name__]
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if info.name == "common" or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_commands()
+
+
+def _quiet_environment() -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; errors become one clear line and a non-zero exit code (stack trace with --debug)."""
+    _quiet_environment()
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, standalone_mode=False)
+    except MlopsError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}")
+        return 1
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("[bold red]aborted[/]")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line unless --debug
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the stack trace)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

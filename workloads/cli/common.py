@@ -1,0 +1,43 @@
+"""Shared CLI state: settings from the global options, the console, and progress display."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from rich.console import Console
+
+from workloads.settings import Settings, load_settings
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+@dataclass
+class CliState:
+    home: str | None = None
+    backend: str | None = None
+    env: str | None = None
+    catalog: str | None = None
+    schema: str | None = None
+    debug: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self, env: str | None = None) -> Settings:
+        """Settings from the global options (``env`` overrides ``--env`` for commands that take one)."""
+        if env is not None and env != (self.env or None):
+            return load_settings(self.home, self.backend, env, None, self.schema)
+        if self._settings is None:
+            self._settings = load_settings(self.home, self.backend, self.env, self.catalog, self.schema)
+        return self._settings
+
+
+state = CliState()
+
+
+@contextmanager
+def step(description: str):
+    """Show a spinner while a long step runs, then a check mark."""
+    with console.status(f"[bold]{description}[/]…", spinner="dots"):
+        yield
+    console.print(f"[green]✓[/] {description}")

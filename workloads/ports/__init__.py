@@ -1,0 +1,1 @@
+"""Narrow ports the workloads talk to; the backend (local or Databricks) is chosen by settings."""
