@@ -54,18 +54,26 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def _quiet_environment() -> None:
+def _quiet_environment(debug: bool = False) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    if not debug:
+        import logging
+        import warnings
+
+        # Library chatter (MLflow INFO lines, pickle warnings) would bury the one line a user needs.
+        for name in ("mlflow", "alembic", "urllib3", "databricks", "py4j"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; errors become one clear line and a non-zero exit code (stack trace with --debug)."""
-    _quiet_environment()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    _quiet_environment(debug)
     try:
         app(args=args, standalone_mode=False)
     except MlopsError as exc:

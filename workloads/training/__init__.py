@@ -1,0 +1,133 @@
+"""Training: validate data, fit with the spec's trainer, register, and gate the first champion.
+
+Data enters from the feature frame (``samples.bakehouse``), is validated and split, is fit by the trainer
+named in the spec (``autolog``, ``decorators``, ``generic`` or a module of your own here), and leaves as a
+registered model version with its holdout metrics, data versions and spec hash as tags.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from workloads import registry
+from workloads.data.features import label_frame, load_feature_frame, split_holdout
+from workloads.data.validation import validate_frame
+from workloads.errors import SpecError
+from workloads.ports.tables import get_tables
+from workloads.ports.tracking import configure_tracking, ensure_experiment
+from workloads.settings import Settings
+from workloads.specs import MODEL_ID_COLUMN, ModelSpec
+from workloads.training.context import TrainedModel, TrainingContext, git_tags
+from workloads.training.evaluation import threshold_failures
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train_model`."""
+
+    model: str
+    version: int | None
+    run_id: str
+    metrics: dict[str, float]
+    failures: list[str]
+    alias: str | None
+    data_versions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def trainer_for(spec: ModelSpec):
+    try:
+        return importlib.import_module(f"workloads.training.{spec.trainer}")
+    except ModuleNotFoundError as exc:
+        raise SpecError(f"model {spec.name}: trainer {spec.trainer!r} not found (workloads/training/{spec.trainer}.py)") from exc
+
+
+def prepare_data(settings: Settings, spec: ModelSpec, extra_data: pd.DataFrame | None = None,
+                 holdout: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Load, label, validate and split the training data; ``extra_data`` (e.g. labelled traffic) joins training."""
+    frame = label_frame(load_feature_frame(settings), spec)
+    versions = dict(frame.attrs.get("data_versions", {}))
+    validate_frame(frame, spec)
+    train, default_holdout = split_holdout(frame)
+    if extra_data is not None and len(extra_data):
+        extra = label_frame(extra_data, spec) if spec.label.name not in extra_data else extra_data
+        validate_frame(extra, spec, _relaxed())
+        train = pd.concat([train, extra[[c for c in train.columns if c in extra.columns]]], ignore_index=True)
+    return train, (holdout if holdout is not None else default_holdout), versions
+
+
+def _relaxed():
+    from workloads.data.validation import EXPECTATIONS, Expectations
+
+    base = EXPECTATIONS.get("bakehouse", Expectations())
+    return Expectations(ranges=base.ranges, categories=base.categories, min_rows=1)
+
+
+def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame | None = None,
+                holdout: pd.DataFrame | None = None, register: bool = True, alias: str | None = None,
+                tags: dict[str, str] | None = None) -> TrainResult:
+    """Train one model version for ``spec``.
+
+    Args:
+        settings: Runtime settings.
+        spec: The model spec.
+        extra_data: Extra labelled rows (feature frame shape) added to the training split.
+        holdout: Evaluate on this frame instead of the default holdout split.
+        register: Register the logged model as a new version.
+        alias: Alias to give the new version. ``None``: ``champion`` when the model has no champion yet and
+            the version passes the spec's thresholds, else ``challenger`` when it passes, else none.
+        tags: Extra run and version tags.
+
+    Returns:
+        The version, metrics, threshold failures and the alias set.
+    """
+    trainer = trainer_for(spec)
+    configure_tracking(settings)
+    train, holdout_frame, versions = prepare_data(settings, spec, extra_data, holdout)
+    experiment = ensure_experiment(settings, spec.name)
+    run_tags = {**git_tags(), "environment": settings.env, "spec_hash": spec.content_hash(),
+                "model_spec": spec.name, **(tags or {})}
+    ctx = TrainingContext(settings=settings, spec=spec, train=train, holdout=holdout_frame, data_versions=versions,
+                          experiment=experiment, tags=run_tags)
+    trained: TrainedModel = trainer.train(ctx)
+    failures = threshold_failures(spec, trained.metrics)
+    if not register:
+        return TrainResult(spec.name, None, trained.run_id, trained.metrics, failures, None, versions)
+
+    version_tags = {**run_tags, "data_versions": json.dumps(versions, sort_keys=True),
+                    "holdout_metrics": json.dumps({k: round(v, 6) for k, v in trained.metrics.items()}),
+                    "passed_thresholds": str(not failures).lower(), "run_id": trained.run_id}
+    version = registry.register(settings, spec, trained.model_uri, tags=version_tags)
+    chosen = alias
+    if chosen is None and not failures:
+        chosen = registry.CHALLENGER if registry.get_alias(settings, spec, registry.CHAMPION) else registry.CHAMPION
+    if chosen:
+        registry.set_alias(settings, spec, chosen, version)
+        if chosen == registry.CHAMPION:
+            write_baseline(settings, spec, trained, train, version)
+    return TrainResult(spec.name, version, trained.run_id, trained.metrics, failures, chosen, versions)
+
+
+def write_baseline(settings: Settings, spec: ModelSpec, trained: TrainedModel, train: pd.DataFrame,
+                   version: int) -> str:
+    """The monitor's baseline: the champion's training data with its predictions, replacing that version's rows."""
+    tables = get_tables(settings)
+    name = settings.table(spec.baseline_table)
+    baseline = train[[*spec.feature_names, spec.label.name]].copy()
+    baseline[spec.prediction.name] = trained.model.predict(train[spec.feature_names])
+    if spec.prediction.type in ("bigint", "int"):
+        baseline[spec.prediction.name] = baseline[spec.prediction.name].astype("int64")
+    else:
+        baseline[spec.prediction.name] = baseline[spec.prediction.name].astype("float64")
+    baseline[MODEL_ID_COLUMN] = str(version)
+    if tables.exists(name):
+        tables.delete(name, f"{MODEL_ID_COLUMN} = '{version}'")
+    tables.write(name, baseline, mode="append")
+    return name

@@ -1,0 +1,74 @@
+"""What a trainer receives and returns."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from workloads.settings import Settings
+from workloads.specs import ModelSpec
+
+
+@dataclass
+class TrainingContext:
+    """Inputs of one training: the spec, the split data and where it came from."""
+
+    settings: Settings
+    spec: ModelSpec
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    data_versions: dict[str, int]
+    experiment: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def X_train(self) -> pd.DataFrame:  # noqa: N802 - sklearn naming
+        return self.train[self.spec.feature_names]
+
+    @property
+    def y_train(self) -> pd.Series:
+        return self.train[self.spec.label.name]
+
+    @property
+    def X_holdout(self) -> pd.DataFrame:  # noqa: N802
+        return self.holdout[self.spec.feature_names]
+
+    @property
+    def y_holdout(self) -> pd.Series:
+        return self.holdout[self.spec.label.name]
+
+    def source_table(self) -> str:
+        return self.settings.source_table("sales_transactions")
+
+
+@dataclass
+class TrainedModel:
+    """What a trainer produced: the logged model and its holdout metrics."""
+
+    run_id: str
+    model_uri: str
+    metrics: dict[str, float]
+    params: dict[str, object] = field(default_factory=dict)
+    model: object = None
+
+
+def git_tags() -> dict[str, str]:
+    """``git_sha`` and ``branch`` of the code that trained (CI variables first, then git, else unknown)."""
+    import os
+
+    sha = os.environ.get("BUILD_SOURCEVERSION") or os.environ.get("GIT_SHA")
+    branch = os.environ.get("BUILD_SOURCEBRANCHNAME") or os.environ.get("GIT_BRANCH")
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, check=True)
+            return out.stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    return {
+        "git_sha": sha or git("rev-parse", "HEAD") or "unknown",
+        "branch": branch or git("rev-parse", "--abbrev-ref", "HEAD") or "unknown",
+    }
