@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -76,7 +76,7 @@ def score_batch(settings: Settings, spec: ModelSpec, source_table: str | None = 
     scored["model_name"] = champion.name
     scored["model_version"] = str(champion.version)
     scored["run_id"] = champion.run_id or ""
-    scored["scored_at"] = pd.Timestamp(datetime.now(timezone.utc))
+    scored["scored_at"] = pd.Timestamp(datetime.now(UTC))
     scored["score_batch_id"] = batch_id
 
     ensure_experiment(settings, spec.name)

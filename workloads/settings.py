@@ -38,7 +38,7 @@ class Settings(BaseModel):
     samples_catalog: str = Field(SAMPLES_CATALOG, description="Catalog holding the bakehouse source tables.")
     samples_schema: str = Field(SAMPLES_SCHEMA, description="Schema holding the bakehouse source tables.")
 
-    def model_post_init(self, __context) -> None:
+    def model_post_init(self, context, /) -> None:
         if not self.catalog:
             self.catalog = default_catalog(self.env)
 
@@ -74,7 +74,7 @@ class Settings(BaseModel):
         """Unity Catalog name of a spec's registered model."""
         return f"{self.catalog}.{self.schema_name}.{model}_model"
 
-    def for_env(self, env: str) -> "Settings":
+    def for_env(self, env: str) -> Settings:
         """The same settings acting on another environment's catalog."""
         data = self.model_dump()
         data.update(env=env, catalog=os.environ.get(f"MLOPS_CATALOG_{env.upper()}", default_catalog(env)))

@@ -28,11 +28,11 @@ app = typer.Typer(
 
 @app.callback()
 def _global(
-    home: Optional[str] = typer.Option(None, "--home", help="Local home (warehouse, MLflow store). Env: MLOPS_HOME; default ./.mlops"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="local (default) or databricks. Env: MLOPS_BACKEND"),
-    env: Optional[str] = typer.Option(None, "--env", help="dev (default) or prod. Env: MLOPS_ENV"),
-    catalog: Optional[str] = typer.Option(None, "--catalog", help="Unity Catalog catalog. Env: MLOPS_CATALOG"),
-    schema: Optional[str] = typer.Option(None, "--schema", help="Unity Catalog schema. Env: MLOPS_SCHEMA"),
+    home: str | None = typer.Option(None, "--home", help="Local home (warehouse, MLflow store). Env: MLOPS_HOME; default ./.mlops"),
+    backend: str | None = typer.Option(None, "--backend", help="local (default) or databricks. Env: MLOPS_BACKEND"),
+    env: str | None = typer.Option(None, "--env", help="dev (default) or prod. Env: MLOPS_ENV"),
+    catalog: str | None = typer.Option(None, "--catalog", help="Unity Catalog catalog. Env: MLOPS_CATALOG"),
+    schema: str | None = typer.Option(None, "--schema", help="Unity Catalog schema. Env: MLOPS_SCHEMA"),
     debug: bool = typer.Option(False, "--debug", help="Show full stack traces on errors."),
 ) -> None:
     state.home, state.backend, state.env = home, backend, env
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         return 130
-    except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line unless --debug
+    except Exception as exc:
         import click
 
         if isinstance(exc, click.ClickException):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
@@ -16,7 +14,7 @@ def register(app: typer.Typer) -> None:
     @data.command("generate")
     def generate(
         seed: int = typer.Option(42, help="Random seed; same seed and reference date give the same data."),
-        reference_date: Optional[str] = typer.Option(None, help="End of the 30-day window (default today, UTC)."),
+        reference_date: str | None = typer.Option(None, help="End of the 30-day window (default today, UTC)."),
     ) -> None:
         """Write samples.bakehouse.* (3,333 transactions over the last 30 days) as local Delta tables."""
         from workloads.data.bakehouse import generate as make

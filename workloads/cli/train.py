@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
 from workloads.cli.common import console, state, step
 
 
-def _specs(model: Optional[str], all_models: bool):
+def _specs(model: str | None, all_models: bool):
     from workloads.errors import SpecError
     from workloads.specs import list_specs, load_spec
 
@@ -24,7 +22,7 @@ def _specs(model: Optional[str], all_models: bool):
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec name."),
+        model: str | None = typer.Option(None, "--model", "-m", help="Model spec name."),
         all_models: bool = typer.Option(False, "--all", help="Train every model spec."),
     ) -> None:
         """Validate data, train, register a version; the first passing version becomes champion."""
@@ -44,7 +42,7 @@ def register(app: typer.Typer) -> None:
     @app.command("batch")
     def batch(
         model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
-        table_name: Optional[str] = typer.Option(None, "--table", help="Source table (default: bakehouse holdout)."),
+        table_name: str | None = typer.Option(None, "--table", help="Source table (default: bakehouse holdout)."),
     ) -> None:
         """Score a batch with the champion into <model>_predictions, with lineage columns."""
         from workloads.batch import score_batch

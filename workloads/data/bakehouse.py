@@ -10,7 +10,7 @@ On Databricks the same loaders read the real ``samples.bakehouse`` tables instea
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -64,8 +64,8 @@ INGREDIENTS = ("flour", "sugar", "butter", "eggs", "ginger", "oats", "almonds", 
 
 def default_reference_date() -> datetime:
     """Midnight UTC at the start of today: the default end of the 30-day data window."""
-    now = datetime.now(timezone.utc)
-    return datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
+    now = datetime.now(UTC)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC)
 
 
 def _reference(reference_date: datetime | str | None) -> pd.Timestamp:

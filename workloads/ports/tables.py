@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -56,9 +57,7 @@ def _to_arrow(df: pd.DataFrame) -> pa.Table:
     fields = []
     for field in table.schema:
         t = field.type
-        if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-            t = pa.string()
-        elif pa.types.is_null(t):
+        if pa.types.is_large_string(t) or pa.types.is_string_view(t) or pa.types.is_null(t):
             t = pa.string()
         fields.append(pa.field(field.name, t))
     return table.cast(pa.schema(fields))

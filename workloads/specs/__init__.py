@@ -7,7 +7,7 @@ needed, a trainer); infra and the workloads both discover specs through :func:`l
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -177,7 +177,7 @@ def parse_spec(data: dict, source: str = "<spec>") -> ModelSpec:
         raise SpecError(f"model spec {source} is invalid: {problems}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_spec(name: str) -> ModelSpec:
     """Load a shipped spec by name; unknown names raise :class:`SpecError` listing the known ones."""
     path = _spec_dir() / f"{name}.yaml"

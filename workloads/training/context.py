@@ -24,7 +24,7 @@ class TrainingContext:
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
-    def X_train(self) -> pd.DataFrame:  # noqa: N802 - sklearn naming
+    def X_train(self) -> pd.DataFrame:
         return self.train[self.spec.feature_names]
 
     @property
@@ -32,7 +32,7 @@ class TrainingContext:
         return self.train[self.spec.label.name]
 
     @property
-    def X_holdout(self) -> pd.DataFrame:  # noqa: N802
+    def X_holdout(self) -> pd.DataFrame:
         return self.holdout[self.spec.feature_names]
 
     @property

@@ -29,7 +29,7 @@ def build(ctx: TrainingContext, params: dict):
 
 
 @mlflow.trace(name="evaluate", span_type="EVALUATOR")
-def evaluate(ctx: TrainingContext, pipeline, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:  # noqa: N803
+def evaluate(ctx: TrainingContext, pipeline, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
     return quality_metrics(ctx.spec, y, pipeline.predict(X))
 
 
@@ -52,7 +52,7 @@ def train(ctx: TrainingContext) -> TrainedModel:
     candidates = []
     with mlflow.start_run(run_name=f"{ctx.spec.name}-sweep") as parent:
         mlflow.set_tags({**ctx.tags, "mlops.sweep": "parent"})
-        X_train, y_train, X_holdout, y_holdout = prepare_features(ctx)  # noqa: N806
+        X_train, y_train, X_holdout, y_holdout = prepare_features(ctx)
         for i, params in enumerate(_grid(ctx)):
             with mlflow.start_run(run_name=f"{ctx.spec.name}-candidate-{i}", nested=True) as child:
                 mlflow.set_tags({**ctx.tags, "mlops.sweep": "candidate"})
