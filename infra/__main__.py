@@ -1,0 +1,31 @@
+"""The lakehouse-mlops Pulumi program: the platform, then everything each deployed model spec needs.
+
+Configuration comes only from ``pulumi.Config()`` (see infra/config.py), so this file runs unchanged under
+the engine (``pulumi up``) and under mocks (``mlops plan``, tests, benchmarks).
+"""
+
+import pulumi
+
+from infra.champion import lookup_champion
+from infra.components.model import ModelDeployment
+from infra.components.platform import Platform
+from infra.config import load_stack_config, webhook_url
+from infra.specs import resolve_spec
+from infra.wheel import locate_wheel
+
+config = load_stack_config()
+specs = [resolve_spec(name) for name in config.models]
+wheel = locate_wheel(config.wheel)
+
+platform = Platform("platform", config, wheel, webhook_url())
+
+models = {}
+for spec in specs:
+    champion = lookup_champion(config.registered_model(spec.name))
+    models[spec.name] = ModelDeployment(spec.name, spec, config, platform, champion)
+
+pulumi.export("catalog", platform.catalog_name)
+pulumi.export("models_schema", config.models_schema)
+pulumi.export("monitoring_schema", config.monitoring_schema)
+pulumi.export("wheel_path", platform.wheel_path)
+pulumi.export("models", {name: deployment.outputs for name, deployment in models.items()})

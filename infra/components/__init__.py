@@ -1,0 +1,1 @@
+"""One ComponentResource per concern: the platform, and per model registry, tables, serving, monitor, jobs."""

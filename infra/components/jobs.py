@@ -1,0 +1,120 @@
+"""A model's jobs: the watcher (unpack -> refresh -> evaluate -> retrain?), training, daily batch inference.
+
+Every task is a serverless ``python_wheel_task`` calling the ``mlops`` entry point of the uploaded wheel with
+the global options first, then the step's command, then ``--model``.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_databricks as databricks
+
+from infra.config import StackConfig
+from workloads.specs import ModelSpec
+
+PACKAGE_NAME = "lakehouse_mlops"
+ENTRY_POINT = "mlops"
+ENVIRONMENT_KEY = "workloads"
+# Serverless environment version whose Python runs the wheel (py3-none-any, requires >= 3.11).
+ENVIRONMENT_VERSION = "3"
+RETRAIN_VALUE = "{{tasks.evaluate.values.retrain_needed}}"
+
+
+def global_args(config: StackConfig) -> list[str]:
+    """The ``mlops`` global options every job task passes: the Databricks backend on this stack's names."""
+    return ["--backend", "databricks", "--env", config.environment, "--catalog", config.catalog.name,
+            "--schema", config.models_schema]
+
+
+def step_args(config: StackConfig, command: list[str], model: str, *extra: str) -> list[str]:
+    """``[<global options>, <command...>, --model M, <extra...>]``."""
+    return [*global_args(config), *command, "--model", model, *extra]
+
+
+def threshold_args(config: StackConfig, model: str) -> list[str]:
+    """``--threshold METRIC=VALUE`` per stack override (direction stays the spec's)."""
+    overrides = config.watcher.threshold_overrides.get(model, {})
+    args: list[str] = []
+    for metric, bound in sorted(overrides.items()):
+        args += ["--threshold", f"{metric}={bound.value:g}"]
+    return args
+
+
+def _wheel_task(key: str, args: list[str], depends_on: list[str] | None = None,
+                outcome: str | None = None) -> databricks.JobTaskArgs:
+    return databricks.JobTaskArgs(
+        task_key=key, environment_key=ENVIRONMENT_KEY,
+        depends_ons=[databricks.JobTaskDependsOnArgs(task_key=d, outcome=outcome) for d in depends_on or []] or None,
+        python_wheel_task=databricks.JobTaskPythonWheelTaskArgs(
+            package_name=PACKAGE_NAME, entry_point=ENTRY_POINT, parameters=args))
+
+
+class ModelJobs(pulumi.ComponentResource):
+    """The watcher job, the on-demand training job and the daily batch-inference job of one model.
+
+    Outputs: ``watcher_job_id``, ``training_job_id``, ``batch_job_id``.
+    """
+
+    def __init__(self, name: str, spec: ModelSpec, config: StackConfig, wheel_path: pulumi.Input[str],
+                 webhook_destination_id: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("lakehouse-mlops:model:ModelJobs", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        common = {
+            "environments": [databricks.JobEnvironmentArgs(
+                environment_key=ENVIRONMENT_KEY,
+                spec=databricks.JobEnvironmentSpecArgs(environment_version=ENVIRONMENT_VERSION,
+                                                       dependencies=[wheel_path]))],
+            "max_concurrent_runs": 1,
+            "run_as": (databricks.JobRunAsArgs(service_principal_name=config.run_as.service_principal)
+                    if config.run_as else None),
+            "email_notifications": databricks.JobEmailNotificationsArgs(on_failures=list(config.alerts.emails)),
+            "webhook_notifications": (databricks.JobWebhookNotificationsArgs(
+                on_failures=[databricks.JobWebhookNotificationsOnFailureArgs(id=webhook_destination_id)])
+                if webhook_destination_id is not None else None),
+        }
+        tags = {**config.tags, "model": spec.name, "environment": config.environment, "managed-by": "pulumi"}
+        model = spec.name
+        refresh = ["monitor", "refresh"]
+        granularities = [a for g in config.monitor.granularities for a in ("--granularity", g)]
+
+        self.watcher = databricks.Job(
+            "watcher", name=f"[{config.environment}] {model} watcher",
+            description=f"Watch {model}: unpack payloads, refresh the monitor, evaluate, retrain on breach.",
+            tasks=[
+                _wheel_task("unpack", step_args(config, ["unpack"], model)),
+                _wheel_task("refresh_monitor", step_args(config, refresh, model, *granularities), ["unpack"]),
+                _wheel_task("evaluate", step_args(config, ["watch", "evaluate"], model,
+                                                  *threshold_args(config, model)), ["refresh_monitor"]),
+                databricks.JobTaskArgs(
+                    task_key="retrain_needed",
+                    depends_ons=[databricks.JobTaskDependsOnArgs(task_key="evaluate")],
+                    condition_task=databricks.JobTaskConditionTaskArgs(
+                        left=RETRAIN_VALUE, op="EQUAL_TO", right="true")),
+                _wheel_task("retrain", step_args(config, ["watch", "retrain"], model), ["retrain_needed"],
+                            outcome="true"),
+            ],
+            schedule=databricks.JobScheduleArgs(
+                quartz_cron_expression=config.watcher.schedule, timezone_id=config.watcher.timezone,
+                pause_status="PAUSED" if config.watcher.paused else "UNPAUSED"),
+            tags={**tags, "job": "watcher"}, opts=child, **common)
+
+        self.training = databricks.Job(
+            "training", name=f"[{config.environment}] {model} training",
+            description=f"Train {model} on demand; the first run bootstraps the champion.",
+            tasks=[_wheel_task("train", step_args(config, ["train"], model))],
+            tags={**tags, "job": "training"}, opts=child, **common)
+
+        self.batch = databricks.Job(
+            "batch", name=f"[{config.environment}] {model} batch inference",
+            description=f"Score {model}'s daily batch with the champion into {spec.predictions_table}.",
+            tasks=[_wheel_task("batch", step_args(config, ["batch"], model))],
+            schedule=databricks.JobScheduleArgs(quartz_cron_expression=config.batch.schedule,
+                                                timezone_id=config.batch.timezone, pause_status="UNPAUSED"),
+            tags={**tags, "job": "batch"}, opts=child, **common)
+
+        self.watcher_job_id = self.watcher.id
+        self.training_job_id = self.training.id
+        self.batch_job_id = self.batch.id
+        self.register_outputs({"watcher_job_id": self.watcher_job_id, "training_job_id": self.training_job_id,
+                               "batch_job_id": self.batch_job_id})

@@ -1,0 +1,56 @@
+"""A model's serving endpoint: the champion version, with the AI Gateway inference table."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_databricks as databricks
+
+from infra.champion import ChampionLookup
+from infra.config import StackConfig
+from workloads.specs import ModelSpec
+
+
+class ServingEndpoint(pulumi.ComponentResource):
+    """``ModelServing`` serving the ``champion`` version, or nothing yet (with a warning) without a champion.
+
+    Outputs: ``endpoint_name``, ``endpoint_url``, ``served_version``, ``payload_table`` (None when deferred,
+    except the payload table name, which is fixed by the spec).
+    """
+
+    def __init__(self, name: str, spec: ModelSpec, config: StackConfig, model_name: pulumi.Input[str],
+                 champion: ChampionLookup, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("lakehouse-mlops:model:ServingEndpoint", name, None, opts)
+        self.endpoint = None
+        self.payload_table = config.table(spec.payload_table)
+        if not champion.found:
+            pulumi.log.warn(
+                f"{spec.name}: serving endpoint {spec.endpoint_name!r} deferred: {champion.reason} for "
+                f"{champion.model}; run the training job, then `pulumi up` again", resource=self)
+            self.endpoint_name = self.endpoint_url = self.served_version = None
+        else:
+            entity = f"{spec.endpoint_name}-champion"
+            self.endpoint = databricks.ModelServing(
+                "endpoint", name=spec.endpoint_name, route_optimized=config.serving.route_optimized,
+                config=databricks.ModelServingConfigArgs(
+                    served_entities=[databricks.ModelServingConfigServedEntityArgs(
+                        name=entity, entity_name=model_name, entity_version=str(champion.version),
+                        workload_size=config.serving.workload_size,
+                        scale_to_zero_enabled=config.serving.scale_to_zero)],
+                    traffic_config=databricks.ModelServingConfigTrafficConfigArgs(routes=[
+                        databricks.ModelServingConfigTrafficConfigRouteArgs(
+                            served_entity_name=entity, traffic_percentage=100)])),
+                ai_gateway=databricks.ModelServingAiGatewayArgs(
+                    inference_table_config=databricks.ModelServingAiGatewayInferenceTableConfigArgs(
+                        enabled=True, catalog_name=config.catalog.name, schema_name=config.models_schema,
+                        table_name_prefix=spec.payload_prefix),
+                    usage_tracking_config=databricks.ModelServingAiGatewayUsageTrackingConfigArgs(enabled=True)),
+                tags=[databricks.ModelServingTagArgs(key=k, value=v) for k, v in sorted(
+                    {**config.tags, "model": spec.name, "environment": config.environment,
+                     "champion_version": str(champion.version)}.items())],
+                opts=pulumi.ResourceOptions(parent=self))
+            self.endpoint_name = self.endpoint.name
+            self.endpoint_url = pulumi.Output.concat(config.host.rstrip("/"), "/serving-endpoints/",
+                                                     self.endpoint.name, "/invocations")
+            self.served_version = champion.version
+        self.register_outputs({"endpoint_name": self.endpoint_name, "endpoint_url": self.endpoint_url,
+                               "served_version": self.served_version, "payload_table": self.payload_table})

@@ -1,0 +1,55 @@
+"""The processed inference table and the baseline table of a model, with columns from its spec."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_databricks as databricks
+
+from infra.config import StackConfig
+from workloads.specs import EXAMPLE_ID_COLUMN, REQUEST_ID_COLUMN, ModelSpec
+
+# Column types of the spec (Spark SQL names) as Unity Catalog DDL types.
+_DDL_TYPES = {"string": "STRING", "bigint": "BIGINT", "int": "INT", "double": "DOUBLE", "float": "FLOAT",
+              "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE"}
+
+
+def processed_columns(spec: ModelSpec) -> list[databricks.SqlTableColumnArgs]:
+    """Features, prediction, label, model version, timestamp, request and example ids."""
+    return [databricks.SqlTableColumnArgs(name=c.name, type=_DDL_TYPES[c.type]) for c in spec.processed_columns()]
+
+
+def baseline_columns(spec: ModelSpec) -> list[databricks.SqlTableColumnArgs]:
+    """The processed columns without the per-request ids (training data has no requests)."""
+    return [databricks.SqlTableColumnArgs(name=c.name, type=_DDL_TYPES[c.type]) for c in spec.processed_columns()
+            if c.name not in (REQUEST_ID_COLUMN, EXAMPLE_ID_COLUMN)]
+
+
+def _full_name(table: databricks.SqlTable) -> pulumi.Output[str]:
+    return pulumi.Output.concat(table.catalog_name, ".", table.schema_name, ".", table.name)
+
+
+class InferenceTables(pulumi.ComponentResource):
+    """``<model>_inference`` (payloads unpacked, labels joined) and ``<model>_baseline`` (training data).
+
+    Outputs: ``processed_table``, ``baseline_table`` (three-level names).
+    """
+
+    def __init__(self, name: str, spec: ModelSpec, config: StackConfig, schema: databricks.Schema,
+                 warehouse_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
+        super().__init__("lakehouse-mlops:model:InferenceTables", name, None, opts)
+        protected = pulumi.ResourceOptions(parent=self, protect=config.is_protected)
+        self.processed = databricks.SqlTable(
+            "processed", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.processed_table,
+            table_type="MANAGED", data_source_format="DELTA", warehouse_id=warehouse_id, owner=config.grants.owner,
+            columns=processed_columns(spec),
+            comment=f"{spec.name}: inference payloads unpacked, with ground-truth labels merged by request id.",
+            # The monitor reads changes incrementally through the change data feed.
+            properties={"delta.enableChangeDataFeed": "true"}, opts=protected)
+        self.baseline = databricks.SqlTable(
+            "baseline", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.baseline_table,
+            table_type="MANAGED", data_source_format="DELTA", warehouse_id=warehouse_id, owner=config.grants.owner,
+            columns=baseline_columns(spec),
+            comment=f"{spec.name}: the champion's training data, the monitor's drift baseline.", opts=protected)
+        self.processed_table = _full_name(self.processed)
+        self.baseline_table = _full_name(self.baseline)
+        self.register_outputs({"processed_table": self.processed_table, "baseline_table": self.baseline_table})
