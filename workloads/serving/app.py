@@ -1,0 +1,203 @@
+"""The local serving endpoint: a FastAPI app shaped like Databricks Model Serving.
+
+Routes:
+
+- ``POST /serving-endpoints/{name}/invocations`` (Databricks) and ``POST /invocations`` (MLflow);
+- ``GET /serving-endpoints/{name}`` and ``GET /api/2.0/serving-endpoints/{name}``: the endpoint in
+  the REST API's ``ServingEndpointDetailed`` shape (what ``databricks-sdk`` ``serving_endpoints.get``
+  reads), ``GET /api/2.0/serving-endpoints`` lists it;
+- ``GET /ping``, ``GET /health``.
+
+Every invocation, good or bad, is logged as one payload row before its response is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from workloads.serving.champion import Champion
+from workloads.serving.payload_log import PayloadLogger, PayloadRecord
+from workloads.serving.payloads import PayloadError, parse_request, predictions_list
+from workloads.settings import Settings
+from workloads.specs import ModelSpec
+
+Clock = Callable[[], datetime]
+# Databricks logs request/response bodies up to 1 MiB and flags larger ones instead.
+LOG_BODY_LIMIT = 1024 * 1024
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class EndpointConfig:
+    """How the app behaves; the clock is injectable so tests and the demo can move time."""
+
+    settings: Settings
+    spec: ModelSpec
+    clock: Clock = utc_now
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    created_at: float = field(default_factory=time.time)
+
+
+def _error(status: int, code: str, message: str) -> tuple[int, str]:
+    return status, json.dumps({"error_code": code, "message": message})
+
+
+def endpoint_description(config: EndpointConfig, champion: Champion) -> dict:
+    """The endpoint as the Databricks REST API describes it (``ServingEndpointDetailed``)."""
+    spec, settings = config.spec, config.settings
+    served = champion.current
+    created_ms = int(config.created_at * 1000)
+    return {
+        "name": spec.endpoint_name,
+        "id": f"local-{spec.endpoint_name}",
+        "creator": "local",
+        "creation_timestamp": created_ms,
+        "last_updated_timestamp": created_ms,
+        "state": {"ready": "READY", "config_update": "NOT_UPDATING"},
+        "config": {
+            "config_version": champion.swaps + 1,
+            "served_entities": [{
+                "name": served.entity_name,
+                "entity_name": settings.registered_model(spec.name),
+                "entity_version": str(served.version),
+                "workload_size": "Small",
+                "scale_to_zero_enabled": False,
+                "state": {"deployment": "DEPLOYMENT_READY", "deployment_state_message": ""},
+            }],
+            "traffic_config": {"routes": [{"served_model_name": served.entity_name,
+                                           "served_entity_name": served.entity_name,
+                                           "traffic_percentage": 100}]},
+        },
+        "ai_gateway": {"inference_table_config": {
+            "catalog_name": settings.catalog,
+            "schema_name": settings.schema_name,
+            "table_name_prefix": spec.payload_prefix,
+            "enabled": True,
+        }},
+    }
+
+
+class Scorer:
+    """Parses, scores and logs one request; runs in a worker thread."""
+
+    def __init__(self, config: EndpointConfig, champion: Champion, logger: PayloadLogger):
+        self.config = config
+        self.champion = champion
+        self.logger = logger
+
+    def handle(self, raw: bytes, started: float, request_time: datetime, requester: str | None,
+               oversize: bool = False) -> tuple[int, str, str]:
+        """Returns ``(status_code, response_json, served_entity_name)`` after logging the request."""
+        served = self.champion.current
+        client_request_id = None
+        if oversize:
+            status, response = _error(413, "REQUEST_LIMIT_EXCEEDED",
+                                      f"request body exceeds the {self.config.max_body_bytes} byte limit")
+        else:
+            try:
+                parsed = parse_request(raw, self.config.spec)
+                client_request_id = parsed.client_request_id
+                try:
+                    predictions = predictions_list(served.predict(parsed.frame))
+                except Exception as exc:  # noqa: BLE001 - model errors are the client's input problem here
+                    raise PayloadError(f"model failed to score the input: {type(exc).__name__}: {exc}") from None
+                status, response = 200, json.dumps({"predictions": predictions})
+            except PayloadError as exc:
+                status, response = _error(exc.status_code, exc.error_code, str(exc))
+                client_request_id = _client_id(raw) if client_request_id is None else client_request_id
+        request_text, codes = None, []
+        if oversize or len(raw) > LOG_BODY_LIMIT:
+            codes.append("MAX_REQUEST_SIZE_EXCEEDED")
+        else:
+            request_text = raw.decode("utf-8", errors="replace")
+        response_text = response
+        if len(response) > LOG_BODY_LIMIT:
+            response_text = None
+            codes.append("MAX_RESPONSE_SIZE_EXCEEDED")
+        self.logger.log(PayloadRecord(
+            databricks_request_id=str(uuid.uuid4()),
+            client_request_id=client_request_id,
+            request_time=request_time,
+            status_code=status,
+            execution_duration_ms=int((time.perf_counter() - started) * 1000),
+            request=request_text,
+            response=response_text,
+            served_entity_id=served.served_entity_id,
+            logging_error_codes=codes,
+            requester=requester,
+        ))
+        return status, response, served.entity_name
+
+
+def _client_id(raw: bytes) -> str | None:
+    """Best-effort client request id of a rejected body (logged so the client can find its row)."""
+    try:
+        value = json.loads(raw).get("client_request_id")
+    except Exception:  # noqa: BLE001 - the body is already known to be bad
+        return None
+    return value if isinstance(value, str) else None
+
+
+def create_app(config: EndpointConfig, champion: Champion, logger: PayloadLogger) -> FastAPI:
+    """The FastAPI app for one model's endpoint (champion and logger already started)."""
+    app = FastAPI(title=f"mlops serving: {config.spec.endpoint_name}", docs_url=None, redoc_url=None)
+    scorer = Scorer(config, champion, logger)
+    endpoint = config.spec.endpoint_name
+
+    async def _invoke(request: Request) -> Response:
+        started = time.perf_counter()
+        request_time = config.clock()
+        length = request.headers.get("content-length")
+        oversize = length is not None and length.isdigit() and int(length) > config.max_body_bytes
+        raw = b"" if oversize else await request.body()
+        oversize = oversize or len(raw) > config.max_body_bytes
+        requester = request.headers.get("x-databricks-requester") or (request.client.host if request.client else None)
+        status, body, entity = await run_in_threadpool(scorer.handle, raw, started, request_time, requester, oversize)
+        return Response(body, status_code=status, media_type="application/json",
+                        headers={"served-model-name": entity})
+
+    @app.post("/serving-endpoints/{name}/invocations")
+    async def databricks_invocations(name: str, request: Request) -> Response:
+        if name != endpoint:
+            return _not_found(name)
+        return await _invoke(request)
+
+    @app.post("/invocations")
+    async def mlflow_invocations(request: Request) -> Response:
+        return await _invoke(request)
+
+    @app.get("/serving-endpoints/{name}")
+    @app.get("/api/2.0/serving-endpoints/{name}")
+    async def get_endpoint(name: str) -> Response:
+        if name != endpoint:
+            return _not_found(name)
+        return JSONResponse(endpoint_description(config, champion))
+
+    @app.get("/api/2.0/serving-endpoints")
+    async def list_endpoints() -> Response:
+        return JSONResponse({"endpoints": [endpoint_description(config, champion)]})
+
+    @app.get("/ping")
+    @app.get("/health")
+    async def ping() -> Response:
+        return Response("\n", media_type="application/json")
+
+    return app
+
+
+def _not_found(name: str) -> Response:
+    return JSONResponse({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"serving endpoint {name!r} not found"},
+                        status_code=404)

@@ -1,0 +1,115 @@
+"""The served model: the registry's ``champion``, followed without restart.
+
+A background thread polls the alias (one cheap registry call every ``poll_interval`` seconds). When
+it moves, the new version is loaded off the request path and swapped in with one reference
+assignment; a request in flight keeps the :class:`ServedModel` it started with, so nothing fails and
+each request is logged with the version that actually scored it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workloads import registry
+from workloads.settings import Settings
+from workloads.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+def served_entity_name(spec: ModelSpec, version: int) -> str:
+    """Name of the served entity for a model version (the same on Databricks and locally)."""
+    return f"{spec.registered_model_suffix}-{int(version)}"
+
+
+def version_of_entity(served_entity: str | None) -> str | None:
+    """Model version encoded in a served entity name/id (``<model>_model-<version>``), if any."""
+    if not served_entity:
+        return None
+    tail = str(served_entity).rsplit("-", 1)[-1]
+    return tail if tail.isdigit() else None
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version and how it appears in the endpoint and the payload table."""
+
+    version: int
+    entity_name: str
+    model: Any
+
+    @property
+    def served_entity_id(self) -> str:
+        return self.entity_name
+
+    def predict(self, frame):
+        return self.model.predict(frame)
+
+
+class Champion:
+    """Holds the currently served :class:`ServedModel` and follows the ``champion`` alias.
+
+    Args:
+        settings: where the registry is.
+        spec: the model whose champion is served.
+        poll_interval: seconds between alias checks.
+        loader: ``(settings, spec, version) -> model``; defaults to loading the pyfunc from the registry.
+    """
+
+    def __init__(self, settings: Settings, spec: ModelSpec, poll_interval: float = 1.0,
+                 loader: Callable[[Settings, ModelSpec, int], Any] | None = None):
+        self.settings = settings
+        self.spec = spec
+        self.poll_interval = poll_interval
+        self._loader = loader or (lambda s, m, v: registry.load_model(s, m, alias=None, version=v))
+        self._current: ServedModel | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.swaps = 0
+
+    @property
+    def current(self) -> ServedModel:
+        served = self._current
+        if served is None:
+            raise RuntimeError("champion not loaded; call start() first")
+        return served
+
+    def start(self) -> Champion:
+        """Load the champion now (raises :class:`RegistryError` if there is none) and start following it."""
+        info = registry.require_alias(self.settings, self.spec, registry.CHAMPION)
+        self._load(info.version)
+        self._thread = threading.Thread(target=self._follow, name="champion-poller", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def refresh(self) -> bool:
+        """Check the alias once; load and swap if it moved. Returns whether a swap happened."""
+        info = registry.get_alias(self.settings, self.spec, registry.CHAMPION)
+        if info is None or (self._current is not None and info.version == self._current.version):
+            return False
+        self._load(info.version)
+        return True
+
+    def _load(self, version: int) -> None:
+        model = self._loader(self.settings, self.spec, version)
+        previous = self._current
+        self._current = ServedModel(version, served_entity_name(self.spec, version), model)
+        if previous is not None:
+            self.swaps += 1
+            log.info("now serving %s version %s (was %s)", self.spec.name, version, previous.version)
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("champion refresh for %s failed; still serving the loaded version", self.spec.name)
