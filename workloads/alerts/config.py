@@ -216,5 +216,6 @@ def load_alerts_config(environ: Mapping[str, str] | None = None) -> AlertsConfig
         problems = []
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            problems.append(f"{key}: {error['msg']}")
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{key}: {message.removeprefix('Value error, ')}")
         raise AlertConfigError(f"invalid alerts config ({source}): " + "; ".join(problems)) from None
