@@ -10,14 +10,14 @@ from workloads.locking import LockHeldError, exclusive_lock, lock_path, promotio
 from workloads.settings import load_settings
 
 
-def _contend(home, start, results):
-    """Wait for the start signal, then try the lock once briefly and hold it for a while if won."""
+def _contend(home, start, release, results):
+    """Wait for the start signal, try the lock briefly; if won, hold it until told to release."""
     settings = load_settings(home=home)
     start.wait(10)
     try:
         with promotion_lock(settings, "bakehouse_autolog", timeout=0.2):
             results.put("won")
-            time.sleep(1.0)
+            release.wait(10)
     except LockHeldError as exc:
         results.put(f"held: {exc}")
 
@@ -31,12 +31,15 @@ def _hold(home, acquired, release):
 
 def test_two_processes_only_one_gets_the_lock(settings):
     ctx = multiprocessing.get_context("fork")
-    start, results = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_contend, args=(str(settings.home), start, results)) for _ in range(2)]
+    start, release, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_contend, args=(str(settings.home), start, release, results)) for _ in range(2)]
     for p in procs:
         p.start()
     start.set()
-    outcomes = sorted(results.get(timeout=10) for _ in procs)
+    try:
+        outcomes = sorted(results.get(timeout=10) for _ in procs)
+    finally:
+        release.set()
     for p in procs:
         p.join(timeout=10)
         assert p.exitcode == 0
