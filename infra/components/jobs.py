@@ -79,7 +79,7 @@ class ModelJobs(pulumi.ComponentResource):
         granularities = [a for g in config.monitor.granularities for a in ("--granularity", g)]
 
         self.watcher = databricks.Job(
-            "watcher", name=f"[{config.environment}] {model} watcher",
+            f"{model}-watcher", name=f"[{config.environment}] {model} watcher",
             description=f"Watch {model}: unpack payloads, refresh the monitor, evaluate, retrain on breach.",
             tasks=[
                 _wheel_task("unpack", step_args(config, ["unpack"], model)),
@@ -100,13 +100,13 @@ class ModelJobs(pulumi.ComponentResource):
             tags={**tags, "job": "watcher"}, opts=child, **common)
 
         self.training = databricks.Job(
-            "training", name=f"[{config.environment}] {model} training",
+            f"{model}-training", name=f"[{config.environment}] {model} training",
             description=f"Train {model} on demand; the first run bootstraps the champion.",
             tasks=[_wheel_task("train", step_args(config, ["train"], model))],
             tags={**tags, "job": "training"}, opts=child, **common)
 
         self.batch = databricks.Job(
-            "batch", name=f"[{config.environment}] {model} batch inference",
+            f"{model}-batch", name=f"[{config.environment}] {model} batch inference",
             description=f"Score {model}'s daily batch with the champion into {spec.predictions_table}.",
             tasks=[_wheel_task("batch", step_args(config, ["batch"], model))],
             schedule=databricks.JobScheduleArgs(quartz_cron_expression=config.batch.schedule,

@@ -25,14 +25,14 @@ class ModelDeployment(pulumi.ComponentResource):
                  champion: ChampionLookup, opts: pulumi.ResourceOptions | None = None):
         super().__init__("lakehouse-mlops:model:ModelDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.registry = ModelRegistry("registry", spec, config, platform.models_schema, opts=child)
-        self.tables = InferenceTables("tables", spec, config, platform.models_schema, platform.warehouse_id,
+        self.registry = ModelRegistry(f"{name}-registry", spec, config, platform.models_schema, opts=child)
+        self.tables = InferenceTables(f"{name}-tables", spec, config, platform.models_schema, platform.warehouse_id,
                                       opts=child)
-        self.serving = ServingEndpoint("serving", spec, config, self.registry.full_name, champion, opts=child)
-        self.monitor = InferenceMonitor("monitor", spec, config, self.tables.processed_table,
+        self.serving = ServingEndpoint(f"{name}-serving", spec, config, self.registry.full_name, champion, opts=child)
+        self.monitor = InferenceMonitor(f"{name}-monitor", spec, config, self.tables.processed_table,
                                         self.tables.baseline_table, platform.monitoring_schema,
                                         platform.warehouse_id, opts=child)
-        self.jobs = ModelJobs("jobs", spec, config, platform.wheel_path, platform.webhook_destination_id,
+        self.jobs = ModelJobs(f"{name}-jobs", spec, config, platform.wheel_path, platform.webhook_destination_id,
                               opts=child)
         self.outputs = {
             "registered_model": self.registry.full_name,

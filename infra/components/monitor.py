@@ -23,7 +23,7 @@ class InferenceMonitor(pulumi.ComponentResource):
                  warehouse_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("lakehouse-mlops:model:InferenceMonitor", name, None, opts)
         self.monitor = databricks.QualityMonitor(
-            "monitor", table_name=processed_table, baseline_table_name=baseline_table,
+            f"{spec.name}-monitor", table_name=processed_table, baseline_table_name=baseline_table,
             output_schema_name=pulumi.Output.concat(output_schema.catalog_name, ".", output_schema.name),
             assets_dir=f"{config.workspace_assets_root}/{config.environment}/monitors/{spec.name}",
             inference_log=databricks.QualityMonitorInferenceLogArgs(

@@ -24,7 +24,7 @@ class ModelRegistry(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("lakehouse-mlops:model:ModelRegistry", name, None, opts)
         self.model = databricks.RegisteredModel(
-            "model", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.registered_model_suffix,
+            f"{spec.name}-model", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.registered_model_suffix,
             comment=spec.description or None, owner=config.grants.owner,
             opts=pulumi.ResourceOptions(parent=self, protect=config.is_protected, ignore_changes=["aliases"]))
         self.full_name = pulumi.Output.concat(self.model.catalog_name, ".", self.model.schema_name, ".",
@@ -34,6 +34,6 @@ class ModelRegistry(pulumi.ComponentResource):
                   for p in config.grants.readers if p not in config.writer_principals]
         grants += [databricks.GrantsGrantArgs(principal=p, privileges=MODEL_RUN_AS if p == run_as else MODEL_WRITE)
                    for p in config.writer_principals]
-        self.grants = databricks.Grants("model-grants", model=self.full_name, grants=grants,
+        self.grants = databricks.Grants(f"{spec.name}-model-grants", model=self.full_name, grants=grants,
                                         opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"full_name": self.full_name})

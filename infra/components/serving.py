@@ -30,7 +30,7 @@ class ServingEndpoint(pulumi.ComponentResource):
         else:
             entity = f"{spec.endpoint_name}-champion"
             self.endpoint = databricks.ModelServing(
-                "endpoint", name=spec.endpoint_name, route_optimized=config.serving.route_optimized,
+                f"{spec.name}-endpoint", name=spec.endpoint_name, route_optimized=config.serving.route_optimized,
                 config=databricks.ModelServingConfigArgs(
                     served_entities=[databricks.ModelServingConfigServedEntityArgs(
                         name=entity, entity_name=model_name, entity_version=str(champion.version),

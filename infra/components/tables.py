@@ -39,14 +39,14 @@ class InferenceTables(pulumi.ComponentResource):
         super().__init__("lakehouse-mlops:model:InferenceTables", name, None, opts)
         protected = pulumi.ResourceOptions(parent=self, protect=config.is_protected)
         self.processed = databricks.SqlTable(
-            "processed", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.processed_table,
+            f"{spec.name}-processed", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.processed_table,
             table_type="MANAGED", data_source_format="DELTA", warehouse_id=warehouse_id, owner=config.grants.owner,
             columns=processed_columns(spec),
             comment=f"{spec.name}: inference payloads unpacked, with ground-truth labels merged by request id.",
             # The monitor reads changes incrementally through the change data feed.
             properties={"delta.enableChangeDataFeed": "true"}, opts=protected)
         self.baseline = databricks.SqlTable(
-            "baseline", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.baseline_table,
+            f"{spec.name}-baseline", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.baseline_table,
             table_type="MANAGED", data_source_format="DELTA", warehouse_id=warehouse_id, owner=config.grants.owner,
             columns=baseline_columns(spec),
             comment=f"{spec.name}: the champion's training data, the monitor's drift baseline.", opts=protected)

@@ -1,0 +1,277 @@
+"""Smoke test of a deployed stack: each serving endpoint answers (where a champion exists) and each watcher
+job runs once to success.
+
+    python infra/pipeline/smoke.py --stack dev --outputs outputs-dev.json
+
+The endpoint names, watcher job ids and registered model names come from `pulumi stack output --json`
+(saved to the --outputs file); the models from the `models` output or Pulumi.<stack>.yaml. Databricks
+auth is whatever databricks-sdk finds in the environment: in the pipeline DATABRICKS_AUTH_TYPE=azure-cli
+inside an AzureCLI@2 task (workload identity federation), the host from the stack config.
+
+Per model:
+- registered model has a `champion` alias -> the endpoint must become READY and answer one request
+  (a row built from the model spec). HTTP 200 passes; a 4xx from the model (it answered, but rejected
+  the synthetic row) passes with a warning; anything else fails. No champion -> the endpoint is deferred
+  by the infra program, so it is skipped with a warning (bootstrap: see docs/deploy.md).
+- the watcher job is started (`run_now`) and must finish with result SUCCESS.
+Exit code 0 when nothing failed, 1 otherwise; every check is one line of the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import BadRequest, DatabricksError, NotFound, OperationFailed
+
+from infra.pipeline.stack_info import (
+    StackInfoError,
+    deployed_models,
+    load_outputs,
+    load_stack_config,
+    stack_env,
+)
+
+CHAMPION = "champion"
+ENDPOINT_KEYS = ("endpoint", "endpoint_name", "endpointName", "serving_endpoint", "servingEndpoint")
+JOB_KEYS = ("watcher_job_id", "watcherJobId", "watcher_job", "watcherJob", "job_id", "jobId")
+MODEL_KEYS = ("registered_model", "registeredModel", "registered_model_name", "registeredModelName")
+ENDPOINTS_OUTPUTS = ("endpoints", "serving_endpoints", "servingEndpoints", "endpoint_names", "endpointNames")
+JOBS_OUTPUTS = ("watcher_jobs", "watcherJobs", "watcher_job_ids", "watcherJobIds", "jobs")
+MODELS_OUTPUTS = ("registered_models", "registeredModels")
+
+
+@dataclass
+class Target:
+    """What the smoke test checks for one model."""
+
+    model: str
+    endpoint: str | None = None
+    job_id: int | None = None
+    registered_model: str | None = None
+
+
+@dataclass
+class Report:
+    lines: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, status: str, model: str, message: str) -> None:
+        self.lines.append((status, model, message))
+        print(f"{status:<5} {model}: {message}", flush=True)
+        if os.environ.get("TF_BUILD") and status in ("warn", "skip", "FAIL"):
+            kind = "error" if status == "FAIL" else "warning"
+            print(f"##vso[task.logissue type={kind}]smoke {model}: {message}", flush=True)
+
+    @property
+    def failed(self) -> bool:
+        return any(status == "FAIL" for status, _, _ in self.lines)
+
+
+def _pick(mapping: Any, keys: tuple[str, ...]) -> Any:
+    if not isinstance(mapping, dict):
+        return None
+    for key in keys:
+        if mapping.get(key) not in (None, ""):
+            return mapping[key]
+    return None
+
+
+def _per_model(outputs: dict[str, Any], keys: tuple[str, ...], model: str) -> Any:
+    for key in keys:
+        value = outputs.get(key)
+        if isinstance(value, dict) and value.get(model) not in (None, ""):
+            return value[model]
+    return None
+
+
+def _job_id(value: Any, model: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        value = _pick(value, ("id", "job_id", "jobId"))
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StackInfoError(f"{model}: watcher job id {value!r} is not a number") from None
+
+
+def targets(stack: str, outputs: dict[str, Any], only: list[str] | None = None) -> list[Target]:
+    """Per model: endpoint name, watcher job id and registered model name from the stack outputs.
+
+    Accepts either a `models` output mapping model -> {endpoint, watcher_job_id, registered_model} or
+    flat outputs mapping model -> value (`endpoints`, `watcher_jobs`, `registered_models`). A missing
+    registered model name is derived from the stack config: <catalog>.<schema>.<model>_model.
+    """
+    result = []
+    env = None
+    per_model = outputs.get("models") if isinstance(outputs.get("models"), dict) else {}
+    for model in deployed_models(stack, outputs):
+        if only and model not in only:
+            continue
+        nested = per_model.get(model) if isinstance(per_model.get(model), dict) else {}
+        endpoint = _pick(nested, ENDPOINT_KEYS) or _per_model(outputs, ENDPOINTS_OUTPUTS, model)
+        if isinstance(endpoint, dict):
+            endpoint = _pick(endpoint, ("name",))
+        job = _pick(nested, JOB_KEYS) or _per_model(outputs, JOBS_OUTPUTS, model)
+        registered = _pick(nested, MODEL_KEYS) or _per_model(outputs, MODELS_OUTPUTS, model)
+        if not registered:
+            env = env or stack_env(stack)
+            schema = env.get("MLOPS_SCHEMA", "bakehouse_ml")
+            registered = f"{env[f'MLOPS_CATALOG_{stack.upper()}']}.{schema}.{model}_model"
+        result.append(Target(model, endpoint or None, _job_id(job, model), registered))
+    return result
+
+
+def example_row(model: str) -> dict[str, Any]:
+    """One request row with every feature of the model's spec, typed as the spec says."""
+    from workloads.specs import load_spec
+
+    samples = {"string": "smoke-test", "bigint": 1, "int": 1, "double": 1.0, "float": 1.0,
+               "boolean": False, "timestamp": "2024-01-01T00:00:00", "date": "2024-01-01"}
+    return {column.name: samples[column.type] for column in load_spec(model).features}
+
+
+def has_champion(w: WorkspaceClient, registered_model: str) -> bool:
+    info = w.registered_models.get(registered_model, include_aliases=True)
+    return any(alias.alias_name == CHAMPION for alias in info.aliases or [])
+
+
+def wait_ready(w: WorkspaceClient, name: str, timeout_s: float, poll_s: float) -> str | None:
+    """None when the endpoint is READY with no update in progress, else why not (after the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = w.serving_endpoints.get(name).state
+        ready = state.ready.value if state and state.ready else "UNKNOWN"
+        update = state.config_update.value if state and state.config_update else "UNKNOWN"
+        if update == "UPDATE_FAILED":
+            return f"config update failed (ready={ready})"
+        if ready == "READY" and update != "IN_PROGRESS":
+            return None
+        if time.monotonic() >= deadline:
+            return f"not ready after {timeout_s:.0f}s (ready={ready}, config_update={update})"
+        time.sleep(poll_s)
+
+
+def check_endpoint(w: WorkspaceClient, target: Target, report: Report, ready_timeout_s: float,
+                   poll_s: float) -> None:
+    model = target.model
+    try:
+        champion = has_champion(w, target.registered_model)
+    except NotFound:
+        champion = False
+    if not champion:
+        report.add("skip", model, f"no '{CHAMPION}' alias on {target.registered_model}: the endpoint is "
+                                  "deferred until a first champion exists")
+        return
+    if not target.endpoint:
+        report.add("FAIL", model, f"{target.registered_model} has a champion but the stack outputs no "
+                                  "serving endpoint for it")
+        return
+    try:
+        problem = wait_ready(w, target.endpoint, ready_timeout_s, poll_s)
+    except DatabricksError as exc:
+        report.add("FAIL", model, f"endpoint {target.endpoint}: {exc.error_code or type(exc).__name__}: {exc}")
+        return
+    if problem:
+        report.add("FAIL", model, f"endpoint {target.endpoint}: {problem}")
+        return
+    try:
+        response = w.serving_endpoints.query(target.endpoint, dataframe_records=[example_row(model)])
+    except BadRequest as exc:
+        # The endpoint is up and the model answered; it only refused the synthetic row.
+        report.add("warn", model, f"endpoint {target.endpoint} answered HTTP 400 to the synthetic row "
+                                  f"({exc.error_code}: {exc})")
+        return
+    except DatabricksError as exc:
+        report.add("FAIL", model, f"endpoint {target.endpoint} did not answer: "
+                                  f"{exc.error_code or type(exc).__name__}: {exc}")
+        return
+    predictions = response.predictions
+    if not predictions:
+        report.add("FAIL", model, f"endpoint {target.endpoint} answered without predictions")
+        return
+    report.add("ok", model, f"endpoint {target.endpoint} answered: prediction {predictions[0]!r}")
+
+
+def run_watchers(w: WorkspaceClient, todo: list[Target], report: Report, timeout_s: float) -> None:
+    """Start every watcher job, then wait for each run; each must end with result SUCCESS."""
+    started = []
+    for target in todo:
+        if target.job_id is None:
+            report.add("FAIL", target.model, "the stack outputs no watcher job id for this model")
+            continue
+        try:
+            waiter = w.jobs.run_now(target.job_id)
+        except DatabricksError as exc:
+            report.add("FAIL", target.model, f"watcher job {target.job_id} did not start: {exc}")
+            continue
+        started.append((target, waiter))
+    for target, waiter in started:
+        try:
+            run = waiter.result(timeout=timedelta(seconds=timeout_s))
+        except (OperationFailed, TimeoutError, DatabricksError) as exc:
+            report.add("FAIL", target.model, f"watcher job {target.job_id} run {waiter.run_id}: {exc}")
+            continue
+        state = run.state
+        result = state.result_state.value if state and state.result_state else "NONE"
+        where = f" ({run.run_page_url})" if run.run_page_url else ""
+        if result == "SUCCESS":
+            report.add("ok", target.model, f"watcher job {target.job_id} run {run.run_id} succeeded{where}")
+        else:
+            message = f": {state.state_message}" if state and state.state_message else ""
+            report.add("FAIL", target.model,
+                       f"watcher job {target.job_id} run {run.run_id} ended {result}{message}{where}")
+
+
+def smoke(stack: str, outputs: dict[str, Any], w: WorkspaceClient, *, models: list[str] | None = None,
+          watcher: bool = True, ready_timeout_s: float = 1800, run_timeout_s: float = 3600,
+          poll_s: float = 15) -> Report:
+    report = Report()
+    todo = targets(stack, outputs, models)
+    if not todo:
+        report.add("FAIL", "-", f"no models to check in stack {stack}")
+        return report
+    for target in todo:
+        try:
+            check_endpoint(w, target, report, ready_timeout_s, poll_s)
+        except DatabricksError as exc:
+            report.add("FAIL", target.model, f"{exc.error_code or type(exc).__name__}: {exc}")
+    if watcher:
+        run_watchers(w, todo, report, run_timeout_s)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Smoke test of a deployed lakehouse-mlops stack.")
+    parser.add_argument("--stack", required=True, help="Pulumi stack (dev, prod)")
+    parser.add_argument("--outputs", help="file holding `pulumi stack output --json` of the stack")
+    parser.add_argument("--host", help="workspace URL (default: DATABRICKS_HOST, else the stack config)")
+    parser.add_argument("--model", action="append", dest="models", help="only this model (repeatable)")
+    parser.add_argument("--no-watcher", action="store_true", help="do not run the watcher jobs")
+    parser.add_argument("--ready-timeout", type=float, default=1800, help="seconds for an endpoint to be READY")
+    parser.add_argument("--run-timeout", type=float, default=3600, help="seconds for a watcher run to finish")
+    parser.add_argument("--poll", type=float, default=15, help="seconds between endpoint state polls")
+    args = parser.parse_args(argv)
+    try:
+        outputs = load_outputs(args.outputs)
+        host = args.host or os.environ.get("DATABRICKS_HOST") or load_stack_config(args.stack).get("databricks:host")
+        w = WorkspaceClient(host=host)
+        report = smoke(args.stack, outputs, w, models=args.models, watcher=not args.no_watcher,
+                       ready_timeout_s=args.ready_timeout, run_timeout_s=args.run_timeout, poll_s=args.poll)
+    except (StackInfoError, json.JSONDecodeError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    counts = {s: sum(1 for line in report.lines if line[0] == s) for s in ("ok", "warn", "skip", "FAIL")}
+    print("smoke: " + ", ".join(f"{n} {s}" for s, n in counts.items()), flush=True)
+    return 1 if report.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
