@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -84,6 +85,15 @@ def _components(settings: Settings, spec: ModelSpec, clock: Clock, poll_interval
     return champion, logger, create_app(config, champion, logger)
 
 
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServerError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+
+
 def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off",
                           timeout_keep_alive=30)
@@ -139,6 +149,7 @@ def serve_forever(settings: Settings, model: str, host: str = "127.0.0.1", port:
                   on_ready=None) -> None:
     """Run the endpoint in the foreground until interrupted (Ctrl-C flushes the payload log)."""
     spec = load_spec(model)
+    _check_port(host, port)
     champion, logger, app = _components(settings, spec, utc_now, poll_interval, flush_interval, fsync,
                                         16 * 1024 * 1024)
     server = uvicorn.Server(_uvicorn_config(app, host, port))

@@ -1,0 +1,215 @@
+"""Unpacking: payload (inference) table rows -> the processed inference table, exactly once.
+
+One payload row is one request; it becomes one processed row per scored example, with the features,
+the prediction, an empty label (filled later by :mod:`workloads.labels`), the model version that
+served it, the request time, ``request_id`` (the client's ``client_request_id``, else the
+``databricks_request_id``) and ``example_id`` (``<request_id>:<row>``). Rows with a non-200 status,
+a logging error or an unreadable body are counted and skipped.
+
+Incremental and exactly once: a state table keeps the payload table's Delta version already
+unpacked (the watermark). A run unpacks the rows added since then, MERGEs them insert-only on
+``(request_id, example_id)``, and only then advances the watermark. A crash between the MERGE and the
+watermark makes the next run redo that range, and the insert-only MERGE turns the redo into a no-op.
+
+The row transform :func:`unpack_payload` is plain pandas; on Databricks it runs per partition through
+Spark ``mapInPandas`` (:func:`unpack_spark`), so both runtimes share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from workloads.errors import MlopsError
+from workloads.ports.tables import Tables, get_tables
+from workloads.serving.champion import version_of_entity
+from workloads.serving.payload_log import REQUEST_ID as PAYLOAD_REQUEST_ID
+from workloads.serving.payloads import PayloadError, conform, decode_body, parse_response, raw_frame
+from workloads.settings import Settings
+from workloads.specs import (
+    EXAMPLE_ID_COLUMN,
+    MODEL_ID_COLUMN,
+    REQUEST_ID_COLUMN,
+    TIMESTAMP_COLUMN,
+    Column,
+    ModelSpec,
+)
+
+KEYS = [REQUEST_ID_COLUMN, EXAMPLE_ID_COLUMN]
+SKIP_REASONS = ("status", "logging_error", "unparseable")
+VersionOf = Callable[[str | None], str | None]
+
+
+class UnpackError(MlopsError):
+    """Unpacking cannot run (e.g. the payload table does not exist yet)."""
+
+
+def state_table(spec: ModelSpec) -> str:
+    """Name of the table holding the unpack watermark of a model's payload table."""
+    return f"{spec.name}_unpack_state"
+
+
+def example_id(request_id: str, row: int) -> str:
+    """Id of the ``row``-th example of a request (what labels are joined on)."""
+    return f"{request_id}:{row}"
+
+
+_PANDAS_TYPES = {"bigint": "Int64", "int": "Int32", "double": "Float64", "float": "Float32",
+                 "boolean": "boolean", "string": "object"}
+_SPARK_TYPES = {"bigint": "bigint", "int": "int", "double": "double", "float": "float", "boolean": "boolean",
+                "string": "string", "timestamp": "timestamp", "date": "date"}
+
+
+def cast_columns(frame: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
+    """The frame restricted to ``columns`` with nullable dtypes matching their Spark types."""
+    out = {}
+    for col in columns:
+        values = frame[col.name] if col.name in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+        if col.type == "timestamp":
+            out[col.name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+        elif col.type == "date":
+            out[col.name] = pd.to_datetime(values).dt.date
+        elif col.type == "string":
+            out[col.name] = values.astype(object).where(values.notna(), None)
+        else:
+            out[col.name] = pd.array(values.astype(object).where(values.notna(), None).tolist(),
+                                     dtype=_PANDAS_TYPES[col.type])
+    return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
+
+
+def spark_schema(spec: ModelSpec) -> str:
+    """DDL schema of the processed table (for ``mapInPandas``)."""
+    return ", ".join(f"`{c.name}` {_SPARK_TYPES[c.type]}" for c in spec.processed_columns())
+
+
+@dataclass
+class UnpackBatch:
+    """Processed rows from some payload rows, and how many payload rows were skipped and why."""
+
+    frame: pd.DataFrame
+    payload_rows: int
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
+
+
+def _has_codes(codes) -> bool:
+    if codes is None or (isinstance(codes, float) and np.isnan(codes)):
+        return False
+    return len(codes) > 0
+
+
+def unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf = version_of_entity) -> UnpackBatch:
+    """Turn payload rows into processed rows (pure pandas; the shared transform of both runtimes)."""
+    batch = UnpackBatch(frame=pd.DataFrame(), payload_rows=len(payload))
+    pieces: list[pd.DataFrame] = []
+    for row in payload.itertuples(index=False):
+        if row.status_code is None or int(row.status_code) != 200:
+            batch.skipped["status"] += 1
+            continue
+        if _has_codes(row.logging_error_codes) or row.request is None or row.response is None:
+            batch.skipped["logging_error"] += 1
+            continue
+        try:
+            frame, _ = raw_frame(decode_body(row.request), spec.feature_names)
+            frame = conform(frame, spec)
+        except PayloadError:
+            batch.skipped["unparseable"] += 1
+            continue
+        predictions = parse_response(row.response)
+        if predictions is None or len(predictions) != len(frame):
+            batch.skipped["unparseable"] += 1
+            continue
+        request_id = row.client_request_id or getattr(row, PAYLOAD_REQUEST_ID)
+        frame[spec.prediction.name] = predictions
+        frame[MODEL_ID_COLUMN] = version_of(row.served_entity_id)
+        frame[TIMESTAMP_COLUMN] = row.request_time
+        frame[REQUEST_ID_COLUMN] = request_id
+        frame[EXAMPLE_ID_COLUMN] = [example_id(request_id, i) for i in range(len(frame))]
+        pieces.append(frame)
+    combined = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
+        {c.name: [] for c in spec.processed_columns()})
+    if not combined.empty and combined[TIMESTAMP_COLUMN].dt.tz is None:
+        combined[TIMESTAMP_COLUMN] = combined[TIMESTAMP_COLUMN].dt.tz_localize("UTC")
+    # A client retrying with the same client_request_id is one request: keep its first logged answer.
+    combined = combined.drop_duplicates(KEYS, keep="first")
+    batch.frame = cast_columns(combined, spec.processed_columns())
+    return batch
+
+
+def unpack_spark(payload_sdf, spec: ModelSpec):
+    """The same transform on a Spark DataFrame of payload rows (runs per partition with ``mapInPandas``)."""
+
+    def transform(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            yield unpack_payload(batch, spec).frame
+
+    return payload_sdf.mapInPandas(transform, schema=spark_schema(spec))
+
+
+@dataclass
+class UnpackResult:
+    """What one unpack run did."""
+
+    payload_rows: int
+    examples_written: int
+    skipped: dict[str, int]
+    from_version: int | None
+    to_version: int | None
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+def _watermark(tables: Tables, name: str, source: str) -> int | None:
+    if not tables.exists(name):
+        return None
+    state = tables.read(name)
+    state = state[state["source_table"] == source]
+    return None if state.empty else int(state["processed_version"].iloc[0])
+
+
+def unpack(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
+           version_of: VersionOf = version_of_entity) -> UnpackResult:
+    """Unpack the payload rows added since the last run into the processed table (exactly once).
+
+    Args:
+        settings: which catalog/schema and backend.
+        spec: the model whose payload table is unpacked.
+        tables: tables port (default: the configured backend's).
+        version_of: maps a payload row's ``served_entity_id`` to a model version.
+
+    Raises:
+        UnpackError: the payload table does not exist (nothing was ever served and logged).
+    """
+    tables = tables or get_tables(settings)
+    payload_name = settings.table(spec.payload_table)
+    processed_name = settings.table(spec.processed_table)
+    state_name = settings.table(state_table(spec))
+    if not tables.exists(payload_name):
+        raise UnpackError(f"payload table {payload_name} does not exist yet; serve the model and send traffic "
+                          f"first (mlops serve --model {spec.name}; mlops traffic --model {spec.name})")
+    current = tables.version(payload_name)
+    last = _watermark(tables, state_name, payload_name)
+    if last is not None and last >= current:
+        return UnpackResult(0, 0, dict.fromkeys(SKIP_REASONS, 0), last, current)
+    payload = tables.read(payload_name, version=current)
+    if last is not None:
+        seen = tables.read(payload_name, columns=[PAYLOAD_REQUEST_ID], version=last)[PAYLOAD_REQUEST_ID]
+        payload = payload[~payload[PAYLOAD_REQUEST_ID].isin(set(seen))]
+    batch = unpack_payload(payload, spec, version_of)
+    written = 0
+    if not batch.frame.empty:
+        metrics = tables.merge(processed_name, batch.frame, keys=KEYS, update=False)
+        written = int(metrics.get("num_target_rows_inserted", 0))
+    tables.merge(state_name, pd.DataFrame({
+        "source_table": [payload_name],
+        "processed_version": [current],
+        "payload_rows": [batch.payload_rows],
+        "examples_written": [written],
+        "updated_at": [datetime.now(UTC)],
+    }), keys=["source_table"], update=True)
+    return UnpackResult(batch.payload_rows, written, batch.skipped, last, current)
