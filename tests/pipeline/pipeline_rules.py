@@ -31,13 +31,15 @@ know is an error.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jsonschema
 import yaml
@@ -539,7 +541,7 @@ def check_deploy_prod(doc: dict) -> list[str]:
         if at is None:
             problems.append(f"DeployProd's deployment job does not run {name}")
     found = [(name, at) for name, at in order if at is not None]
-    for (first, a), (then, b) in zip(found, found[1:]):
+    for (first, a), (then, b) in itertools.pairwise(found):
         if a > b:
             problems.append(f"DeployProd runs {then} before {first}")
     return problems
