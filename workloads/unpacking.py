@@ -95,10 +95,12 @@ class UnpackBatch:
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0))
 
 
+def _missing(value) -> bool:
+    return value is None or (not isinstance(value, (list, np.ndarray)) and bool(pd.isna(value)))
+
+
 def _has_codes(codes) -> bool:
-    if codes is None or (isinstance(codes, float) and np.isnan(codes)):
-        return False
-    return len(codes) > 0
+    return not _missing(codes) and len(codes) > 0
 
 
 def unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf = version_of_entity) -> UnpackBatch:
@@ -106,10 +108,10 @@ def unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf
     batch = UnpackBatch(frame=pd.DataFrame(), payload_rows=len(payload))
     pieces: list[pd.DataFrame] = []
     for row in payload.itertuples(index=False):
-        if row.status_code is None or int(row.status_code) != 200:
+        if _missing(row.status_code) or int(row.status_code) != 200:
             batch.skipped["status"] += 1
             continue
-        if _has_codes(row.logging_error_codes) or row.request is None or row.response is None:
+        if _has_codes(row.logging_error_codes) or _missing(row.request) or _missing(row.response):
             batch.skipped["logging_error"] += 1
             continue
         try:
@@ -122,7 +124,7 @@ def unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf
         if predictions is None or len(predictions) != len(frame):
             batch.skipped["unparseable"] += 1
             continue
-        request_id = row.client_request_id or getattr(row, PAYLOAD_REQUEST_ID)
+        request_id = getattr(row, PAYLOAD_REQUEST_ID) if _missing(row.client_request_id) else row.client_request_id
         frame[spec.prediction.name] = predictions
         frame[MODEL_ID_COLUMN] = version_of(row.served_entity_id)
         frame[TIMESTAMP_COLUMN] = row.request_time
