@@ -8,11 +8,12 @@ The endpoint names, watcher job ids and registered model names come from `pulumi
 auth is whatever databricks-sdk finds in the environment: in the pipeline DATABRICKS_AUTH_TYPE=azure-cli
 inside an AzureCLI@2 task (workload identity federation), the host from the stack config.
 
-Per model:
-- registered model has a `champion` alias -> the endpoint must become READY and answer one request
-  (a row built from the model spec). HTTP 200 passes; a 4xx from the model (it answered, but rejected
-  the synthetic row) passes with a warning; anything else fails. No champion -> the endpoint is deferred
-  by the infra program, so it is skipped with a warning (bootstrap: see docs/deploy.md).
+Per model (stack output `models.<model>`: endpoint_name, watcher_job_id, registered_model):
+- an endpoint in the outputs (the infra program declares it once the model has a `champion` alias)
+  must become READY and answer one request, a row built from the model spec. HTTP 200 with predictions
+  passes; HTTP 400 (the model answered but refused the synthetic row) passes with a warning; anything
+  else fails. No endpoint (deferred: no champion yet) is skipped with a warning; see docs/deploy.md for
+  bootstrapping the first champion.
 - the watcher job is started (`run_now`) and must finish with result SUCCESS.
 Exit code 0 when nothing failed, 1 otherwise; every check is one line of the report.
 """
@@ -29,23 +30,20 @@ from datetime import timedelta
 from typing import Any
 
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import BadRequest, DatabricksError, NotFound, OperationFailed
+from databricks.sdk.errors import BadRequest, DatabricksError, OperationFailed
 
 from infra.pipeline.stack_info import (
     StackInfoError,
     deployed_models,
     load_outputs,
     load_stack_config,
-    stack_env,
 )
 
 CHAMPION = "champion"
-ENDPOINT_KEYS = ("endpoint", "endpoint_name", "endpointName", "serving_endpoint", "servingEndpoint")
-JOB_KEYS = ("watcher_job_id", "watcherJobId", "watcher_job", "watcherJob", "job_id", "jobId")
-MODEL_KEYS = ("registered_model", "registeredModel", "registered_model_name", "registeredModelName")
-ENDPOINTS_OUTPUTS = ("endpoints", "serving_endpoints", "servingEndpoints", "endpoint_names", "endpointNames")
-JOBS_OUTPUTS = ("watcher_jobs", "watcherJobs", "watcher_job_ids", "watcherJobIds", "jobs")
-MODELS_OUTPUTS = ("registered_models", "registeredModels")
+# Keys of each model's entry in the `models` stack output (infra/components/model.py ModelDeployment).
+ENDPOINT_KEY = "endpoint_name"
+JOB_KEY = "watcher_job_id"
+REGISTERED_MODEL_KEY = "registered_model"
 
 
 @dataclass
@@ -74,28 +72,9 @@ class Report:
         return any(status == "FAIL" for status, _, _ in self.lines)
 
 
-def _pick(mapping: Any, keys: tuple[str, ...]) -> Any:
-    if not isinstance(mapping, dict):
-        return None
-    for key in keys:
-        if mapping.get(key) not in (None, ""):
-            return mapping[key]
-    return None
-
-
-def _per_model(outputs: dict[str, Any], keys: tuple[str, ...], model: str) -> Any:
-    for key in keys:
-        value = outputs.get(key)
-        if isinstance(value, dict) and value.get(model) not in (None, ""):
-            return value[model]
-    return None
-
-
 def _job_id(value: Any, model: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, dict):
-        value = _pick(value, ("id", "job_id", "jobId"))
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -103,29 +82,19 @@ def _job_id(value: Any, model: str) -> int | None:
 
 
 def targets(stack: str, outputs: dict[str, Any], only: list[str] | None = None) -> list[Target]:
-    """Per model: endpoint name, watcher job id and registered model name from the stack outputs.
+    """Per deployed model: endpoint name, watcher job id and registered model from the `models` output.
 
-    Accepts either a `models` output mapping model -> {endpoint, watcher_job_id, registered_model} or
-    flat outputs mapping model -> value (`endpoints`, `watcher_jobs`, `registered_models`). A missing
-    registered model name is derived from the stack config: <catalog>.<schema>.<model>_model.
+    The models are the keys of that output, else (no outputs yet) the stack config's model list. A model
+    whose endpoint name is null has its endpoint deferred (no champion at deploy time).
     """
-    result = []
-    env = None
     per_model = outputs.get("models") if isinstance(outputs.get("models"), dict) else {}
+    result = []
     for model in deployed_models(stack, outputs):
         if only and model not in only:
             continue
-        nested = per_model.get(model) if isinstance(per_model.get(model), dict) else {}
-        endpoint = _pick(nested, ENDPOINT_KEYS) or _per_model(outputs, ENDPOINTS_OUTPUTS, model)
-        if isinstance(endpoint, dict):
-            endpoint = _pick(endpoint, ("name",))
-        job = _pick(nested, JOB_KEYS) or _per_model(outputs, JOBS_OUTPUTS, model)
-        registered = _pick(nested, MODEL_KEYS) or _per_model(outputs, MODELS_OUTPUTS, model)
-        if not registered:
-            env = env or stack_env(stack)
-            schema = env.get("MLOPS_SCHEMA", "bakehouse_ml")
-            registered = f"{env[f'MLOPS_CATALOG_{stack.upper()}']}.{schema}.{model}_model"
-        result.append(Target(model, endpoint or None, _job_id(job, model), registered))
+        entry = per_model.get(model) if isinstance(per_model.get(model), dict) else {}
+        result.append(Target(model, entry.get(ENDPOINT_KEY) or None, _job_id(entry.get(JOB_KEY), model),
+                             entry.get(REGISTERED_MODEL_KEY)))
     return result
 
 
@@ -136,11 +105,6 @@ def example_row(model: str) -> dict[str, Any]:
     samples = {"string": "smoke-test", "bigint": 1, "int": 1, "double": 1.0, "float": 1.0,
                "boolean": False, "timestamp": "2024-01-01T00:00:00", "date": "2024-01-01"}
     return {column.name: samples[column.type] for column in load_spec(model).features}
-
-
-def has_champion(w: WorkspaceClient, registered_model: str) -> bool:
-    info = w.registered_models.get(registered_model, include_aliases=True)
-    return any(alias.alias_name == CHAMPION for alias in info.aliases or [])
 
 
 def wait_ready(w: WorkspaceClient, name: str, timeout_s: float, poll_s: float) -> str | None:
@@ -162,17 +126,10 @@ def wait_ready(w: WorkspaceClient, name: str, timeout_s: float, poll_s: float) -
 def check_endpoint(w: WorkspaceClient, target: Target, report: Report, ready_timeout_s: float,
                    poll_s: float) -> None:
     model = target.model
-    try:
-        champion = has_champion(w, target.registered_model)
-    except NotFound:
-        champion = False
-    if not champion:
-        report.add("skip", model, f"no '{CHAMPION}' alias on {target.registered_model}: the endpoint is "
-                                  "deferred until a first champion exists")
-        return
     if not target.endpoint:
-        report.add("FAIL", model, f"{target.registered_model} has a champion but the stack outputs no "
-                                  "serving endpoint for it")
+        report.add("skip", model, f"no serving endpoint in the stack outputs: deferred because "
+                                  f"{target.registered_model or 'the registered model'} had no '{CHAMPION}' "
+                                  "alias at deploy time (bootstrap a champion: docs/deploy.md)")
         return
     try:
         problem = wait_ready(w, target.endpoint, ready_timeout_s, poll_s)

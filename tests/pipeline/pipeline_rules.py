@@ -282,8 +282,14 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _at(tokens: list[tuple[str, str]], i: int) -> tuple[str, str]:
+    if i >= len(tokens):
+        raise ConditionError("condition ends too early (unbalanced parentheses?)")
+    return tokens[i]
+
+
 def _parse(tokens: list[tuple[str, str]], i: int = 0):
-    kind, value = tokens[i]
+    kind, value = _at(tokens, i)
     if kind == "str":
         return ("lit", value[1:-1].replace("''", "'")), i + 1
     if kind == "num":
@@ -294,20 +300,20 @@ def _parse(tokens: list[tuple[str, str]], i: int = 0):
         return ("lit", value.lower() == "true"), i + 1
     if i + 1 < len(tokens) and tokens[i + 1] == ("punct", "["):
         key, j = _parse(tokens, i + 2)
-        if tokens[j] != ("punct", "]"):
+        if _at(tokens, j) != ("punct", "]"):
             raise ConditionError("expected ]")
         return ("index", value, key[1]), j + 1
     if i + 1 < len(tokens) and tokens[i + 1] == ("punct", "("):
         args, j = [], i + 2
-        if tokens[j] != ("punct", ")"):
+        if _at(tokens, j) != ("punct", ")"):
             while True:
                 arg, j = _parse(tokens, j)
                 args.append(arg)
-                if tokens[j] == ("punct", ","):
+                if _at(tokens, j) == ("punct", ","):
                     j += 1
                     continue
                 break
-        if tokens[j] != ("punct", ")"):
+        if _at(tokens, j) != ("punct", ")"):
             raise ConditionError(f"expected ) after arguments of {value}")
         return ("call", value.lower(), args), j + 1
     return ("ref", value), i + 1

@@ -1,0 +1,219 @@
+"""The promotion order of azure-pipelines.yml: build -> (PR: preview) -> deploy dev -> deploy prod, deploys
+only from main through deployment jobs bound to environments, never on pull requests. Each rule is shown
+to pass on the real pipeline and to reject a pipeline broken in the way it guards against."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pipeline_rules as rules
+import pytest
+
+
+@pytest.fixture(scope="module")
+def doc():
+    return rules.load_pipeline()
+
+
+@pytest.fixture
+def bad(doc):
+    return copy.deepcopy(doc)
+
+
+@pytest.mark.parametrize("rule", list(rules.RULES))
+def test_rule_holds_for_the_pipeline(doc, rule):
+    assert rules.RULES[rule](doc) == []
+
+
+def test_stage_order_and_dependencies(doc):
+    assert [s["stage"] for s in rules.stages(doc)] == ["Build", "Preview", "DeployDev", "DeployProd"]
+    assert {s["stage"]: rules.dependencies(doc, s) for s in rules.stages(doc)} == {
+        "Build": [], "Preview": ["Build"], "DeployDev": ["Build"], "DeployProd": ["DeployDev"]}
+
+
+@pytest.mark.parametrize("run,expected", [
+    ("pull request into main", {"Build", "Preview"}),
+    ("push to main", {"Build", "DeployDev", "DeployProd"}),
+    ("batched push to main", {"Build", "DeployDev", "DeployProd"}),
+    ("manual run of main", {"Build", "DeployDev", "DeployProd"}),
+    ("push to a feature branch", {"Build"}),
+    ("manual run of a feature branch", {"Build"}),
+    ("push to a branch named like main", {"Build"}),
+])
+def test_which_stages_run(doc, run, expected):
+    assert rules.ran(rules.simulate(doc, rules.RUNS[run])) == expected
+
+
+def test_deploying_stages_are_exactly_the_deploy_stages(doc):
+    assert rules.deploying_stages(doc) == {"DeployDev", "DeployProd"}
+
+
+def test_failures_stop_the_promotion(doc):
+    main = rules.RUNS["push to main"]
+    assert rules.simulate(doc, main, fail={"DeployDev"})["DeployProd"] == "Skipped"
+    after_build_failure = rules.simulate(doc, main, fail={"Build"})
+    assert after_build_failure["DeployDev"] == after_build_failure["DeployProd"] == "Skipped"
+
+
+def test_the_condition_model_follows_azure_semantics():
+    ev = rules.evaluate
+    p = rules.parse_condition
+    v = {"Build.SourceBranch": "refs/heads/main", "Build.Reason": "PullRequest"}
+    assert ev(p("and(succeeded(), eq(variables['Build.SourceBranch'], 'REFS/heads/main'))"), v, ["Succeeded"])
+    assert not ev(p("succeeded()"), v, ["Skipped"]), "a skipped dependency is not success"
+    assert ev(p("succeeded()"), v, [])
+    assert ev(p("in(variables['Build.Reason'], 'Manual', 'PullRequest')"), v, [])
+    assert ev(p("not(startsWith(variables.Build.SourceBranch, 'refs/pull/'))"), v, [])
+    assert ev(p("eq('it''s', 'IT''S')"), v, [])
+    with pytest.raises(rules.ConditionError):
+        rules.parse_condition("and(succeeded(), eq(variables['x'], 'y')")
+
+
+def test_build_runs_the_readme_test_command_verbatim(doc):
+    command = rules.readme_test_command()
+    assert command == "python3 -m pip install -q uv && uv run --locked pytest"
+    scripts = [rules.step_script(step) for _, step in rules.stage_steps(rules.stage_by_id(doc, "Build"))]
+    assert command in scripts
+
+
+def test_no_secret_values_in_the_pipeline():
+    """Secrets are referenced ($(VAR) from a variable group, or the job token), never written down."""
+    text = rules.PIPELINE.read_text()
+    for name in ("PULUMI_CONFIG_PASSPHRASE", "ARM_CLIENT_SECRET", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_SECRET",
+                 "AZURE_STORAGE_KEY", "SYSTEM_ACCESSTOKEN"):
+        for match in re.finditer(rf"^\s*{name}:\s*(.+)$", text, re.MULTILINE):
+            assert re.fullmatch(r"\$\([\w.]+\)", match.group(1).strip()), f"{name} has a literal value"
+    assert not re.search(r"dapi[0-9a-f]{8,}", text)
+
+
+def test_databricks_and_pulumi_run_under_the_azure_cli_login(doc):
+    """Everything that talks to Azure or Databricks runs inside an AzureCLI@2 task (workload identity
+    federation through the service connection), with Databricks auth type azure-cli."""
+    variables = {v.get("name"): v.get("value") for v in doc["variables"] if "name" in v}
+    assert variables["DATABRICKS_AUTH_TYPE"] == "azure-cli"
+    assert any(v.get("group") for v in doc["variables"]), "no variable group for the backend settings"
+    for stage in rules.stages(doc):
+        for _, step in rules.stage_steps(stage):
+            text = rules.step_script(step)
+            if re.search(r"\bpulumi (login|preview|up)\b|smoke\.py|\buv run (--locked )?mlops\b", text):
+                assert step.get("task") == "AzureCLI@2", text
+                subscription = step["inputs"]["azureSubscription"]
+                assert subscription.startswith("${{ parameters.") and "ServiceConnection" in subscription
+
+
+# ----------------------------------------------------------------------- mutated pipelines
+def test_prod_not_depending_on_dev_is_rejected(bad):
+    rules.stage_by_id(bad, "DeployProd")["dependsOn"] = "Build"
+    assert "DeployProd does not depend on DeployDev" in rules.check_rules(bad)
+
+
+def test_implicit_dependency_on_the_previous_stage_is_understood(doc, bad):
+    """Without dependsOn a stage depends on the stage before it: dropping prod's dependsOn keeps the order,
+    moving prod before dev without one breaks it."""
+    del rules.stage_by_id(bad, "DeployProd")["dependsOn"]
+    assert rules.check_rules(bad) == []
+    moved = copy.deepcopy(doc)
+    prod = rules.stage_by_id(moved, "DeployProd")
+    del prod["dependsOn"]
+    moved["stages"].remove(prod)
+    moved["stages"].insert(2, prod)
+    assert "DeployProd does not depend on DeployDev" in rules.check_rules(moved)
+
+
+@pytest.mark.parametrize("stage,condition", [
+    ("DeployDev", "succeeded()"),
+    ("DeployDev", None),
+    ("DeployProd", "always()"),
+    ("DeployProd", "or(succeeded(), eq(variables['Build.Reason'], 'PullRequest'))"),
+])
+def test_deploy_stage_reachable_on_a_pull_request_is_rejected(bad, stage, condition):
+    target = rules.stage_by_id(bad, stage)
+    if condition is None:
+        del target["condition"]
+    else:
+        target["condition"] = condition
+    problems = rules.check_runs(bad)
+    assert any(p.startswith("pull request into main: deploying stages run") and stage in p for p in problems), problems
+
+
+def test_deploying_from_any_branch_is_rejected(bad):
+    for stage in ("DeployDev", "DeployProd"):
+        rules.stage_by_id(bad, stage)["condition"] = (
+            "and(succeeded(), ne(variables['Build.Reason'], 'PullRequest'))")
+    problems = rules.check_runs(bad)
+    assert any(p.startswith("push to a feature branch: deploying stages run") for p in problems), problems
+
+
+def test_branch_name_check_instead_of_ref_is_rejected(bad):
+    for stage in ("DeployDev", "DeployProd"):
+        rules.stage_by_id(bad, stage)["condition"] = (
+            "and(succeeded(), eq(variables['Build.SourceBranchName'], 'main'))")
+    problems = rules.check_runs(bad)
+    assert any(p.startswith("push to a branch named like main: deploying stages run") for p in problems), problems
+
+
+def test_deploy_that_never_runs_on_main_is_rejected(bad):
+    rules.stage_by_id(bad, "DeployProd")["condition"] = "and(succeeded(), eq(variables['Build.Reason'], 'Schedule'))"
+    assert "push to main: ['DeployProd'] do not run" in rules.check_runs(bad)
+
+
+def test_prod_running_after_a_failed_dev_is_rejected(bad):
+    rules.stage_by_id(bad, "DeployProd")["condition"] = (
+        "and(eq(variables['Build.SourceBranch'], 'refs/heads/main'), ne(variables['Build.Reason'], 'PullRequest'))")
+    assert "push to main with DeployDev failing: ['DeployProd'] still run" in rules.check_runs(bad)
+
+
+def test_plain_job_instead_of_deployment_job_is_rejected(bad):
+    stage = rules.stage_by_id(bad, "DeployProd")
+    deployment = stage["jobs"][0]
+    stage["jobs"][0] = {"job": "DeployProd", "steps": rules.job_steps(deployment)}
+    problems = rules.check_rules(bad)
+    assert f"DeployProd's deployment jobs are not bound to environment {rules.PROD_ENV}" in problems
+    assert "DeployProd/DeployProd runs `pulumi up` outside a deployment job bound to an environment" in problems
+    assert "DeployProd/DeployProd runs `mlops promote` outside a deployment job bound to an environment" in problems
+
+
+def test_prod_bound_to_the_dev_environment_is_rejected(bad):
+    rules.stage_by_id(bad, "DeployProd")["jobs"][0]["environment"] = rules.DEV_ENV
+    assert f"DeployProd's deployment jobs are not bound to environment {rules.PROD_ENV}" in rules.check_rules(bad)
+
+
+def test_pulumi_up_in_the_preview_stage_is_rejected(bad):
+    steps = rules.stage_by_id(bad, "Preview")["jobs"][0]["steps"]
+    cli = next(s for s in steps if s.get("task") == "AzureCLI@2")
+    cli["inputs"]["inlineScript"] = cli["inputs"]["inlineScript"].replace("pulumi preview", "pulumi up --yes")
+    problems = rules.check_rules(bad)
+    assert "Preview/Preview runs `pulumi up` outside a deployment job bound to an environment" in problems
+    assert any(p.startswith("pull request into main: deploying stages run: ['Preview']") for p in problems)
+
+
+def test_preview_without_the_policy_pack_is_rejected(bad):
+    for step in rules.stage_by_id(bad, "Preview")["jobs"][0]["steps"]:
+        if step.get("task") == "AzureCLI@2":
+            step["inputs"]["inlineScript"] = step["inputs"]["inlineScript"].replace(" --policy-pack infra/policy", "")
+    problems = rules.check_preview(bad)
+    assert problems == [f"Preview does not run `pulumi preview --diff --policy-pack infra/policy` for {s}"
+                        for s in ("dev", "prod")]
+
+
+def test_promoting_before_prod_is_up_is_rejected(bad):
+    steps = rules.stage_by_id(bad, "DeployProd")["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"]
+    up = next(i for i, s in enumerate(steps) if "pulumi up" in rules.step_script(s))
+    promote = next(i for i, s in enumerate(steps) if "mlops --backend" in rules.step_script(s))
+    steps[up], steps[promote] = steps[promote], steps[up]
+    assert "DeployProd runs mlops promote --from dev --to prod before pulumi up --stack prod --yes" in \
+        rules.check_deploy_prod(bad)
+
+
+def test_changed_test_command_is_rejected(bad):
+    for step in rules.stage_by_id(bad, "Build")["jobs"][0]["steps"]:
+        if "script" in step and "pytest" in step["script"]:
+            step["script"] = "python3 -m pip install -q uv && uv run pytest -x"
+    assert any(p.startswith("Build does not run the README test command verbatim") for p in rules.check_build(bad))
+
+
+def test_smoke_dropped_from_dev_is_rejected(bad):
+    deploy = rules.stage_by_id(bad, "DeployDev")["jobs"][0]["strategy"]["runOnce"]["deploy"]
+    deploy["steps"] = [s for s in deploy["steps"] if "smoke.py" not in rules.step_script(s)]
+    assert "DeployDev does not run the smoke test after `pulumi up`" in rules.check_deploy_dev(bad)

@@ -1,0 +1,247 @@
+"""infra/pipeline/smoke.py against a fake Databricks REST API on 127.0.0.1: the real databricks-sdk client
+serialises the requests, the fake answers like the workspace would."""
+
+from __future__ import annotations
+
+import ast
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from databricks.sdk import WorkspaceClient
+
+from infra.pipeline import smoke
+from workloads.specs import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = ["bakehouse_autolog", "bakehouse_decorators", "bakehouse_large_order"]
+
+
+class FakeWorkspace:
+    """State behind the fake REST API, and a log of every request it got."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, str, dict | None]] = []
+        self.endpoint_states: dict[str, list[dict]] = {}  # name -> successive `state` objects
+        self.invocation: dict[str, tuple[int, dict]] = {}  # name -> (status, body)
+        self.run_results: dict[int, str] = {}  # job id -> result_state
+        self.runs: dict[int, int] = {}  # run id -> job id
+
+    def handle(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
+        self.requests.append((method, path, body))
+        parts = path.strip("/").split("/")
+        if method == "GET" and path.startswith("/api/2.0/serving-endpoints/"):
+            name = parts[-1]
+            if name not in self.endpoint_states:
+                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Endpoint {name} not found"}
+            states = self.endpoint_states[name]
+            state = states.pop(0) if len(states) > 1 else states[0]
+            return 200, {"name": name, "state": state}
+        if method == "POST" and path.startswith("/serving-endpoints/") and path.endswith("/invocations"):
+            return self.invocation.get(parts[1], (404, {"error_code": "RESOURCE_DOES_NOT_EXIST",
+                                                         "message": "no such endpoint"}))
+        if method == "POST" and path.endswith("/jobs/run-now"):
+            job_id = int(body["job_id"])
+            if job_id not in self.run_results:
+                return 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": f"Job {job_id} does not exist."}
+            run_id = 1000 + job_id
+            self.runs[run_id] = job_id
+            return 200, {"run_id": run_id, "number_in_job": run_id}
+        if method == "GET" and path.endswith("/jobs/runs/get"):
+            run_id = int(query["run_id"][0])
+            result = self.run_results[self.runs[run_id]]
+            state = {"life_cycle_state": "TERMINATED", "result_state": result,
+                     "state_message": "" if result == "SUCCESS" else "Task evaluate failed: boom"}
+            return 200, {"run_id": run_id, "job_id": self.runs[run_id], "state": state,
+                         "run_page_url": f"https://example/#job/{self.runs[run_id]}/run/{run_id}"}
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"fake has no {method} {path}"}
+
+    def calls(self, method: str, suffix: str) -> list[dict | None]:
+        return [body for m, p, body in self.requests if m == method and p.endswith(suffix)]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    workspace = FakeWorkspace()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self, method):
+            url = urlparse(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            status, payload = workspace.handle(method, url.path, parse_qs(url.query), body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._serve("GET")
+
+        def do_POST(self):
+            self._serve("POST")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    workspace.url = f"http://127.0.0.1:{server.server_address[1]}"
+    for key in ("DATABRICKS_AUTH_TYPE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "ARM_CLIENT_ID",
+                "ARM_CLIENT_SECRET", "ARM_TENANT_ID", "DATABRICKS_CONFIG_PROFILE", "TF_BUILD"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "/nonexistent/databrickscfg")
+    monkeypatch.setenv("DATABRICKS_HOST", workspace.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-fake")
+    yield workspace
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def outputs(endpoints: dict[str, str | None], jobs: dict[str, int]) -> dict:
+    return {"catalog": "mlops_dev", "models": {
+        model: {"registered_model": f"mlops_dev.bakehouse_ml.{model}_model", "endpoint_name": endpoints.get(model),
+                "watcher_job_id": jobs.get(model), "training_job_id": 1, "batch_job_id": 2}
+        for model in endpoints}}
+
+
+def client(fake) -> WorkspaceClient:
+    return WorkspaceClient(host=fake.url, token="dapi-fake", auth_type="pat")
+
+
+READY = {"ready": "READY", "config_update": "NOT_UPDATING"}
+
+
+def test_healthy_stack_passes_and_the_sdk_sent_real_requests(fake):
+    fake.endpoint_states["bakehouse-autolog"] = [READY]
+    fake.invocation["bakehouse-autolog"] = (200, {"predictions": [3.25]})
+    fake.run_results.update({101: "SUCCESS", 102: "SUCCESS"})
+    out = outputs({"bakehouse_autolog": "bakehouse-autolog", "bakehouse_decorators": None},
+                  {"bakehouse_autolog": 101, "bakehouse_decorators": 102})
+
+    report = smoke.smoke("dev", out, client(fake), poll_s=0.01)
+
+    assert not report.failed, report.lines
+    assert [(status, model) for status, model, _ in report.lines] == [
+        ("ok", "bakehouse_autolog"), ("skip", "bakehouse_decorators"),  # endpoints
+        ("ok", "bakehouse_autolog"), ("ok", "bakehouse_decorators")]  # watcher runs
+    # The endpoint got one dataframe_records row with every feature of the spec, typed by the spec.
+    (body,) = fake.calls("POST", "/serving-endpoints/bakehouse-autolog/invocations")
+    (row,) = body["dataframe_records"]
+    spec = load_spec("bakehouse_autolog")
+    assert list(row) == spec.feature_names
+    assert row["unitPrice"] == 1 and row["product"] == "smoke-test"
+    # Each watcher job was started once, by id; the deferred endpoint was never touched.
+    assert sorted(b["job_id"] for b in fake.calls("POST", "/jobs/run-now")) == [101, 102]
+    assert not [p for _, p, _ in fake.requests if "bakehouse-decorators" in p]
+
+
+def test_failed_watcher_run_fails_the_smoke_with_its_message(fake):
+    fake.run_results[7] = "FAILED"
+    out = outputs({"bakehouse_large_order": None}, {"bakehouse_large_order": 7})
+
+    report = smoke.smoke("dev", out, client(fake), poll_s=0.01)
+
+    assert report.failed
+    (fail,) = [m for s, _, m in report.lines if s == "FAIL"]
+    assert "ended FAILED" in fail and "Task evaluate failed: boom" in fail and "run/1007" in fail
+
+
+def test_endpoint_that_never_gets_ready_fails_after_the_timeout(fake):
+    fake.endpoint_states["bakehouse-autolog"] = [{"ready": "NOT_READY", "config_update": "IN_PROGRESS"}]
+    fake.run_results[1] = "SUCCESS"
+    out = outputs({"bakehouse_autolog": "bakehouse-autolog"}, {"bakehouse_autolog": 1})
+
+    report = smoke.smoke("dev", out, client(fake), ready_timeout_s=0.2, poll_s=0.02)
+
+    assert report.failed
+    (fail,) = [m for s, _, m in report.lines if s == "FAIL"]
+    assert "not ready after" in fail and "IN_PROGRESS" in fail
+    assert not fake.calls("POST", "/invocations"), "queried an endpoint that was not ready"
+    assert len(fake.calls("GET", "/serving-endpoints/bakehouse-autolog")) >= 2, "did not poll"
+
+
+def test_endpoint_becoming_ready_is_waited_for(fake):
+    fake.endpoint_states["bakehouse-autolog"] = [{"ready": "NOT_READY", "config_update": "IN_PROGRESS"},
+                                                 {"ready": "READY", "config_update": "IN_PROGRESS"}, READY]
+    fake.invocation["bakehouse-autolog"] = (200, {"predictions": [1.0]})
+    out = outputs({"bakehouse_autolog": "bakehouse-autolog"}, {})
+
+    report = smoke.smoke("dev", out, client(fake), watcher=False, ready_timeout_s=5, poll_s=0.01)
+
+    assert [s for s, _, _ in report.lines] == ["ok"]
+    assert len(fake.calls("GET", "/serving-endpoints/bakehouse-autolog")) == 3
+
+
+@pytest.mark.parametrize("status,payload,expected", [
+    (400, {"error_code": "BAD_REQUEST", "message": "Incompatible input types for column product"}, "warn"),
+    (500, {"error_code": "INTERNAL_ERROR", "message": "model server crashed"}, "FAIL"),
+    (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "endpoint gone"}, "FAIL"),
+    (200, {"predictions": []}, "FAIL"),
+])
+def test_endpoint_answers_are_judged(fake, status, payload, expected):
+    fake.endpoint_states["bakehouse-autolog"] = [READY]
+    fake.invocation["bakehouse-autolog"] = (status, payload)
+    out = outputs({"bakehouse_autolog": "bakehouse-autolog"}, {})
+
+    report = smoke.smoke("dev", out, client(fake), watcher=False, poll_s=0.01)
+
+    (line,) = report.lines
+    assert line[0] == expected, line
+    if status != 200:
+        assert payload["message"] in line[2]
+
+
+def test_missing_job_id_and_unknown_job_fail(fake):
+    out = outputs({"bakehouse_autolog": None, "bakehouse_large_order": None}, {"bakehouse_large_order": 99})
+
+    report = smoke.smoke("dev", out, client(fake), poll_s=0.01)
+
+    fails = {model: message for status, model, message in report.lines if status == "FAIL"}
+    assert "no watcher job id" in fails["bakehouse_autolog"]
+    assert "did not start" in fails["bakehouse_large_order"] and "Job 99 does not exist" in fails["bakehouse_large_order"]
+
+
+def test_cli_reads_the_outputs_file_and_exits_nonzero_on_failure(fake, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TF_BUILD", "True")
+    fake.run_results.update({1: "SUCCESS", 2: "TIMEDOUT"})
+    path = tmp_path / "outputs-dev.json"
+    path.write_text(json.dumps(outputs({"bakehouse_autolog": None, "bakehouse_large_order": None},
+                                       {"bakehouse_autolog": 1, "bakehouse_large_order": 2})))
+
+    code = smoke.main(["--stack", "dev", "--outputs", str(path), "--poll", "0.01"])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "ended TIMEDOUT" in out
+    assert "##vso[task.logissue type=error]smoke bakehouse_large_order" in out
+    assert "smoke: 1 ok, 0 warn, 2 skip, 1 FAIL" in out
+
+    fake.run_results[2] = "SUCCESS"
+    assert smoke.main(["--stack", "dev", "--outputs", str(path), "--model", "bakehouse_large_order"]) == 0
+
+
+def test_without_outputs_the_models_come_from_the_stack_config():
+    todo = smoke.targets("dev", {})
+    assert [t.model for t in todo] == smoke.deployed_models("dev", None)
+    assert all(t.endpoint is None and t.job_id is None for t in todo)
+
+
+def test_output_keys_match_what_the_infra_program_exports():
+    """The keys smoke.py reads are the ones ModelDeployment puts in each model's stack output entry."""
+    source = (ROOT / "infra" / "components" / "model.py").read_text()
+    keys = set()
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+                and any(isinstance(t, ast.Attribute) and t.attr == "outputs" for t in node.targets)):
+            keys |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+    assert {smoke.ENDPOINT_KEY, smoke.JOB_KEY, smoke.REGISTERED_MODEL_KEY} <= keys, keys
+    main = (ROOT / "infra" / "__main__.py").read_text()
+    assert 'pulumi.export("models", {name: deployment.outputs' in main
