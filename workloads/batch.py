@@ -86,8 +86,11 @@ def score_batch(settings: Settings, spec: ModelSpec, source_table: str | None = 
                          "score_batch_id": batch_id, "environment": settings.env})
         from mlflow.data.delta_dataset_source import DeltaDatasetSource
 
-        version = tables.version(source_table) if source_table and tables.exists(source_table) else None
-        ds_source = DeltaDatasetSource(delta_table_name=source_table, delta_table_version=version)
+        if source_table:
+            version = tables.version(source_table) if tables.exists(source_table) else None
+            ds_source = DeltaDatasetSource(delta_table_name=source_table, delta_table_version=version)
+        else:
+            ds_source = "in-memory frame"
         feature_cols = [c for c in [*spec.feature_names, spec.label.name] if c in frame.columns]
         mlflow.log_input(mlflow.data.from_pandas(frame[feature_cols], source=ds_source, name=f"{spec.name}_batch"),
                          context="inference")

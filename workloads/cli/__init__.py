@@ -75,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     _quiet_environment(debug)
     try:
-        app(args=args, standalone_mode=False)
+        result = app(args=args, standalone_mode=False)
+        if isinstance(result, int) and result:
+            return result  # typer.Exit(n) under standalone_mode=False comes back as a return value
     except MlopsError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         return 1
     except typer.Exit as exc:
         return exc.exit_code
@@ -90,14 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("[bold red]interrupted[/]")
         return 130
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # typer's (vendored) click usage errors
             exc.show()
             return exc.exit_code
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the stack trace)")
+        err_console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc} (rerun with --debug for the stack trace)",
+                          soft_wrap=True)
         return 1
     return 0
 

@@ -1,0 +1,63 @@
+"""The CLI boundary: bad input is one clear line and a non-zero exit, no stack trace unless --debug."""
+
+import subprocess
+import sys
+
+import pytest
+
+from workloads.cli import main
+
+
+def run(*args):
+    proc = subprocess.run([sys.executable, "-m", "workloads.cli", *args], capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_unknown_model_is_one_clear_line(home):
+    code, out = run("--home", str(home), "train", "--model", "nope")
+    assert code == 1
+    assert "error: unknown model 'nope'; known models: bakehouse_autolog" in out
+    assert "Traceback" not in out
+
+
+def test_missing_table_says_what_to_run(home):
+    code, out = run("--home", str(home), "train", "--model", "bakehouse_autolog")
+    assert code == 1
+    assert "source table samples.bakehouse.sales_transactions does not exist; run `mlops data generate` first" in out
+    assert "Traceback" not in out
+
+
+def test_bad_home_dir_is_refused(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    code, out = run("--home", str(not_a_dir), "data", "generate")
+    assert code == 1
+    assert f"home {not_a_dir} exists and is not a directory" in out
+
+
+def test_debug_shows_the_stack_trace(home):
+    code, out = run("--home", str(home), "--debug", "train", "--model", "nope")
+    assert code != 0
+    assert "Traceback" in out and "SpecError" in out
+
+
+def test_bad_backend_and_usage_errors(home, capsys):
+    assert main(["--backend", "cloud", "train", "--model", "bakehouse_autolog"]) == 1
+    assert "backend must be 'local' or 'databricks'" in capsys.readouterr().err
+    assert main(["train", "--no-such-flag"]) == 2
+
+
+def test_data_generate_then_train_and_batch(home, capsys):
+    assert main(["data", "generate", "--reference-date", "2026-11-01"]) == 0
+    assert main(["train", "--model", "bakehouse_large_order"]) == 0
+    out = capsys.readouterr().out
+    assert "bakehouse_large_order" in out and "champion" in out
+    assert main(["batch", "--model", "bakehouse_large_order"]) == 0
+    assert "mlops_dev.bakehouse_ml.bakehouse_large_order_predictions" in capsys.readouterr().out.replace("\n", "")
+
+
+@pytest.mark.parametrize("command", [["ui"], ["train"]])
+def test_commands_without_prerequisites_fail_clearly(home, capsys, command):
+    assert main(command) == 1
+    err = capsys.readouterr().err
+    assert ("no MLflow store" in err) or ("give --model NAME or --all" in err)
