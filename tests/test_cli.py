@@ -9,7 +9,8 @@ from workloads.cli import main
 
 
 def run(*args):
-    proc = subprocess.run([sys.executable, "-m", "workloads.cli", *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "workloads.cli", *args], capture_output=True, text=True, timeout=120,
+                          check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -34,8 +34,7 @@ def test_healthy_champion_meets_its_thresholds_on_the_holdout(trained, model):
     assert metrics["rmse"] == pytest.approx(results[model].metrics["rmse"])
 
 
-def test_experiments_and_registered_models_exist(trained, client):
-    settings, _ = trained
+def test_experiments_and_registered_models_exist(client):
     names = {e.name for e in client.search_experiments()}
     assert {"bakehouse_autolog", "bakehouse_decorators"} <= names
     registered = {m.name for m in client.search_registered_models()}
@@ -89,7 +88,7 @@ def test_decorators_variant_logs_params_metrics_inputs_tags_signature(trained, c
 
 
 def test_decorators_variant_traces_its_steps(trained, client):
-    settings, results = trained
+    _, results = trained
     import mlflow
 
     run = client.get_run(results["bakehouse_decorators"].run_id)
@@ -109,7 +108,7 @@ def test_model_version_traces_back_to_data_and_spec(trained, client):
 
 
 def test_classification_spec_is_trained_by_the_generic_code(trained, client):
-    settings, results = trained
+    _, results = trained
     result = results["bakehouse_large_order"]
     assert load_spec("bakehouse_large_order").trainer == "generic"
     assert result.alias == "champion"

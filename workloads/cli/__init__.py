@@ -10,7 +10,6 @@ import importlib
 import os
 import pkgutil
 import sys
-from typing import Optional
 
 import typer
 
