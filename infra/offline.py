@@ -182,7 +182,7 @@ class LakehouseMocks(pulumi_mocks.Mocks):
 
 class _Collector(logging.Handler):
     def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
+        super().__init__(logging.INFO)
         self.messages: list[tuple[str, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -240,7 +240,7 @@ def prepare(stack: str = "dev", *, config: Mapping[str, Any] | None = None,
     collector = _Collector()
     logger = logging.getLogger(f"infra.offline.{stack}")
     logger.handlers[:] = [collector]
-    logger.setLevel(logging.DEBUG)
+    logger.setLevel(logging.INFO)
     logger.propagate = False
     mocks = LakehouseMocks(champions)
     monitor = RecordingMonitor(mocks)
