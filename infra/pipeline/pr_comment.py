@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -24,7 +23,20 @@ import httpx
 API_VERSION = "7.1"
 MARKER = "<!-- lakehouse-mlops:pulumi-preview -->"
 MAX_SECTION_CHARS = 60_000  # a comment holds up to 150,000 characters; two sections must fit
-SUMMARY = re.compile(r"^\s*(Resources:|Policies:|\d+ (to create|to update|to delete|to replace|unchanged))")
+
+
+def summarize(text: str) -> list[str]:
+    """The resource counts under pulumi's last `Resources:` heading, and the first error line if any."""
+    lines = text.splitlines()
+    summary: list[str] = []
+    starts = [i for i, line in enumerate(lines) if line.strip() == "Resources:"]
+    if starts:
+        for line in lines[starts[-1] + 1:]:
+            if not line.strip() or not line[:1].isspace():
+                break
+            summary.append(line.strip())
+    error = next((line.strip() for line in lines if line.lstrip().startswith("error:")), None)
+    return summary + ([error] if error else [])
 
 
 def section(name: str, path: Path) -> str:
@@ -32,10 +44,10 @@ def section(name: str, path: Path) -> str:
     if not path.is_file():
         return f"**{name}**: no preview output (the preview step failed before writing {path.name}).\n"
     text = path.read_text(errors="replace").rstrip()
-    summary = [line.strip() for line in text.splitlines() if SUMMARY.match(line)]
+    summary = summarize(text)
     if len(text) > MAX_SECTION_CHARS:
         text = "... (truncated: the full output is in the pipeline log)\n" + text[-MAX_SECTION_CHARS:]
-    lines = [f"**{name}**" + (": " + "; ".join(summary) if summary else ""), "",
+    lines = [f"**{name}**" + (": " + ", ".join(summary) if summary else ""), "",
              f"<details><summary>{name} preview</summary>", "", "```", text.replace("```", "'''"), "```",
              "", "</details>", ""]
     return "\n".join(lines)
