@@ -258,6 +258,7 @@ class Evaluation:
     outputs: dict[str, Any]
     warnings: list[str]
     deprecations: list[str] = field(default_factory=list)
+    invokes: list[tuple[str, dict]] = field(default_factory=list)
 
     def of_type(self, kind: str) -> list[DeclaredResource]:
         """Resources whose type token ends with ``kind`` (e.g. ``ModelServing`` or ``model:ModelJobs``)."""
@@ -295,7 +296,7 @@ def evaluate(stack: str = "dev", *, config: Mapping[str, Any] | None = None,
     deprecations = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
     deprecations += [m for m in harness.warnings if "deprecated" in m.lower()]
     return Evaluation(stack=stack, resources=harness.resources, outputs=outputs,
-                      warnings=harness.warnings, deprecations=deprecations)
+                      warnings=harness.warnings, deprecations=deprecations, invokes=harness.mocks.invokes)
 
 
 def placeholder_wheel(directory: Path) -> Path:

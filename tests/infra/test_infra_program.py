@@ -1,0 +1,265 @@
+"""The whole program (the real infra/__main__.py) per stack under mocks: resources, wiring, deferral, protection,
+linear growth, outputs, no deprecations."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import pulumi
+import pytest
+from infra_helpers import DEV_CHAMPIONS, MODELS, resolved
+
+from infra.offline import prepare
+from infra.specs import resolve_spec
+from infra.wheel import WheelNotFoundError, locate_wheel
+
+PER_MODEL = {"RegisteredModel": 1, "SqlTable": 2, "ModelServing": 1, "QualityMonitor": 1, "Job": 3, "Grants": 1}
+
+
+def kinds(evaluation, under: str = "") -> Counter:
+    return Counter(r.type.rsplit(":", 1)[-1] for r in evaluation.resources if r.custom and under in r.name)
+
+
+def test_dev_declares_the_platform_and_everything_per_model(dev):
+    counts = kinds(dev)
+    for kind, n in PER_MODEL.items():
+        extra = {"Grants": 2}.get(kind, 0)  # catalog and models-schema grants
+        assert counts[kind] == n * len(MODELS) + extra, kind
+    assert (counts["Catalog"], counts["Schema"], counts["Volume"], counts["File"]) == (1, 1, 1, 1)
+    assert counts["SqlEndpoint"] == 0  # dev reuses a configured warehouse
+    for model in MODELS:
+        assert kinds(dev, model) == Counter(PER_MODEL)
+
+
+def test_urns_are_unique_and_every_resource_is_parented_to_a_component(dev, prod):
+    for evaluation in (dev, prod):
+        urns = [r.urn for r in evaluation.resources]
+        assert len(urns) == len(set(urns))
+        components = {r.urn for r in evaluation.resources if not r.custom}
+        stack_urn = f"urn:pulumi:{evaluation.stack}::lakehouse-mlops::pulumi:pulumi:Stack::lakehouse-mlops-{evaluation.stack}"
+        for resource in evaluation.resources:
+            if resource.custom:
+                assert resource.parent in components, resource.urn
+            else:
+                assert resource.parent in components | {stack_urn}, resource.urn
+
+
+def test_endpoint_serves_the_champion_of_its_registered_model(dev):
+    for model, version in DEV_CHAMPIONS.items():
+        spec = resolve_spec(model)
+        endpoint = dev.get("ModelServing", name=f"{model}-endpoint")
+        (entity,) = endpoint.inputs["config"]["servedEntities"]
+        registered = dev.get("RegisteredModel", name=f"{model}-model").inputs
+        assert entity["entityName"] == f"{registered['catalogName']}.{registered['schemaName']}.{registered['name']}"
+        assert entity["entityVersion"] == str(version)
+        assert endpoint.inputs["name"] == spec.endpoint_name
+        table = endpoint.inputs["aiGateway"]["inferenceTableConfig"]
+        assert table == {"enabled": True, "catalogName": "mlops_dev", "schemaName": "bakehouse_ml",
+                         "tableNamePrefix": spec.payload_prefix}
+        assert "servedModels" not in endpoint.inputs["config"]
+        assert "autoCaptureConfig" not in endpoint.inputs["config"]
+    assert dev.warnings == []
+
+
+def test_champion_is_looked_up_through_the_registered_model_data_source(dev):
+    lookups = [(token, args) for token, args in dev.invokes if "getRegisteredModel" in token]
+    assert sorted(args["fullName"] for _, args in lookups) == [
+        f"mlops_dev.bakehouse_ml.{m}_model" for m in MODELS]
+    assert all(args["includeAliases"] is True for _, args in lookups)
+
+
+def test_monitor_is_wired_to_processed_table_baseline_and_output_schema(dev):
+    for model in MODELS:
+        spec = resolve_spec(model)
+        monitor = dev.get("QualityMonitor", name=f"{model}-monitor").inputs
+        processed = dev.get("SqlTable", name=f"{model}-processed").inputs
+        baseline = dev.get("SqlTable", name=f"{model}-baseline").inputs
+        assert monitor["tableName"] == f"mlops_dev.bakehouse_ml.{processed['name']}" == \
+            f"mlops_dev.bakehouse_ml.{spec.processed_table}"
+        assert monitor["baselineTableName"] == f"mlops_dev.bakehouse_ml.{baseline['name']}"
+        assert monitor["outputSchemaName"] == "mlops_dev.bakehouse_ml"
+        assert monitor["inferenceLog"]["labelCol"] == spec.label.name
+        assert monitor["warehouseId"] == "5a6b7c8d9e0f1a2b"
+
+
+def test_jobs_install_the_uploaded_wheel_and_run_as_the_service_principal(dev, prod):
+    for evaluation, env in ((dev, "dev"), (prod, "prod")):
+        wheel_path = evaluation.get("File", name="wheel").inputs["path"]
+        assert wheel_path.startswith(f"/Volumes/mlops_{env}/bakehouse_ml/artifacts/wheels/")
+        for job in evaluation.of_type(":Job"):
+            (environment,) = job.inputs["environments"]
+            assert environment["spec"]["dependencies"] == [wheel_path]
+            assert job.inputs["maxConcurrentRuns"] == 1
+            assert job.inputs["runAs"]["servicePrincipalName"]
+            for task in job.inputs["tasks"]:
+                if "pythonWheelTask" in task:
+                    assert task["pythonWheelTask"]["parameters"][:4] == ["--backend", "databricks", "--env", env]
+        watcher = evaluation.get("Job", name="bakehouse_autolog-watcher").inputs
+        assert [t["taskKey"] for t in watcher["tasks"]] == [
+            "unpack", "refresh_monitor", "evaluate", "retrain_needed", "retrain"]
+        assert watcher["schedule"] == {"quartzCronExpression": "0 0 0/6 * * ?", "timezoneId": "America/Detroit",
+                                       "pauseStatus": "UNPAUSED"}
+
+
+def test_grants_give_least_privilege(prod, dev):
+    schema_grants = {g["principal"]: set(g["privileges"])
+                     for g in prod.get("Grants", name="models-schema-grants").inputs["grants"]}
+    assert "MODIFY" not in schema_grants["data-scientists"] and "SELECT" in schema_grants["data-scientists"]
+    assert {"MODIFY", "CREATE_MODEL"} <= schema_grants["ml-engineers"]
+    assert {"MODIFY", "CREATE_MODEL"} <= schema_grants["7c6b5a49-3827-4165-9483-a2b1c0d9e8f7"]
+    model_grants = {g["principal"]: g["privileges"]
+                    for g in prod.get("Grants", name="bakehouse_autolog-model-grants").inputs["grants"]}
+    assert model_grants["data-scientists"] == ["EXECUTE"]
+    assert "MANAGE" in model_grants["7c6b5a49-3827-4165-9483-a2b1c0d9e8f7"]
+    assert prod.get("Catalog").inputs["owner"] == "mlops-deployers"
+    dev_grants = {g["principal"]: set(g["privileges"])
+                  for g in dev.get("Grants", name="models-schema-grants").inputs["grants"]}
+    assert "MODIFY" in dev_grants["data-scientists"]  # dev: data scientists write
+
+
+def test_first_deploy_defers_every_endpoint_with_a_warning_and_deploys_the_rest(first_deploy):
+    assert kinds(first_deploy)["ModelServing"] == 0
+    for kind, n in PER_MODEL.items():
+        if kind != "ModelServing":
+            assert kinds(first_deploy)[kind] >= n * len(MODELS)
+    deferred = [w for w in first_deploy.warnings if "deferred" in w]
+    assert len(deferred) == len(MODELS)
+    assert all("run the training job" in w for w in deferred)
+    models = first_deploy.outputs["models"]
+    assert all(models[m]["endpoint_name"] is None for m in MODELS)
+    assert all(models[m]["watcher_job_id"] for m in MODELS)
+
+
+def test_only_models_without_a_champion_are_deferred(run):
+    evaluation = run("dev", champions={"bakehouse_autolog": 4, "bakehouse_decorators": None})
+    endpoints = [r.name for r in evaluation.of_type("ModelServing")]
+    assert endpoints == ["bakehouse_autolog-endpoint"]
+    assert any("bakehouse_decorators" in w and "no 'champion' alias yet" in w for w in evaluation.warnings)
+    assert any("bakehouse_large_order" in w and "not readable yet" in w for w in evaluation.warnings)
+
+
+def test_prod_protects_catalog_schemas_tables_models_and_dev_does_not(prod, dev):
+    protected = ("Catalog", "Schema", "SqlTable", "RegisteredModel", "Volume")
+    prod_protected = [r for r in prod.resources if r.type.rsplit(":", 1)[-1] in protected]
+    assert len(prod_protected) == 1 + 1 + 1 + 3 * 2 + 3
+    assert all(r.protect for r in prod_protected)
+    assert not any(r.protect for r in dev.resources)
+    assert not any(r.protect for r in prod.of_type(":Job"))  # jobs stay replaceable
+
+
+def test_prod_differs_in_serving_size_and_threshold_overrides(prod):
+    entity = prod.get("ModelServing", name="bakehouse_autolog-endpoint").inputs["config"]["servedEntities"][0]
+    assert (entity["workloadSize"], entity["scaleToZeroEnabled"]) == ("Medium", False)
+    evaluate_task = prod.get("Job", name="bakehouse_large_order-watcher").inputs["tasks"][2]
+    assert evaluate_task["pythonWheelTask"]["parameters"][-2:] == ["--threshold", "f1_score=0.6"]
+
+
+def test_webhook_secret_creates_a_destination_the_jobs_notify(run):
+    evaluation = run("prod", champions={}, overrides={"lakehouse-mlops:alertWebhookUrl": {"secure": "v1:abc"}})
+    (destination,) = evaluation.of_type("NotificationDestination")
+    for job in evaluation.of_type(":Job"):
+        assert job.inputs["webhookNotifications"]["onFailures"] == [{"id": destination.id}]
+
+
+def test_plaintext_webhook_in_config_is_refused(run):
+    from infra.config import StackConfigError
+
+    with pytest.raises(StackConfigError, match="alertWebhookUrl: must be a secret"):
+        run("dev", overrides={"lakehouse-mlops:alertWebhookUrl": "https://hooks.example.com/T0/B0/xyz"})
+
+
+def test_a_warehouse_is_created_when_none_is_configured(run):
+    evaluation = run("dev", champions={}, overrides={"lakehouse-mlops:warehouseId": None})
+    (warehouse,) = evaluation.of_type("SqlEndpoint")
+    assert warehouse.inputs["enableServerlessCompute"] is True
+    assert evaluation.get("SqlTable", name="bakehouse_autolog-processed").inputs["warehouseId"] == warehouse.id
+
+
+def test_stack_outputs_name_endpoints_tables_jobs_and_dashboards(dev):
+    outputs = dev.outputs
+    assert outputs["catalog"] == "mlops_dev"
+    autolog = outputs["models"]["bakehouse_autolog"]
+    assert autolog["endpoint_name"] == "bakehouse-autolog"
+    assert autolog["endpoint_url"].endswith("/serving-endpoints/bakehouse-autolog/invocations")
+    assert autolog["endpoint_url"].startswith("https://adb-1234567890123456.7.azuredatabricks.net")
+    assert autolog["served_version"] == 3
+    assert autolog["payload_table"] == "mlops_dev.bakehouse_ml.bakehouse_autolog_payload"
+    assert autolog["processed_table"] == "mlops_dev.bakehouse_ml.bakehouse_autolog_inference"
+    assert autolog["baseline_table"] == "mlops_dev.bakehouse_ml.bakehouse_autolog_baseline"
+    assert autolog["profile_metrics_table"] == "mlops_dev.bakehouse_ml.bakehouse_autolog_inference_profile_metrics"
+    assert autolog["drift_metrics_table"] == "mlops_dev.bakehouse_ml.bakehouse_autolog_inference_drift_metrics"
+    jobs = {r.name: r.id for r in dev.of_type(":Job")}
+    assert autolog["watcher_job_id"] == jobs["bakehouse_autolog-watcher"]
+    assert autolog["training_job_id"] == jobs["bakehouse_autolog-training"]
+    assert autolog["batch_job_id"] == jobs["bakehouse_autolog-batch"]
+    assert autolog["monitor_dashboard_id"].startswith("dash-")
+
+
+def _synthetic_specs(n: int):
+    base = resolve_spec("bakehouse_autolog").model_dump()
+    return [resolve_spec("bakehouse_autolog").model_validate({**base, "name": f"synthetic_{i:03d}"})
+            for i in range(n)]
+
+
+def test_resource_count_grows_linearly_with_the_number_of_model_specs(run):
+    counts = {}
+    for n in (1, 2, 4):
+        specs = _synthetic_specs(n)
+        names = [s.name for s in specs]
+        evaluation = run("dev", specs=specs, overrides={"lakehouse-mlops:models": names},
+                         champions={name: 1 for name in names})
+        counts[n] = len(evaluation.resources)
+    per_model = counts[2] - counts[1]
+    assert per_model == sum(PER_MODEL.values()) + 6  # + ModelDeployment and its five components
+    assert counts[4] == counts[1] + 3 * per_model
+
+
+def test_program_emits_no_deprecation_warnings(dev, prod, first_deploy):
+    for evaluation in (dev, prod, first_deploy):
+        assert evaluation.deprecations == []
+
+
+def test_deprecation_detector_can_fail():
+    """The shape the program avoids does warn, so the test above is not vacuous."""
+    import pulumi_databricks as databricks
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        databricks.ModelServingConfigArgs(served_models=[databricks.ModelServingConfigServedModelArgs(
+            model_name="m", model_version="1", workload_size="Small", scale_to_zero_enabled=True)])
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+
+
+def test_missing_wheel_is_a_clear_error(tmp_path, run):
+    with pytest.raises(WheelNotFoundError, match=r"run `uv build --wheel`"):
+        locate_wheel(None, root=tmp_path)
+    with pytest.raises(WheelNotFoundError, match=r"run `uv build --wheel`"):
+        run("dev", wheel=tmp_path / "dist" / "lakehouse_mlops-9.9.9-py3-none-any.whl")
+
+
+def test_a_new_build_gets_a_new_content_addressed_path(tmp_path, run):
+    first = tmp_path / "a" / "lakehouse_mlops-0.1.0-py3-none-any.whl"
+    second = tmp_path / "b" / "lakehouse_mlops-0.1.0-py3-none-any.whl"
+    for path, content in ((first, b"build one"), (second, b"build two")):
+        path.parent.mkdir()
+        path.write_bytes(content)
+    paths = [run("dev", champions={}, wheel=w).get("File", name="wheel").inputs["path"] for w in (first, second)]
+    assert paths[0] != paths[1]
+    assert all(p.endswith("/lakehouse_mlops-0.1.0-py3-none-any.whl") for p in paths)
+
+
+@pulumi.runtime.test
+def test_program_outputs_under_runtime_test(fake_wheel):
+    """The program run by ``@pulumi.runtime.test`` itself, asserting on its live Outputs."""
+    harness = prepare("prod", wheel=fake_wheel, champions={"bakehouse_autolog": 9})
+    namespace = harness.run_program()
+    deployment = namespace["models"]["bakehouse_autolog"]
+
+    def check(args):
+        config, protected_catalog = args
+        assert config.served_entities[0].entity_version == "9"
+        assert protected_catalog == "mlops_prod"
+        assert [r.protect for r in harness.resources if r.type.endswith(":Catalog")] == [True]
+
+    return resolved(deployment.serving.endpoint.config, namespace["platform"].catalog_name).apply(check)
