@@ -1,0 +1,181 @@
+"""The Databricks deploy path against a fake Model Serving REST API: the real SDK serialises every call."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pandas as pd
+import pytest
+
+from workloads.serving.databricks import EndpointError, deploy_endpoint, endpoint_status, query_endpoint
+
+
+class FakeServing:
+    """In-memory serving endpoints behind the REST paths the SDK calls; records every request."""
+
+    def __init__(self, polls_in_progress: int = 1, fail_update: bool = False):
+        self.endpoints: dict[str, dict] = {}
+        self.calls: list[tuple[str, str, dict | None]] = []
+        self.polls_in_progress = polls_in_progress
+        self.fail_update = fail_update
+        self._pending: dict[str, int] = {}
+
+    def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+        self.calls.append((method, path, body))
+        parts = path.strip("/").split("/")
+        if method == "POST" and path == "/api/2.0/serving-endpoints":
+            if body["name"] in self.endpoints:
+                return 409, {"error_code": "RESOURCE_ALREADY_EXISTS", "message": "exists"}
+            self.endpoints[body["name"]] = {"name": body["name"], "config": body["config"],
+                                            "ai_gateway": body.get("ai_gateway", {})}
+            return 200, self._begin_update(body["name"])
+        if parts[:2] == ["api", "2.0"] and len(parts) >= 4:
+            name = parts[3]
+            if name not in self.endpoints:
+                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"endpoint {name} not found"}
+            if method == "GET" and len(parts) == 4:
+                return 200, self._describe(name)
+            if method == "PUT" and parts[4:] == ["config"]:
+                self.endpoints[name]["config"] = body
+                return 200, self._begin_update(name)
+            if method == "PUT" and parts[4:] == ["ai-gateway"]:
+                self.endpoints[name]["ai_gateway"] = body
+                return 200, body
+        if method == "POST" and parts[0] == "serving-endpoints" and parts[-1] == "invocations":
+            rows = body["dataframe_split"]["data"]
+            return 200, {"predictions": [float(i) for i in range(len(rows))]}
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"no route {method} {path}"}
+
+    def _begin_update(self, name: str) -> dict:
+        self._pending[name] = self.polls_in_progress
+        return self._describe(name, advance=False)
+
+    def _describe(self, name: str, advance: bool = True) -> dict:
+        endpoint = self.endpoints[name]
+        pending = self._pending.get(name, 0)
+        if pending > 0:
+            update = "IN_PROGRESS"
+            if advance:
+                self._pending[name] = pending - 1
+        else:
+            update = "UPDATE_FAILED" if self.fail_update else "NOT_UPDATING"
+        config = endpoint["config"]
+        return {
+            "name": name,
+            "state": {"ready": "READY", "config_update": update},
+            "config": {"served_entities": config.get("served_entities", []),
+                       "traffic_config": config.get("traffic_config", {})},
+            "ai_gateway": endpoint["ai_gateway"],
+        }
+
+
+@pytest.fixture
+def fake():
+    state = FakeServing()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self, method: str) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            status, answer = state.handle(method, self.path.split("?")[0], body)
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._serve("GET")
+
+        def do_POST(self):
+            self._serve("POST")
+
+        def do_PUT(self):
+            self._serve("PUT")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def client(fake):
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=fake.url, token="fake-token")
+
+
+def test_create_then_update_to_a_new_champion(fake, client, settings, spec):
+    assert endpoint_status(settings, spec, client=client) is None
+
+    status = deploy_endpoint(settings, spec, version=3, client=client, timeout=timedelta(seconds=30))
+    assert status.ready and status.config_update == "NOT_UPDATING"
+    assert status.served_versions == ("3",)
+    assert status.inference_table == f"mlops_dev.bakehouse_ml.{spec.name}_payload"
+    create = next(body for method, path, body in fake.calls if method == "POST")
+    assert create["name"] == spec.endpoint_name
+    entity = create["config"]["served_entities"][0]
+    assert entity == {"name": "bakehouse_autolog_model-3", "entity_name": settings.registered_model(spec.name),
+                      "entity_version": "3", "workload_size": "Small", "scale_to_zero_enabled": True}
+    assert create["config"]["traffic_config"] == {
+        "routes": [{"served_model_name": "bakehouse_autolog_model-3", "traffic_percentage": 100}]}
+    assert create["ai_gateway"] == {"inference_table_config": {
+        "catalog_name": "mlops_dev", "schema_name": "bakehouse_ml", "table_name_prefix": spec.payload_prefix,
+        "enabled": True}}
+    assert "auto_capture_config" not in json.dumps(create) and "served_models" not in json.dumps(create)
+
+    fake.calls.clear()
+    fake.polls_in_progress = 0
+    updated = deploy_endpoint(settings, spec, version=4, client=client, timeout=timedelta(seconds=30))
+    assert updated.served_versions == ("4",)
+    methods = [(method, path) for method, path, _ in fake.calls]
+    assert ("PUT", f"/api/2.0/serving-endpoints/{spec.endpoint_name}/config") in methods
+    assert not any(path.endswith("/ai-gateway") for _, path in methods)  # already logging to the right table
+    config = next(body for method, path, body in fake.calls if path.endswith("/config"))
+    assert config["served_entities"][0]["entity_version"] == "4"
+
+    fake.calls.clear()
+    again = deploy_endpoint(settings, spec, version=4, client=client)
+    assert again.served_versions == ("4",)
+    assert {m for m, _, _ in fake.calls} == {"GET"}  # nothing to change: no PUT
+
+    assert query_endpoint(spec, pd.DataFrame({c: ["x"] for c in spec.feature_names}).head(1), client=client) == [0.0]
+    invocation = fake.calls[-1]
+    assert invocation[1] == f"/serving-endpoints/{spec.endpoint_name}/invocations"
+    assert invocation[2]["dataframe_split"]["columns"] == spec.feature_names
+
+
+def test_existing_endpoint_without_inference_table_gets_it(fake, client, settings, spec):
+    fake.polls_in_progress = 0
+    fake.endpoints[spec.endpoint_name] = {"name": spec.endpoint_name, "config": {"served_entities": [
+        {"name": "old", "entity_name": "x", "entity_version": "1"}]}, "ai_gateway": {}}
+    status = deploy_endpoint(settings, spec, version=2, client=client)
+    assert status.inference_table == f"mlops_dev.bakehouse_ml.{spec.name}_payload"
+    gateway = next(body for method, path, body in fake.calls if path.endswith("/ai-gateway"))
+    assert gateway["inference_table_config"]["table_name_prefix"] == spec.payload_prefix
+
+
+def test_failed_update_is_one_clear_error(fake, client, settings, spec):
+    fake.polls_in_progress = 0
+    fake.fail_update = True
+    with pytest.raises(EndpointError, match="failed to serve version 5"):
+        deploy_endpoint(settings, spec, version=5, client=client)
+
+
+def test_deploy_without_version_uses_the_champion_or_says_to_train(fake, client, settings, spec):
+    from workloads.errors import RegistryError
+
+    with pytest.raises(RegistryError, match="no 'champion' version"):
+        deploy_endpoint(settings, spec, client=client)
+    assert not [path for _, path, _ in fake.calls if "serving-endpoints" in path]
