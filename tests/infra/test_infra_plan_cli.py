@@ -1,0 +1,119 @@
+"""``mlops plan``: the real program under mocks per stack file, as a table, as JSON, and as a diff."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workloads.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def dev_plan_json(capsys_module):
+    assert main(["plan", "--stack", "dev", "--json"]) == 0
+    return json.loads(capsys_module.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def capsys_module():
+    """A module-scoped stdout capture (capsys is function-scoped)."""
+    import io
+    from contextlib import redirect_stdout
+
+    class Capture:
+        def __init__(self):
+            self.buffer = io.StringIO()
+            self._redirect = redirect_stdout(self.buffer)
+
+        def readouterr(self):
+            value = self.buffer.getvalue()
+            self.buffer.seek(0)
+            self.buffer.truncate()
+            return type("Out", (), {"out": value})
+
+    capture = Capture()
+    with capture._redirect:
+        yield capture
+
+
+def test_plan_json_lists_every_declared_resource_with_parent_and_protect(dev_plan_json, dev):
+    plan = dev_plan_json
+    assert plan["stack"] == "dev"
+    assert plan["resource_count"] == len(plan["resources"]) == len(dev.resources)
+    by_name = {r["name"]: r for r in plan["resources"]}
+    endpoint = by_name["bakehouse_autolog-endpoint"]
+    assert endpoint["type"] == "databricks:ModelServing"
+    assert endpoint["parent"] == "bakehouse_autolog-serving"
+    assert endpoint["protect"] is False
+    assert "mlops_dev.bakehouse_ml.bakehouse_autolog_model@1" in endpoint["summary"]
+    watcher = by_name["bakehouse_autolog-watcher"]
+    assert "unpack -> refresh_monitor -> evaluate -> retrain_needed -> retrain" in watcher["summary"]
+    assert watcher["inputs"]["schedule"]["timezoneId"] == "America/Detroit"
+    assert any("champions assumed offline" in n for n in plan["notes"])
+    assert plan["outputs"]["models"]["bakehouse_autolog"]["endpoint_name"] == "bakehouse-autolog"
+
+
+def test_plan_table_for_prod_shows_protection(capsys):
+    assert main(["plan", "--stack", "prod", "--first-deploy"]) == 0
+    out = capsys.readouterr().out
+    assert "stack prod:" in out
+    catalog_row = next(line for line in out.splitlines() if "databricks:Catalog" in line)
+    assert "yes" in catalog_row and "mlops_prod" in catalog_row
+    assert "deferred" in out  # first deploy: no champion, endpoints deferred with a warning
+
+
+def test_diff_shows_the_real_differences_between_stacks(capsys):
+    assert main(["plan", "--stack", "dev", "--diff", "prod", "--json"]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert (diff["from"], diff["to"]) == ("dev", "prod")
+    changes = {c["path"].rsplit("::", 1)[-1]: c for c in diff["changes"]}
+    assert changes["catalog"]["fields"]["(protect)"] == {"from": False, "to": True}
+    assert changes["catalog"]["fields"]["name"] == {"from": "mlops_dev", "to": "mlops_prod"}
+    serving = changes["bakehouse_autolog-endpoint"]["fields"]
+    assert serving["config.servedEntities[0].workloadSize"] == {"from": "Small", "to": "Medium"}
+    assert serving["routeOptimized"] == {"from": False, "to": True}
+    evaluate_args = changes["bakehouse_autolog-watcher"]["fields"]["tasks[2].pythonWheelTask.parameters"]
+    assert evaluate_args["to"][-2:] == ["--threshold", "rmse=4.5"]
+    assert "--threshold" not in evaluate_args["from"]
+    assert "bakehouse_autolog-processed" in changes  # catalog differs, so does every table's catalog
+    assert all(c["kind"] == "changed" for c in diff["changes"])
+
+
+def test_diff_reports_resources_only_in_one_stack(tmp_path, capsys):
+    from infra.plan import diff_plans, plan_stack
+
+    dev = plan_stack("dev")
+    prod = plan_stack("prod", first_deploy=True)
+    changes = diff_plans(dev, prod)
+    only_dev = sorted(c.path.rsplit("::", 1)[-1] for c in changes if c.kind == "only-in-dev")
+    assert only_dev == ["bakehouse_autolog-endpoint", "bakehouse_decorators-endpoint",
+                        "bakehouse_large_order-endpoint"]
+
+
+def test_champion_option_and_errors(capsys):
+    assert main(["plan", "--stack", "dev", "--json", "--champion", "bakehouse_autolog=12"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["outputs"]["models"]["bakehouse_autolog"]["served_version"] == 12
+    assert main(["plan", "--stack", "dev", "--champion", "bakehouse_autolog"]) == 1
+    assert "MODEL=VERSION" in capsys.readouterr().err
+    assert main(["plan", "--stack", "staging"]) == 1
+    err = capsys.readouterr().err
+    assert "no stack file Pulumi.staging.yaml" in err and "dev, prod" in err
+
+
+def test_plan_runs_as_a_fresh_process_outside_the_project(tmp_path):
+    """A fresh process started outside the project, minimal environment: no Pulumi CLI, credentials, network."""
+    result = subprocess.run([sys.executable, "-m", "workloads.cli", "plan", "--stack", "prod", "--json"],
+                            check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MLOPS_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["stack"] == "prod" and plan["resource_count"] > 40
+    wheel = next(r for r in plan["resources"] if r["type"] == "databricks:File")
+    assert wheel["summary"].startswith("/Volumes/mlops_prod/bakehouse_ml/artifacts/wheels/")
