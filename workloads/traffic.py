@@ -91,7 +91,7 @@ def _labels(rows: pd.DataFrame, spec: ModelSpec) -> pd.Series:
 def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_size: int = 1,
                  transform: Transform | None = None, seed: int = 0, concurrency: int = 4,
                  fmt: str = "dataframe_split", settings: Settings | None = None, record_labels: bool = True,
-                 timeout: float = 30.0) -> TrafficResult:
+                 timeout: float = 30.0, request_prefix: str = "traffic") -> TrafficResult:
     """Send ``n`` requests of ``batch_size`` rows sampled from ``frame`` to the endpoint at ``url``.
 
     Args:
@@ -107,6 +107,7 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
         settings: where to record pending labels (``None``: do not record).
         record_labels: record the true labels of what was sent in the pending-labels table.
         timeout: per-request timeout, seconds.
+        request_prefix: start of every ``client_request_id`` (drift simulation tags its requests with it).
     """
     if n < 0 or batch_size < 1:
         raise TrafficError("n must be >= 0 and batch_size >= 1")
@@ -120,7 +121,7 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
         rows = frame.iloc[rng.integers(0, len(frame), size=batch_size)].reset_index(drop=True)
         if transform is not None:
             rows = transform(rows.copy()).reset_index(drop=True)
-        batches.append((f"traffic-{uuid.uuid4().hex[:16]}", rows))
+        batches.append((f"{request_prefix}-{uuid.uuid4().hex[:16]}", rows))
 
     started = time.perf_counter()
     with httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=max(concurrency, 1))) as client:
