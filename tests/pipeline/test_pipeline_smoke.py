@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from databricks.sdk import WorkspaceClient
 
-from infra.pipeline import smoke
+from infra.pipeline import champion, smoke
 from workloads.specs import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,10 +29,21 @@ class FakeWorkspace:
         self.invocation: dict[str, tuple[int, dict]] = {}  # name -> (status, body)
         self.run_results: dict[int, str] = {}  # job id -> result_state
         self.runs: dict[int, int] = {}  # run id -> job id
+        self.aliases: dict[str, list[dict]] = {}  # registered model -> aliases
+        self.denied: set[str] = set()  # registered models the caller may not read
 
     def handle(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
         self.requests.append((method, path, body))
         parts = path.strip("/").split("/")
+        if method == "GET" and path.startswith("/api/2.1/unity-catalog/models/"):
+            name = parts[-1]
+            if name in self.denied:
+                return 403, {"error_code": "PERMISSION_DENIED", "message": f"User does not have USE CATALOG on {name}"}
+            if name not in self.aliases:
+                return 404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": f"Model {name} does not exist."}
+            if query.get("include_aliases") != ["true"]:
+                return 200, {"full_name": name}
+            return 200, {"full_name": name, "aliases": self.aliases[name]}
         if method == "GET" and path.startswith("/api/2.0/serving-endpoints/"):
             name = parts[-1]
             if name not in self.endpoint_states:
@@ -245,3 +256,21 @@ def test_output_keys_match_what_the_infra_program_exports():
     assert {smoke.ENDPOINT_KEY, smoke.JOB_KEY, smoke.REGISTERED_MODEL_KEY} <= keys, keys
     main = (ROOT / "infra" / "__main__.py").read_text()
     assert 'pulumi.export("models", {name: deployment.outputs' in main
+
+
+def test_champion_check_exit_codes(fake, capsys):
+    name = "mlops_dev.bakehouse_ml.bakehouse_autolog_model"
+    fake.aliases[name] = [{"alias_name": "previous", "version_num": 2}, {"alias_name": "champion", "version_num": 3}]
+    fake.aliases["mlops_dev.bakehouse_ml.other_model"] = [{"alias_name": "challenger", "version_num": 1}]
+    w = client(fake)
+
+    assert champion.main([name], client=w) == 0
+    assert capsys.readouterr().out.strip() == "3"
+    assert champion.main(["mlops_dev.bakehouse_ml.other_model"], client=w) == champion.NO_CHAMPION
+    assert champion.main(["mlops_dev.bakehouse_ml.missing_model"], client=w) == champion.NO_CHAMPION
+    first_api_call = next(p for _, p, _ in fake.requests if p.startswith("/api/"))
+    assert first_api_call == f"/api/2.1/unity-catalog/models/{name}"
+
+    fake.denied.add(name)
+    assert champion.main([name], client=w) == 1, "a permission error must fail the step, not read as no champion"
+    assert "User does not have USE CATALOG" in capsys.readouterr().err
