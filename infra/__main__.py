@@ -16,13 +16,12 @@ from infra.wheel import locate_wheel
 config = load_stack_config()
 specs = [resolve_spec(name) for name in config.models]
 wheel = locate_wheel(config.wheel)
+# Every lookup before any resource is declared: a synchronous invoke pumps the event loop, so made later
+# it would wait behind every pending registration (quadratic in the number of models).
+champions = {spec.name: lookup_champion(config.registered_model(spec.name)) for spec in specs}
 
 platform = Platform("platform", config, wheel, webhook_url())
-
-models = {}
-for spec in specs:
-    champion = lookup_champion(config.registered_model(spec.name))
-    models[spec.name] = ModelDeployment(spec.name, spec, config, platform, champion)
+models = {spec.name: ModelDeployment(spec.name, spec, config, platform, champions[spec.name]) for spec in specs}
 
 pulumi.export("catalog", platform.catalog_name)
 pulumi.export("models_schema", config.models_schema)

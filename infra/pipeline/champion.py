@@ -1,11 +1,16 @@
-"""Whether a Unity Catalog registered model has a `champion` alias: decides if there is anything to promote.
+"""Whether `mlops promote --model M --from dev --to prod` has anything to do, before the pipeline runs it.
 
-    python infra/pipeline/champion.py mlops_dev.bakehouse_ml.bakehouse_autolog_model
-        exit 0 and print the champion's version when the alias exists;
-        exit 3 when the model or the alias does not exist yet (nothing to promote: a first deploy);
-        exit 1 on any other error (auth, network): the pipeline step fails.
+    python infra/pipeline/champion.py --model bakehouse_autolog --from dev --to prod
+        exit 0  promote: the source has a champion the target does not have yet
+        exit 3  nothing to promote: the source model has no `champion` alias yet (a first deploy)
+        exit 4  up to date: the target champion already is a copy of the source champion
+        exit 1  any other error (auth, network): the pipeline step fails
 
-Databricks auth from the environment, as in smoke.py (azure-cli inside an AzureCLI@2 task).
+The settings come from the environment like the `mlops` CLI's (MLOPS_BACKEND, MLOPS_CATALOG_<ENV>,
+MLOPS_SCHEMA: the pipeline exports them with `stack_info.py env`). The source champion is read with
+databricks-sdk, so a permission or network error is an error rather than "no champion"; the target's
+champion tags (`source_model`, `source_version`, written by the promotion) through the workloads
+registry, exactly as `workloads.environments.promote_across` compares them.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ import sys
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError, NotFound
 
-CHAMPION = "champion"
-NO_CHAMPION = 3
+from workloads import registry
+from workloads.errors import MlopsError
+from workloads.settings import Settings, load_settings
+
+CHAMPION = registry.CHAMPION
+PROMOTE, NO_CHAMPION, UP_TO_DATE = 0, 3, 4
 
 
 def champion_version(w: WorkspaceClient, full_name: str) -> int | None:
@@ -32,20 +41,35 @@ def champion_version(w: WorkspaceClient, full_name: str) -> int | None:
     return None
 
 
+def promotion(w: WorkspaceClient, settings: Settings, model: str, source_env: str,
+              target_env: str) -> tuple[int, str]:
+    """(exit code, reason) for promoting `model` from `source_env` to `target_env`."""
+    source = settings.for_env(source_env).registered_model(model)
+    version = champion_version(w, source)
+    if version is None:
+        return NO_CHAMPION, f"{source} has no '{CHAMPION}' alias yet: nothing to promote"
+    target = settings.for_env(target_env)
+    current = registry.get_alias(target, model, CHAMPION)
+    if current is not None and current.tags.get("source_model") == source \
+            and current.tags.get("source_version") == str(version):
+        return UP_TO_DATE, (f"{target.registered_model(model)} champion v{current.version} already is "
+                            f"{source} v{version}")
+    return PROMOTE, f"{source} v{version} -> {target.registered_model(model)}"
+
+
 def main(argv: list[str] | None = None, client: WorkspaceClient | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("registered_model", help="<catalog>.<schema>.<model>_model")
+    parser.add_argument("--model", required=True, help="model spec name")
+    parser.add_argument("--from", dest="source", default="dev", help="source environment")
+    parser.add_argument("--to", dest="target", default="prod", help="target environment")
     args = parser.parse_args(argv)
     try:
-        version = champion_version(client or WorkspaceClient(), args.registered_model)
-    except (DatabricksError, ValueError) as exc:
-        print(f"error: {args.registered_model}: {exc}", file=sys.stderr)
+        code, reason = promotion(client or WorkspaceClient(), load_settings(), args.model, args.source, args.target)
+    except (DatabricksError, MlopsError, ValueError) as exc:
+        print(f"error: {args.model}: {exc}", file=sys.stderr)
         return 1
-    if version is None:
-        print(f"{args.registered_model} has no '{CHAMPION}' alias")
-        return NO_CHAMPION
-    print(version)
-    return 0
+    print(reason)
+    return code
 
 
 if __name__ == "__main__":
