@@ -19,12 +19,13 @@ if [ "$1" = python ] && [ "$2" = infra/pipeline/stack_info.py ]; then
   shift 2; exec "$REAL_PYTHON" infra/pipeline/stack_info.py "$@"
 fi
 if [ "$1" = python ] && [ "$2" = infra/pipeline/champion.py ]; then
-  echo "$3" >> "$LOG/champion"
-  case "$3" in
-    *large_order*) echo "$3 has no 'champion' alias"; exit 3 ;;
+  shift 2; echo "$*" >> "$LOG/champion"
+  case "$2" in
+    *large_order*) echo "no 'champion' alias"; exit 3 ;;
     *decorators*) exit "${DECORATORS_CHECK:-0}" ;;
+    *up_to_date*) echo "already is"; exit 4 ;;
   esac
-  echo 4; exit 0
+  echo "promote"; exit 0
 fi
 if [ "$1" = mlops ]; then
   shift; echo "$DATABRICKS_HOST $MLOPS_CATALOG_DEV $MLOPS_CATALOG_PROD | $*" >> "$LOG/mlops"; exit 0
@@ -70,13 +71,22 @@ def test_promotes_models_with_a_dev_champion_and_skips_the_others(run_promote):
     outputs = '{"models": {"bakehouse_autolog": {}, "bakehouse_decorators": {}, "bakehouse_large_order": {}}}'
     result, log = run_promote(outputs)
     assert result.returncode == 0, result.stderr
-    assert log["champion"] == [f"mlops_dev.bakehouse_ml.{m}_model"
+    assert log["champion"] == [f"--model {m} --from dev --to prod"
                                for m in ("bakehouse_autolog", "bakehouse_decorators", "bakehouse_large_order")]
     host = "https://adb-6543210987654321.3.azuredatabricks.net"
     assert log["mlops"] == [f"{host} mlops_dev mlops_prod | --backend databricks promote --model {m} --from dev --to prod"
                             for m in ("bakehouse_autolog", "bakehouse_decorators")]
     assert "##vso[task.logissue type=warning]bakehouse_large_order: no champion in dev yet" in result.stdout
     assert result.stdout.rstrip().endswith("##vso[task.setvariable variable=promotedModels]2")
+
+
+def test_models_already_promoted_are_left_alone(run_promote):
+    result, log = run_promote('{"models": {"up_to_date": {}, "bakehouse_autolog": {}}}')
+    assert result.returncode == 0, result.stderr
+    assert [line.split("| ")[1] for line in log["mlops"]] == [
+        "--backend databricks promote --model bakehouse_autolog --from dev --to prod"]
+    assert "already is" in result.stdout and "warning]up_to_date" not in result.stdout
+    assert result.stdout.rstrip().endswith("promotedModels]1")
 
 
 def test_without_outputs_the_prod_config_lists_the_models(run_promote):

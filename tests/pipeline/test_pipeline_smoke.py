@@ -258,19 +258,49 @@ def test_output_keys_match_what_the_infra_program_exports():
     assert 'pulumi.export("models", {name: deployment.outputs' in main
 
 
-def test_champion_check_exit_codes(fake, capsys):
-    name = "mlops_dev.bakehouse_ml.bakehouse_autolog_model"
-    fake.aliases[name] = [{"alias_name": "previous", "version_num": 2}, {"alias_name": "champion", "version_num": 3}]
-    fake.aliases["mlops_dev.bakehouse_ml.other_model"] = [{"alias_name": "challenger", "version_num": 1}]
+def test_champion_check_decides_whether_to_promote(fake, capsys, monkeypatch):
+    """champion.py: source champion read through the SDK (fake REST API), target champion's provenance tags
+    through the workloads registry, as promote_across compares them."""
+    from workloads import registry
+
+    source = "mlops_dev.bakehouse_ml.bakehouse_autolog_model"
+    fake.aliases[source] = [{"alias_name": "previous", "version_num": 2}, {"alias_name": "champion", "version_num": 3}]
+    fake.aliases["mlops_dev.bakehouse_ml.bakehouse_decorators_model"] = [{"alias_name": "challenger", "version_num": 1}]
+    targets = {}  # registered model -> VersionInfo of its champion
+
+    def get_alias(settings, spec, alias):
+        assert alias == "champion"
+        return targets.get(settings.registered_model(spec))
+
+    monkeypatch.setattr(registry, "get_alias", get_alias)
+    for key in ("MLOPS_HOME", "MLOPS_CATALOG", "MLOPS_BACKEND", "MLOPS_ENV"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLOPS_CATALOG_DEV", "mlops_dev")
+    monkeypatch.setenv("MLOPS_CATALOG_PROD", "mlops_prod")
     w = client(fake)
 
-    assert champion.main([name], client=w) == 0
-    assert capsys.readouterr().out.strip() == "3"
-    assert champion.main(["mlops_dev.bakehouse_ml.other_model"], client=w) == champion.NO_CHAMPION
-    assert champion.main(["mlops_dev.bakehouse_ml.missing_model"], client=w) == champion.NO_CHAMPION
-    first_api_call = next(p for _, p, _ in fake.requests if p.startswith("/api/"))
-    assert first_api_call == f"/api/2.1/unity-catalog/models/{name}"
+    def decide(model):
+        code = champion.main(["--model", model, "--from", "dev", "--to", "prod"], client=w)
+        return code, capsys.readouterr()
 
-    fake.denied.add(name)
-    assert champion.main([name], client=w) == 1, "a permission error must fail the step, not read as no champion"
-    assert "User does not have USE CATALOG" in capsys.readouterr().err
+    code, out = decide("bakehouse_autolog")
+    assert (code, out.out.strip()) == (champion.PROMOTE, f"{source} v3 -> mlops_prod.bakehouse_ml.bakehouse_autolog_model")
+    first_api_call = next(p for _, p, _ in fake.requests if p.startswith("/api/"))
+    assert first_api_call == f"/api/2.1/unity-catalog/models/{source}"
+
+    def info(tags):
+        return registry.VersionInfo("mlops_prod.bakehouse_ml.bakehouse_autolog_model", 5, None, ("champion",), tags, "",
+                                    0)
+
+    targets["mlops_prod.bakehouse_ml.bakehouse_autolog_model"] = info({"source_model": source, "source_version": "3"})
+    assert decide("bakehouse_autolog")[0] == champion.UP_TO_DATE
+    targets["mlops_prod.bakehouse_ml.bakehouse_autolog_model"] = info({"source_model": source, "source_version": "2"})
+    assert decide("bakehouse_autolog")[0] == champion.PROMOTE, "an older copy is not up to date"
+
+    assert decide("bakehouse_decorators")[0] == champion.NO_CHAMPION
+    assert decide("bakehouse_large_order")[0] == champion.NO_CHAMPION  # no such model in dev
+
+    fake.denied.add(source)
+    code, out = decide("bakehouse_autolog")
+    assert code == 1, "a permission error must fail the step, not read as no champion"
+    assert "User does not have USE CATALOG" in out.err
