@@ -1,0 +1,338 @@
+"""The local quality monitor's computation: processed inference rows + baseline rows -> metric rows.
+
+Rows are grouped by window x model version (plus ``*`` for all versions) x slice. Each group's column
+values are sorted once; every profile and drift statistic then works on those sorted arrays
+(see :mod:`workloads.monitoring.stats`). Drift compares each window with the previous window of the same
+model version (CONSECUTIVE) and with the baseline (BASELINE): the baseline rows of the same model version
+when the baseline has any, else the whole baseline.
+
+Slices: for every ``spec.slices`` column, every value of that column (the ``MAX_SLICE_VALUES`` most frequent)
+is a slice; sliced rows compare with the baseline rows of the same slice value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from workloads.monitoring import stats
+from workloads.monitoring.granularity import Granularity, parse_granularity, to_ns
+from workloads.monitoring.schema import (
+    ALL_MODELS, BASELINE, CONSECUTIVE, DRIFT_SCHEMA, INPUT, PROFILE_SCHEMA, TABLE_COLUMN, Rows,
+)
+from workloads.specs import MODEL_ID_COLUMN, TIMESTAMP_COLUMN, Column, ModelSpec
+
+MAX_SLICE_VALUES = 20
+
+
+def monitored_columns(spec: ModelSpec) -> list[tuple[Column, bool]]:
+    """(column, is_categorical) for every column the monitor profiles: features, prediction, label.
+
+    For classification the prediction and label are class labels, so they are categorical.
+    """
+    classification = spec.problem_type == "classification"
+    out = [(c, c.is_categorical) for c in spec.features]
+    out.append((spec.prediction, classification or spec.prediction.is_categorical))
+    out.append((spec.label, classification or spec.label.is_categorical))
+    return out
+
+
+@dataclass
+class Rowset:
+    """Monitored columns of some rows as numpy arrays: numeric as float64 (NaN = null), categorical as codes."""
+
+    numeric: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
+    version: np.ndarray  # int codes into MonitorData.versions
+    ts_ns: np.ndarray | None
+    n: int
+
+    def subset(self, mask: np.ndarray) -> "Rowset":
+        return Rowset({k: v[mask] for k, v in self.numeric.items()}, {k: v[mask] for k, v in self.codes.items()},
+                      self.version[mask], None if self.ts_ns is None else self.ts_ns[mask], int(mask.sum()))
+
+
+@dataclass
+class MonitorData:
+    """Input and baseline rows prepared once: shared category and model-version dictionaries."""
+
+    spec: ModelSpec
+    inputs: Rowset
+    baseline: Rowset | None
+    categories: dict[str, np.ndarray] = field(default_factory=dict)
+    versions: list[str] = field(default_factory=list)
+
+
+def _numeric(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    return series.astype("string")
+
+
+def prepare(frame: pd.DataFrame, baseline: pd.DataFrame | None, spec: ModelSpec) -> MonitorData:
+    """Turn the processed table and baseline frames into :class:`MonitorData`."""
+    columns = monitored_columns(spec)
+    n_in = len(frame)
+    base = baseline if baseline is not None and len(baseline) else None
+    numeric_in, codes_in, numeric_b, codes_b, categories = {}, {}, {}, {}, {}
+    for col, categorical in columns:
+        series_in = frame[col.name] if col.name in frame else pd.Series([None] * n_in, dtype="object")
+        series_b = None
+        if base is not None:
+            series_b = base[col.name] if col.name in base else pd.Series([None] * len(base), dtype="object")
+        if categorical:
+            both = _as_text(series_in) if series_b is None else pd.concat(
+                [_as_text(series_in), _as_text(series_b)], ignore_index=True)
+            codes, uniques = pd.factorize(both, use_na_sentinel=True)
+            codes_in[col.name] = codes[:n_in].astype(np.int64)
+            if series_b is not None:
+                codes_b[col.name] = codes[n_in:].astype(np.int64)
+            categories[col.name] = np.asarray(uniques, dtype=object)
+        else:
+            numeric_in[col.name] = _numeric(series_in)
+            if series_b is not None:
+                numeric_b[col.name] = _numeric(series_b)
+    versions_in = _as_text(frame[MODEL_ID_COLUMN]) if MODEL_ID_COLUMN in frame else pd.Series(
+        [None] * n_in, dtype="string")
+    versions_b = None
+    if base is not None:
+        versions_b = _as_text(base[MODEL_ID_COLUMN]) if MODEL_ID_COLUMN in base else pd.Series(
+            [None] * len(base), dtype="string")
+    all_versions = versions_in if versions_b is None else pd.concat([versions_in, versions_b], ignore_index=True)
+    vcodes, vuniques = pd.factorize(all_versions.fillna("unknown"))
+    ts = to_ns(frame[TIMESTAMP_COLUMN]) if n_in else np.zeros(0, dtype=np.int64)
+    inputs = Rowset(numeric_in, codes_in, vcodes[:n_in].astype(np.int64), ts, n_in)
+    base_rows = None
+    if base is not None:
+        base_rows = Rowset(numeric_b, codes_b, vcodes[n_in:].astype(np.int64), None, len(base))
+    return MonitorData(spec, inputs, base_rows, categories, [str(v) for v in vuniques])
+
+
+# ------------------------------------------------------------------------------------------- group summaries
+@dataclass
+class GroupStats:
+    """One group's sorted numeric samples, categorical counts, null counts and quality metrics."""
+
+    rows: int
+    sorted: dict[str, stats.Sorted]
+    nulls: dict[str, int]
+    nonfinite: dict[str, int]
+    counts: dict[str, np.ndarray]
+    quality: dict
+    labelled: int
+    _profiles: dict = field(default_factory=dict)
+
+    def profile(self, name: str) -> stats.NumericProfile:
+        if name not in self._profiles:
+            self._profiles[name] = stats.numeric_profile(self.sorted[name])
+        return self._profiles[name]
+
+
+def _quality(spec: ModelSpec, data: MonitorData, rows: Rowset, idx: slice, perm: np.ndarray) -> tuple[dict, int]:
+    label, pred = spec.label.name, spec.prediction.name
+    if spec.problem_type == "classification":
+        y, p = rows.codes[label][perm[idx]], rows.codes[pred][perm[idx]]
+        ok = (y >= 0) & (p >= 0)
+        if not ok.any():
+            return {}, 0
+        return stats.classification_quality(y[ok], p[ok]), int(ok.sum())
+    y, p = rows.numeric[label][perm[idx]], rows.numeric[pred][perm[idx]]
+    ok = np.isfinite(y) & np.isfinite(p)
+    if not ok.any():
+        return {}, 0
+    return stats.regression_quality(y[ok], p[ok]), int(ok.sum())
+
+
+def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
+               span: int = 1) -> dict[int, GroupStats]:
+    """Stats for every non-empty group id (and, with ``span`` > 1, for runs of ``span`` adjacent ids)."""
+    spec = data.spec
+    perm = np.argsort(gid, kind="stable")
+    bounds = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(np.bincount(gid, minlength=n_groups), out=bounds[1:])
+    ordered_numeric = {k: v[perm] for k, v in rows.numeric.items()}
+    ordered_codes = {k: v[perm] for k, v in rows.codes.items()}
+    out: dict[int, GroupStats] = {}
+    for g in range(0, n_groups, span):
+        lo, hi = int(bounds[g]), int(bounds[min(g + span, n_groups)])
+        if hi == lo:
+            continue
+        idx = slice(lo, hi)
+        sorted_, nulls, nonfinite, counts = {}, {}, {}, {}
+        for name, arr in ordered_numeric.items():
+            part = arr[idx]
+            finite = stats.Sorted.of(part)
+            sorted_[name] = finite
+            nulls[name] = (hi - lo) - finite.n
+            nonfinite[name] = int(np.count_nonzero(np.isinf(part)))
+        for name, arr in ordered_codes.items():
+            part = arr[idx]
+            valid = part[part >= 0]
+            counts[name] = np.bincount(valid, minlength=len(data.categories[name]))
+            nulls[name] = (hi - lo) - valid.shape[0]
+        quality, labelled = _quality(spec, data, rows, idx, perm)
+        out[g] = GroupStats(hi - lo, sorted_, nulls, nonfinite, counts, quality, labelled)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- emitting rows
+def _window(start_ns: int, end_ns: int) -> dict:
+    return {"start": pd.Timestamp(start_ns, unit="ns", tz="UTC").to_pydatetime(),
+            "end": pd.Timestamp(end_ns, unit="ns", tz="UTC").to_pydatetime()}
+
+
+def _emit_profile(out: Rows, data: MonitorData, g: GroupStats, base: dict) -> None:
+    spec = data.spec
+    out.add(**base, column_name=TABLE_COLUMN, data_type="table", count=g.rows, num_nulls=0, num_nan=0,
+            **g.quality)
+    for col, categorical in monitored_columns(spec):
+        name = col.name
+        nulls = g.nulls[name]
+        if categorical:
+            counts = g.counts[name]
+            present = int(counts.sum())
+            distinct = int(np.count_nonzero(counts))
+            top = np.argsort(-counts, kind="stable")[: stats.FREQUENT_ITEMS]
+            items = [{"item": str(data.categories[name][i]), "count": int(counts[i])} for i in top if counts[i] > 0]
+            out.add(**base, column_name=name, data_type=col.type, count=present, num_nulls=nulls, num_nan=0,
+                    distinct_count=distinct, percent_null=_pct(nulls, present + nulls),
+                    percent_distinct=_pct(distinct, present), frequent_items=items)
+        else:
+            p = g.profile(name)
+            out.add(**base, column_name=name, data_type=col.type, count=p.count, num_nulls=nulls,
+                    num_nan=g.nonfinite[name], avg=p.avg, stddev=p.stddev, min=p.min, max=p.max,
+                    quantiles=p.quantiles, median=p.median, distinct_count=p.distinct_count,
+                    percent_null=_pct(nulls, p.count + nulls), percent_distinct=_pct(p.distinct_count, p.count))
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return None if whole == 0 else 100.0 * part / whole
+
+
+def _emit_drift(out: Rows, data: MonitorData, a: GroupStats, b: GroupStats, base: dict, exact: bool) -> None:
+    out.add(**base, column_name=TABLE_COLUMN, data_type="table", count_delta=float(a.rows - b.rows))
+    for col, categorical in monitored_columns(data.spec):
+        name = col.name
+        if categorical:
+            ca, cb = a.counts[name], b.counts[name]
+            na, nb = int(ca.sum()), int(cb.sum())
+            fields = dict(count_delta=float(na - nb),
+                          percent_null_delta=_delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows)))
+            drift = stats.categorical_drift(ca, cb)
+            if drift is not None:
+                fields.update(chi_squared_test={"statistic": drift.chi_squared_statistic,
+                                                "pvalue": drift.chi_squared_pvalue},
+                              tv_distance=drift.tv_distance, l_infinity_distance=drift.l_infinity_distance,
+                              js_distance=drift.js_distance)
+        else:
+            sa, sb = a.sorted[name], b.sorted[name]
+            fields = dict(count_delta=float(sa.n - sb.n), avg_delta=_delta(a.profile(name).avg, b.profile(name).avg),
+                          percent_null_delta=_delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows)))
+            drift = stats.numeric_drift(sa, sb, exact_pvalues=exact)
+            if drift is not None:
+                fields.update(ks_test={"statistic": drift.ks_statistic, "pvalue": drift.ks_pvalue},
+                              wasserstein_distance=drift.wasserstein_distance,
+                              population_stability_index=drift.population_stability_index)
+        out.add(**base, column_name=name, data_type=col.type, **fields)
+
+
+def _delta(x: float | None, y: float | None) -> float | None:
+    return None if x is None or y is None else x - y
+
+
+# ------------------------------------------------------------------------------------------------ entry points
+@dataclass
+class MetricTables:
+    profile: pa.Table
+    drift: pa.Table
+
+
+def compute_metrics(data: MonitorData, granularity: str | Granularity, windows: set[int] | None = None,
+                    exact_pvalues: bool = False, baseline_window: tuple[int, int] | None = None) -> MetricTables:
+    """Profile and drift rows for one granularity.
+
+    Args:
+        data: prepared input and baseline rows.
+        granularity: e.g. ``"1 day"``.
+        windows: window starts (epoch ns) to emit; ``None`` emits every window. The input must also hold the
+            rows of each emitted window's previous window for CONSECUTIVE drift.
+        exact_pvalues: KS p-values exactly as scipy's ``ks_2samp`` instead of the fast method.
+        baseline_window: (start, end) epoch ns stamped on BASELINE profile rows; default: the span of the
+            input's windows.
+    """
+    gran = granularity if isinstance(granularity, Granularity) else parse_granularity(granularity)
+    profile, drift = Rows(PROFILE_SCHEMA), Rows(DRIFT_SCHEMA)
+    _compute_slice(data, data.inputs, data.baseline, gran, windows, exact_pvalues, None, None, profile, drift,
+                   baseline_window)
+    for key in data.spec.slices:
+        codes = data.inputs.codes.get(key)
+        if codes is None:
+            continue  # numeric slice columns are not sliced (their values are not categories)
+        present = np.bincount(codes[codes >= 0], minlength=len(data.categories[key]))
+        for code in np.argsort(-present, kind="stable")[:MAX_SLICE_VALUES]:
+            if present[code] == 0:
+                break
+            rows = data.inputs.subset(codes == code)
+            base = None
+            if data.baseline is not None:
+                base = data.baseline.subset(data.baseline.codes[key] == code)
+            _compute_slice(data, rows, base, gran, windows, exact_pvalues, key, str(data.categories[key][code]),
+                           profile, drift, baseline_window)
+    return MetricTables(profile.to_arrow(), drift.to_arrow())
+
+
+def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gran: Granularity,
+                   windows: set[int] | None, exact: bool, slice_key, slice_value, profile: Rows, drift: Rows,
+                   baseline_window: tuple[int, int] | None = None) -> None:
+    if rows.n == 0:
+        return
+    n_versions = max(len(data.versions), 1)
+    starts_all = gran.floor(rows.ts_ns)
+    window_starts, wi = np.unique(starts_all, return_inverse=True)
+    n_windows = window_starts.shape[0]
+    ends = gran.end(window_starts)
+    prev_starts = gran.shift(window_starts, -1)
+    # Version groups of one window are adjacent ids, so a span of n_versions ids is the window's '*' group.
+    gid = wi * n_versions + rows.version
+    groups = _summaries(data, rows, gid, n_windows * n_versions)
+    star = _summaries(data, rows, gid, n_windows * n_versions, span=n_versions)
+    baseline_groups: dict[int, GroupStats] = {}
+    baseline_all = None
+    if base_rows is not None and base_rows.n:
+        baseline_groups = _summaries(data, base_rows, base_rows.version, n_versions)
+        baseline_all = _summaries(data, base_rows, np.zeros(base_rows.n, dtype=np.int64), 1)[0]
+    common = {"granularity": gran.text, "slice_key": slice_key, "slice_value": slice_value}
+    index_of = {int(s): i for i, s in enumerate(window_starts)}
+    for w in range(n_windows):
+        start = int(window_starts[w])
+        if windows is not None and start not in windows:
+            continue
+        win = _window(start, int(ends[w]))
+        prev = index_of.get(int(prev_starts[w]))
+        prev_win = None if prev is None else _window(int(window_starts[prev]), start)
+        members = [(data.versions[v], groups.get(w * n_versions + v),
+                    None if prev is None else groups.get(prev * n_versions + v), baseline_groups.get(v))
+                   for v in range(n_versions)]
+        members.append((ALL_MODELS, star.get(w * n_versions), None if prev is None else star.get(prev * n_versions),
+                        baseline_all))
+        for version, g, g_prev, g_base in members:
+            if g is None:
+                continue
+            keys = {**common, "window": win, MODEL_ID_COLUMN: version}
+            _emit_profile(profile, data, g, {**keys, "log_type": INPUT})
+            if g_prev is not None:
+                _emit_drift(drift, data, g, g_prev, {**keys, "window_cmp": prev_win, "drift_type": CONSECUTIVE}, exact)
+            target = g_base if g_base is not None else baseline_all
+            if target is not None:
+                _emit_drift(drift, data, g, target, {**keys, "window_cmp": None, "drift_type": BASELINE}, exact)
+    if baseline_all is not None and (windows is None or windows):
+        span = _window(*(baseline_window or (int(window_starts[0]), int(ends[-1]))))
+        keys = {**common, "window": span, "log_type": BASELINE}
+        for v, g in baseline_groups.items():
+            _emit_profile(profile, data, g, {**keys, MODEL_ID_COLUMN: data.versions[v]})
+        _emit_profile(profile, data, baseline_all, {**keys, MODEL_ID_COLUMN: ALL_MODELS})
