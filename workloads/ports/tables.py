@@ -45,7 +45,13 @@ class Tables(Protocol):
 
 
 def _to_arrow(df: pd.DataFrame) -> pa.Table:
-    """Arrow table with UTC microsecond timestamps (Delta's ``timestamp``) and plain strings."""
+    """Arrow table with UTC microsecond timestamps (Delta's ``timestamp``) and plain strings.
+
+    A ``pyarrow.Table`` passes through unchanged: callers that need an exact schema (structs, lists, columns
+    that may be all null) build it themselves.
+    """
+    if isinstance(df, pa.Table):
+        return df
     df = df.copy()
     for col in df.columns:
         series = df[col]
