@@ -155,14 +155,27 @@ def test_healthy_stack_passes_and_the_sdk_sent_real_requests(fake):
 
 
 def test_failed_watcher_run_fails_the_smoke_with_its_message(fake):
+    fake.endpoint_states["bakehouse-large-order"] = [READY]
+    fake.invocation["bakehouse-large-order"] = (200, {"predictions": [1]})
     fake.run_results[7] = "FAILED"
-    out = outputs({"bakehouse_large_order": None}, {"bakehouse_large_order": 7})
+    out = outputs({"bakehouse_large_order": "bakehouse-large-order"}, {"bakehouse_large_order": 7})
 
     report = smoke.smoke("dev", out, client(fake), poll_s=0.01)
 
     assert report.failed
     (fail,) = [m for s, _, m in report.lines if s == "FAIL"]
     assert "ended FAILED" in fail and "Task evaluate failed: boom" in fail and "run/1007" in fail
+
+
+def test_failed_watcher_run_of_a_model_without_champion_only_warns(fake):
+    fake.run_results[7] = "FAILED"
+    out = outputs({"bakehouse_large_order": None}, {"bakehouse_large_order": 7})
+
+    report = smoke.smoke("dev", out, client(fake), poll_s=0.01)
+
+    assert not report.failed
+    assert [(s, "ended FAILED" in m and "no champion yet" in m) for s, _, m in report.lines] == [
+        ("skip", False), ("warn", True)]
 
 
 def test_endpoint_that_never_gets_ready_fails_after_the_timeout(fake):
@@ -222,9 +235,11 @@ def test_missing_job_id_and_unknown_job_fail(fake):
 
 def test_cli_reads_the_outputs_file_and_exits_nonzero_on_failure(fake, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TF_BUILD", "True")
+    fake.endpoint_states["bakehouse-large-order"] = [READY]
+    fake.invocation["bakehouse-large-order"] = (200, {"predictions": [0]})
     fake.run_results.update({1: "SUCCESS", 2: "TIMEDOUT"})
     path = tmp_path / "outputs-dev.json"
-    path.write_text(json.dumps(outputs({"bakehouse_autolog": None, "bakehouse_large_order": None},
+    path.write_text(json.dumps(outputs({"bakehouse_autolog": None, "bakehouse_large_order": "bakehouse-large-order"},
                                        {"bakehouse_autolog": 1, "bakehouse_large_order": 2})))
 
     code = smoke.main(["--stack", "dev", "--outputs", str(path), "--poll", "0.01"])
@@ -233,7 +248,7 @@ def test_cli_reads_the_outputs_file_and_exits_nonzero_on_failure(fake, tmp_path,
     assert code == 1
     assert "ended TIMEDOUT" in out
     assert "##vso[task.logissue type=error]smoke bakehouse_large_order" in out
-    assert "smoke: 1 ok, 0 warn, 2 skip, 1 FAIL" in out
+    assert "smoke: 2 ok, 0 warn, 1 skip, 1 FAIL" in out
 
     fake.run_results[2] = "SUCCESS"
     assert smoke.main(["--stack", "dev", "--outputs", str(path), "--model", "bakehouse_large_order"]) == 0
