@@ -8,7 +8,7 @@ with one :class:`StackConfigError` that names every bad key and why.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -128,6 +128,7 @@ class WatcherConfig(_Model):
     schedule: str = Field("0 0 0/6 * * ?", description="Quartz cron of the watcher job (default every 6 hours).")
     timezone: str = Field("America/Detroit", description="IANA timezone of the watcher schedule.")
     paused: bool = Field(False, description="Deploy the watcher schedule paused.")
+    granularity: Granularity = Field("1 day", description="Monitor granularity whose latest window is judged.")
     threshold_overrides: dict[str, dict[str, ThresholdOverride]] = Field(
         default_factory=dict,
         description="Per model, per metric: this environment's threshold, same direction as the spec's.")
@@ -280,6 +281,11 @@ def _cross_checks(raw: dict[str, Any]) -> list[str]:
             problems.append(f"{NAMESPACE}:grants: {sorted(both)} are both readers and writers in prod")
     deployed = raw.get("models") if isinstance(raw.get("models"), list) else []
     watcher = raw.get("watcher") if isinstance(raw.get("watcher"), dict) else {}
+    monitor = raw.get("monitor") if isinstance(raw.get("monitor"), dict) else {}
+    judged = watcher.get("granularity", "1 day")
+    windows = monitor.get("granularities") or ["1 day"]
+    if set(windows) <= set(get_args(Granularity)) and judged in get_args(Granularity) and judged not in windows:
+        problems.append(f"{NAMESPACE}:watcher.granularity: {judged!r} is not one of monitor.granularities")
     overrides = watcher.get("thresholdOverrides") or {}
     if isinstance(overrides, dict):
         for model, metrics in overrides.items():

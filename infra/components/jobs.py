@@ -1,7 +1,8 @@
-"""A model's jobs: the watcher (unpack -> refresh -> evaluate -> retrain?), training, daily batch inference.
+"""A model's jobs: the watcher (unpack -> monitor -> evaluate -> retrain?), training, daily batch inference.
 
 Every task is a serverless ``python_wheel_task`` calling the ``mlops`` entry point of the uploaded wheel with
-the global options first, then the step's command, then ``--model``.
+the global options first, then the step's command, then ``--model``. The watcher's task keys are the ones the
+watch steps read each other's task values under (``monitor``, ``evaluate``, ``retrain``).
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ def step_args(config: StackConfig, command: list[str], model: str, *extra: str) 
 
 
 def threshold_args(config: StackConfig, model: str) -> list[str]:
-    """``--threshold METRIC=VALUE`` per stack override (direction stays the spec's)."""
+    """``--threshold METRIC=DIRECTION:VALUE`` per stack override (the direction is the spec's)."""
     overrides = config.watcher.threshold_overrides.get(model, {})
     args: list[str] = []
     for metric, bound in sorted(overrides.items()):
-        args += ["--threshold", f"{metric}={bound.value:g}"]
+        args += ["--threshold", f"{metric}={bound.direction}:{bound.value:g}"]
     return args
 
 
@@ -75,24 +76,24 @@ class ModelJobs(pulumi.ComponentResource):
         }
         tags = {**config.tags, "model": spec.name, "environment": config.environment, "managed-by": "pulumi"}
         model = spec.name
-        refresh = ["monitor", "refresh"]
-        granularities = [a for g in config.monitor.granularities for a in ("--granularity", g)]
+        granularity = ["--granularity", config.watcher.granularity]
+        thresholds = threshold_args(config, model)
 
         self.watcher = databricks.Job(
             f"{model}-watcher", name=f"[{config.environment}] {model} watcher",
             description=f"Watch {model}: unpack payloads, refresh the monitor, evaluate, retrain on breach.",
             tasks=[
                 _wheel_task("unpack", step_args(config, ["unpack"], model)),
-                _wheel_task("refresh_monitor", step_args(config, refresh, model, *granularities), ["unpack"]),
-                _wheel_task("evaluate", step_args(config, ["watch", "evaluate"], model,
-                                                  *threshold_args(config, model)), ["refresh_monitor"]),
+                _wheel_task("monitor", step_args(config, ["watch", "monitor"], model, *granularity), ["unpack"]),
+                _wheel_task("evaluate", step_args(config, ["watch", "evaluate"], model, *granularity, *thresholds),
+                            ["monitor"]),
                 databricks.JobTaskArgs(
                     task_key="retrain_needed",
                     depends_ons=[databricks.JobTaskDependsOnArgs(task_key="evaluate")],
                     condition_task=databricks.JobTaskConditionTaskArgs(
                         left=RETRAIN_VALUE, op="EQUAL_TO", right="true")),
-                _wheel_task("retrain", step_args(config, ["watch", "retrain"], model), ["retrain_needed"],
-                            outcome="true"),
+                _wheel_task("retrain", step_args(config, ["watch", "retrain"], model, *thresholds),
+                            ["retrain_needed"], outcome="true"),
             ],
             schedule=databricks.JobScheduleArgs(
                 quartz_cron_expression=config.watcher.schedule, timezone_id=config.watcher.timezone,

@@ -171,7 +171,7 @@ def test_monitor_profiles_the_processed_table_against_the_baseline(harness, plat
 
 
 @pulumi.runtime.test
-def test_watcher_job_chains_unpack_refresh_evaluate_condition_retrain(harness):
+def test_watcher_job_chains_unpack_monitor_evaluate_condition_retrain(harness):
     from infra.components.jobs import ModelJobs
 
     config = typed_config("prod")
@@ -180,10 +180,10 @@ def test_watcher_job_chains_unpack_refresh_evaluate_condition_retrain(harness):
 
     def check(args):
         tasks, schedule, run_as, max_runs, environments, emails, hooks = args
-        assert [t.task_key for t in tasks] == ["unpack", "refresh_monitor", "evaluate", "retrain_needed", "retrain"]
+        assert [t.task_key for t in tasks] == ["unpack", "monitor", "evaluate", "retrain_needed", "retrain"]
         by_key = {t.task_key: t for t in tasks}
         deps = {k: [(d.task_key, d.outcome) for d in (t.depends_ons or [])] for k, t in by_key.items()}
-        assert deps == {"unpack": [], "refresh_monitor": [("unpack", None)], "evaluate": [("refresh_monitor", None)],
+        assert deps == {"unpack": [], "monitor": [("unpack", None)], "evaluate": [("monitor", None)],
                         "retrain_needed": [("evaluate", None)], "retrain": [("retrain_needed", "true")]}
         condition = by_key["retrain_needed"].condition_task
         assert (condition.left, condition.op, condition.right) == (
@@ -193,13 +193,13 @@ def test_watcher_job_chains_unpack_refresh_evaluate_condition_retrain(harness):
                    for t in wheel_tasks)
         assert all(t.environment_key == environments[0].environment_key for t in wheel_tasks)
         assert by_key["unpack"].python_wheel_task.parameters == [*base, "unpack", "--model", "bakehouse_autolog"]
-        assert by_key["refresh_monitor"].python_wheel_task.parameters == [
-            *base, "monitor", "refresh", "--model", "bakehouse_autolog",
-            "--granularity", "1 hour", "--granularity", "1 day", "--granularity", "1 week"]
+        assert by_key["monitor"].python_wheel_task.parameters == [
+            *base, "watch", "monitor", "--model", "bakehouse_autolog", "--granularity", "1 day"]
         assert by_key["evaluate"].python_wheel_task.parameters == [
-            *base, "watch", "evaluate", "--model", "bakehouse_autolog", "--threshold", "rmse=4.5"]
+            *base, "watch", "evaluate", "--model", "bakehouse_autolog", "--granularity", "1 day",
+            "--threshold", "rmse=max:4.5"]
         assert by_key["retrain"].python_wheel_task.parameters == [
-            *base, "watch", "retrain", "--model", "bakehouse_autolog"]
+            *base, "watch", "retrain", "--model", "bakehouse_autolog", "--threshold", "rmse=max:4.5"]
         assert (schedule.quartz_cron_expression, schedule.timezone_id, schedule.pause_status) == (
             "0 0 0/6 * * ?", "America/Detroit", "UNPAUSED")
         assert run_as.service_principal_name == "7c6b5a49-3827-4165-9483-a2b1c0d9e8f7"

@@ -72,9 +72,11 @@ def test_prod_cross_checks_run_as_protect_and_overrides_are_all_reported():
     raw["grants"] = {"owner": "mlops-deployers", "readers": ["data-scientists"], "writers": ["data-scientists"]}
     raw["watcher"] = {"thresholdOverrides": {"bakehouse_autolog": {"rmse": {"min": 1.0}, "auc": {"min": 0.5}},
                                              "ghost_model": {"rmse": {"max": 1.0}}}}
+    raw["monitor"] = {"granularities": ["1 hour"]}
     with pytest.raises(StackConfigError) as caught:
         parse_stack_config("prod", raw)
     problems = " | ".join(caught.value.problems)
+    assert "lakehouse-mlops:watcher.granularity: '1 day' is not one of monitor.granularities" in problems
     assert "lakehouse-mlops:runAs: required in prod" in problems
     assert "lakehouse-mlops:protect: prod resources must be protected" in problems
     assert "both readers and writers" in problems

@@ -53,7 +53,7 @@ def test_plan_json_lists_every_declared_resource_with_parent_and_protect(dev_pla
     assert endpoint["protect"] is False
     assert "mlops_dev.bakehouse_ml.bakehouse_autolog_model@1" in endpoint["summary"]
     watcher = by_name["bakehouse_autolog-watcher"]
-    assert "unpack -> refresh_monitor -> evaluate -> retrain_needed -> retrain" in watcher["summary"]
+    assert "unpack -> monitor -> evaluate -> retrain_needed -> retrain" in watcher["summary"]
     assert watcher["inputs"]["schedule"]["timezoneId"] == "America/Detroit"
     assert any("champions assumed offline" in n for n in plan["notes"])
     assert plan["outputs"]["models"]["bakehouse_autolog"]["endpoint_name"] == "bakehouse-autolog"
@@ -79,7 +79,7 @@ def test_diff_shows_the_real_differences_between_stacks(capsys):
     assert serving["config.servedEntities[0].workloadSize"] == {"from": "Small", "to": "Medium"}
     assert serving["routeOptimized"] == {"from": False, "to": True}
     evaluate_args = changes["bakehouse_autolog-watcher"]["fields"]["tasks[2].pythonWheelTask.parameters"]
-    assert evaluate_args["to"][-2:] == ["--threshold", "rmse=4.5"]
+    assert evaluate_args["to"][-2:] == ["--threshold", "rmse=max:4.5"]
     assert "--threshold" not in evaluate_args["from"]
     assert "bakehouse_autolog-processed" in changes  # catalog differs, so does every table's catalog
     assert all(c["kind"] == "changed" for c in diff["changes"])

@@ -97,7 +97,7 @@ def test_jobs_install_the_uploaded_wheel_and_run_as_the_service_principal(dev, p
                     assert task["pythonWheelTask"]["parameters"][:4] == ["--backend", "databricks", "--env", env]
         watcher = evaluation.get("Job", name="bakehouse_autolog-watcher").inputs
         assert [t["taskKey"] for t in watcher["tasks"]] == [
-            "unpack", "refresh_monitor", "evaluate", "retrain_needed", "retrain"]
+            "unpack", "monitor", "evaluate", "retrain_needed", "retrain"]
         assert watcher["schedule"] == {"quartzCronExpression": "0 0 0/6 * * ?", "timezoneId": "America/Detroit",
                                        "pauseStatus": "UNPAUSED"}
 
@@ -152,7 +152,7 @@ def test_prod_differs_in_serving_size_and_threshold_overrides(prod):
     entity = prod.get("ModelServing", name="bakehouse_autolog-endpoint").inputs["config"]["servedEntities"][0]
     assert (entity["workloadSize"], entity["scaleToZeroEnabled"]) == ("Medium", False)
     evaluate_task = prod.get("Job", name="bakehouse_large_order-watcher").inputs["tasks"][2]
-    assert evaluate_task["pythonWheelTask"]["parameters"][-2:] == ["--threshold", "f1_score=0.6"]
+    assert evaluate_task["pythonWheelTask"]["parameters"][-2:] == ["--threshold", "f1_score=min:0.6"]
 
 
 def test_webhook_secret_creates_a_destination_the_jobs_notify(run):
