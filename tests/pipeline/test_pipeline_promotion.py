@@ -109,7 +109,9 @@ def test_databricks_and_pulumi_run_under_the_azure_cli_login(doc):
             if re.search(r"\bpulumi (login|preview|up)\b|smoke\.py|\buv run (--locked )?mlops\b", text):
                 assert step.get("task") == "AzureCLI@2", text
                 subscription = step["inputs"]["azureSubscription"]
-                assert subscription.startswith("${{ parameters.") and "ServiceConnection" in subscription
+                env = "dev" if stage["stage"] == "DeployDev" or "--stack dev" in text else "prod"
+                kind = "Preview" if stage["stage"] == "Preview" else ""
+                assert subscription == f"${{{{ parameters.{env}{kind}ServiceConnection }}}}", (stage["stage"], text)
 
 
 # ----------------------------------------------------------------------- mutated pipelines
