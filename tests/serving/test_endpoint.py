@@ -37,6 +37,10 @@ def test_every_format_is_scored_and_logged_once(server, serving_settings, spec, 
     assert len(expected) == 4 and all(isinstance(p, float) for p in expected)
     assert all(answer == expected for answer in answers.values())
     assert mlflow_path.json()["predictions"] == expected
+    # the direct scikit-learn call answers exactly what the full pyfunc path answers
+    pyfunc = registry.load_model(serving_settings, spec, version=1)
+    assert server.champion.current.direct is not None
+    assert pyfunc.predict(rows.reset_index(drop=True)).tolist() == pytest.approx(expected, rel=1e-12)
 
     logged = payload_rows(serving_settings, spec, server)
     assert sorted(logged["client_request_id"]) == sorted([f"fmt-{f}" for f in answers] + ["mlflow"])

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from workloads.serving.payloads import PayloadError, parse_request, parse_response, predictions_list
@@ -78,7 +79,7 @@ def test_nulls_are_accepted_as_missing_values(rows, spec):
     body["dataframe_records"][0]["product"] = None
     body["dataframe_records"][0]["unitPrice"] = None
     parsed = parse_request(json.dumps(body), spec)
-    assert parsed.frame["product"].iloc[0] is None
+    assert pd.isna(parsed.frame["product"].iloc[0])
     assert parsed.frame["unitPrice"].isna().iloc[0]
 
 

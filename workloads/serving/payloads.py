@@ -64,7 +64,10 @@ def decode_body(raw: bytes | str) -> dict:
     return body
 
 
-def _rows_frame(rows: Any, key: str, feature_names: list[str]) -> pd.DataFrame:
+Columns = dict[str, list]
+
+
+def _rows_columns(rows: Any, key: str, feature_names: list[str]) -> Columns:
     if not isinstance(rows, list):
         raise PayloadError(f"'{key}' must be a list of rows, got {type(rows).__name__}")
     if all(isinstance(r, dict) for r in rows):
@@ -73,17 +76,17 @@ def _rows_frame(rows: Any, key: str, feature_names: list[str]) -> pd.DataFrame:
             for name in row:
                 if name not in columns:
                     columns.append(name)
-        return pd.DataFrame({c: [row.get(c) for row in rows] for c in columns}, columns=columns)
+        return {c: [row.get(c) for row in rows] for c in columns}
     if all(isinstance(r, list) for r in rows):
         bad = [i for i, r in enumerate(rows) if len(r) != len(feature_names)]
         if bad:
             raise PayloadError(f"'{key}' row {bad[0]} has {len(rows[bad[0]])} values; positional rows need "
                                f"{len(feature_names)} values in feature order {feature_names}")
-        return pd.DataFrame({c: [r[i] for r in rows] for i, c in enumerate(feature_names)}, columns=feature_names)
+        return {c: [r[i] for r in rows] for i, c in enumerate(feature_names)}
     raise PayloadError(f"'{key}' rows must all be objects (column -> value) or all be arrays")
 
 
-def _split_frame(split: Any) -> pd.DataFrame:
+def _split_columns(split: Any) -> Columns:
     if not isinstance(split, dict) or "columns" not in split or "data" not in split:
         raise PayloadError("'dataframe_split' must be an object with 'columns' and 'data'")
     columns, data = split["columns"], split["data"]
@@ -97,10 +100,10 @@ def _split_frame(split: Any) -> pd.DataFrame:
     if bad:
         raise PayloadError(f"'dataframe_split.data' row {bad[0]} has {len(data[bad[0]])} values "
                            f"for {len(columns)} columns")
-    return pd.DataFrame({c: [r[i] for r in data] for i, c in enumerate(columns)}, columns=columns)
+    return {c: [r[i] for r in data] for i, c in enumerate(columns)}
 
 
-def _inputs_frame(inputs: Any, feature_names: list[str]) -> pd.DataFrame:
+def _inputs_columns(inputs: Any, feature_names: list[str]) -> Columns:
     if isinstance(inputs, dict):
         lengths = {k: (len(v) if isinstance(v, list) else None) for k, v in inputs.items()}
         if any(n is None for n in lengths.values()):
@@ -108,12 +111,12 @@ def _inputs_frame(inputs: Any, feature_names: list[str]) -> pd.DataFrame:
             raise PayloadError(f"'inputs' columns must be arrays; not arrays: {scalar}")
         if len(set(lengths.values())) > 1:
             raise PayloadError(f"'inputs' columns have different lengths: {lengths}")
-        return pd.DataFrame({k: list(v) for k, v in inputs.items()}, columns=list(inputs))
-    return _rows_frame(inputs, "inputs", feature_names)
+        return {k: list(v) for k, v in inputs.items()}
+    return _rows_columns(inputs, "inputs", feature_names)
 
 
-def raw_frame(body: dict, feature_names: list[str]) -> tuple[pd.DataFrame, str]:
-    """The input rows of a decoded body, unvalidated, and the format that carried them."""
+def raw_columns(body: dict, feature_names: list[str]) -> tuple[Columns, str]:
+    """The input columns (name -> values) of a decoded body, unvalidated, and the format that carried them."""
     present = [k for k in FORMATS if k in body]
     unknown = [k for k in body if k not in FORMATS and k not in ENVELOPE_KEYS]
     if not present:
@@ -125,56 +128,68 @@ def raw_frame(body: dict, feature_names: list[str]) -> tuple[pd.DataFrame, str]:
         raise PayloadError(f"request has unknown top-level keys {sorted(unknown)}")
     fmt = present[0]
     if fmt == "dataframe_split":
-        frame = _split_frame(body[fmt])
-    elif fmt == "inputs":
-        frame = _inputs_frame(body[fmt], feature_names)
-    else:
-        frame = _rows_frame(body[fmt], fmt, feature_names)
-    return frame, fmt
+        return _split_columns(body[fmt]), fmt
+    if fmt == "inputs":
+        return _inputs_columns(body[fmt], feature_names), fmt
+    return _rows_columns(body[fmt], fmt, feature_names), fmt
+
+
+def raw_frame(body: dict, feature_names: list[str]) -> tuple[pd.DataFrame, str]:
+    """The input rows of a decoded body as an unvalidated frame, and the format that carried them."""
+    columns, fmt = raw_columns(body, feature_names)
+    return pd.DataFrame(columns, columns=list(columns)), fmt
 
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _coerce_column(name: str, col_type: str, values: pd.Series) -> pd.Series:
+def _coerce_column(name: str, col_type: str, items: list) -> np.ndarray:
     """Check every value of a column against its spec type; nulls are allowed (the monitor counts them)."""
-    items = values.tolist()
     if col_type in _INT_TYPES or col_type in _FLOAT_TYPES:
+        has_null = False
         for i, v in enumerate(items):
             if _is_missing(v):
+                has_null = True
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise PayloadError(f"column '{name}' expects {col_type}, got {v!r} ({type(v).__name__}) in row {i}")
             if col_type in _INT_TYPES and isinstance(v, float) and not v.is_integer():
                 raise PayloadError(f"column '{name}' expects {col_type}, got non-integer {v!r} in row {i}")
-        if col_type in _INT_TYPES and not any(_is_missing(v) for v in items):
-            return pd.Series(items, dtype="int64", index=values.index)
-        return pd.Series(items, dtype="float64", index=values.index)
+        if col_type in _INT_TYPES and not has_null:
+            return np.array(items, dtype="int64")
+        return np.array([np.nan if v is None else v for v in items], dtype="float64")
     if col_type == "string":
         for i, v in enumerate(items):
-            if not _is_missing(v) and not isinstance(v, str):
+            if not isinstance(v, str) and not _is_missing(v):
                 raise PayloadError(f"column '{name}' expects string, got {v!r} ({type(v).__name__}) in row {i}")
-        return pd.Series([None if _is_missing(v) else v for v in items], dtype=object, index=values.index)
+        out = np.empty(len(items), dtype=object)
+        out[:] = [None if _is_missing(v) else v for v in items]
+        return out
     if col_type == "boolean":
         for i, v in enumerate(items):
             if not _is_missing(v) and not isinstance(v, bool):
                 raise PayloadError(f"column '{name}' expects boolean, got {v!r} in row {i}")
-        return pd.Series(items, dtype=object, index=values.index)
-    return pd.to_datetime(values, utc=True, errors="coerce")
+        out = np.empty(len(items), dtype=object)
+        out[:] = items
+        return out
+    return pd.to_datetime(pd.Series(items), utc=True, errors="coerce").to_numpy()
 
 
-def conform(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """The frame with exactly the spec's feature columns, in order, with the spec's types.
+def conform(data: pd.DataFrame | Columns, spec: ModelSpec) -> pd.DataFrame:
+    """A frame with exactly the spec's feature columns, in order, with the spec's types.
 
     Raises:
         PayloadError: no rows, missing or unexpected columns, or a value of the wrong type.
     """
-    if len(frame) == 0:
+    is_frame = isinstance(data, pd.DataFrame)
+    names_in = list(data.columns) if is_frame else list(data)
+    rows = len(data) if is_frame else (len(next(iter(data.values()))) if data else 0)
+    if rows == 0:
         raise PayloadError("request has no rows to score")
     names = spec.feature_names
-    missing = [c for c in names if c not in frame.columns]
-    extra = [c for c in frame.columns if c not in names]
+    missing = [c for c in names if c not in names_in]
+    extra = [c for c in names_in if c not in names]
     if missing or extra:
         parts = []
         if missing:
@@ -182,17 +197,19 @@ def conform(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
         if extra:
             parts.append(f"unexpected columns {extra}")
         raise PayloadError("input does not match the model's features: " + "; ".join(parts))
-    return pd.DataFrame({c.name: _coerce_column(c.name, c.type, frame[c.name]) for c in spec.features})
+    values = {c.name: _coerce_column(c.name, c.type, data[c.name].tolist() if is_frame else data[c.name])
+              for c in spec.features}
+    return pd.DataFrame(values, columns=names)
 
 
 def parse_request(raw: bytes | str | dict, spec: ModelSpec) -> ParsedRequest:
     """Decode, parse and validate a request body against the spec's features."""
     body = raw if isinstance(raw, dict) else decode_body(raw)
-    frame, fmt = raw_frame(body, spec.feature_names)
+    columns, fmt = raw_columns(body, spec.feature_names)
     client_request_id = body.get("client_request_id")
     if client_request_id is not None and not isinstance(client_request_id, str):
         raise PayloadError("'client_request_id' must be a string")
-    return ParsedRequest(conform(frame, spec), fmt, client_request_id)
+    return ParsedRequest(conform(columns, spec), fmt, client_request_id)
 
 
 def predictions_list(predictions: Any) -> list:
