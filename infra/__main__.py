@@ -6,12 +6,12 @@ the engine (``pulumi up``) and under mocks (``mlops plan``, tests, benchmarks).
 
 import pulumi
 
+from infra.artifacts import locate_wheel
 from infra.champion import lookup_champion
 from infra.components.model import ModelDeployment
 from infra.components.platform import Platform
 from infra.config import load_stack_config, webhook_url
 from infra.specs import resolve_spec
-from infra.wheel import locate_wheel
 
 config = load_stack_config()
 specs = [resolve_spec(name) for name in config.models]

@@ -1,4 +1,7 @@
-"""The built workloads wheel the jobs install: located, hashed, named for a content-addressed upload."""
+"""The built workloads wheel the jobs install: located, hashed, named for a content-addressed upload.
+
+(Not named wheel.py: with infra/ first on sys.path it would shadow the `wheel` distribution.)
+"""
 
 from __future__ import annotations
 

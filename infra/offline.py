@@ -23,8 +23,8 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.config import set_all_config
 
+from infra.artifacts import project_root
 from infra.specs import extra_specs
-from infra.wheel import project_root
 from workloads.errors import MlopsError
 from workloads.specs import ModelSpec
 
@@ -137,10 +137,13 @@ class LakehouseMocks(pulumi_mocks.Mocks):
 
     ``champions`` maps a model spec name to its champion version; a name mapped to None has a registered
     model but no champion; a name absent has no registered model yet (the lookup fails, as on a first deploy).
+    ``lookup_errors`` maps a model name to another failure of the lookup (e.g. ``PERMISSION_DENIED: ...``).
     """
 
-    def __init__(self, champions: Mapping[str, int | None] | None = None):
+    def __init__(self, champions: Mapping[str, int | None] | None = None,
+                 lookup_errors: Mapping[str, str] | None = None):
         self.champions = dict(champions or {})
+        self.lookup_errors = dict(lookup_errors or {})
         self.invokes: list[tuple[str, dict]] = []
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
@@ -169,6 +172,8 @@ class LakehouseMocks(pulumi_mocks.Mocks):
         if args.token == GET_REGISTERED_MODEL:
             full_name = args.args.get("fullName", "")
             model = full_name.rsplit(".", 1)[-1].removesuffix("_model")
+            if model in self.lookup_errors:
+                return {}, [("fullName", self.lookup_errors[model])]
             if model not in self.champions:
                 return {}, [("fullName", f"RESOURCE_DOES_NOT_EXIST: Registered model {full_name} not found")]
             aliases = ([{"aliasName": "champion", "versionNum": self.champions[model]}]
@@ -218,7 +223,8 @@ class Harness:
 
 def prepare(stack: str = "dev", *, config: Mapping[str, Any] | None = None,
             overrides: Mapping[str, Any] | None = None, champions: Mapping[str, int | None] | None = None,
-            wheel: str | Path | None = None, root: Path | None = None, preview: bool = False) -> Harness:
+            wheel: str | Path | None = None, root: Path | None = None, preview: bool = False,
+            lookup_errors: Mapping[str, str] | None = None) -> Harness:
     """Install config (the stack file's, or ``config``, plus ``overrides``) and fresh mocks.
 
     Keys of ``config``/``overrides`` are namespaced (``lakehouse-mlops:models``); an override of None removes
@@ -242,7 +248,7 @@ def prepare(stack: str = "dev", *, config: Mapping[str, Any] | None = None,
     logger.handlers[:] = [collector]
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    mocks = LakehouseMocks(champions)
+    mocks = LakehouseMocks(champions, lookup_errors)
     monitor = RecordingMonitor(mocks)
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, logger=logger, monitor=monitor)
@@ -274,7 +280,8 @@ class Evaluation:
 
 def evaluate(stack: str = "dev", *, config: Mapping[str, Any] | None = None,
              overrides: Mapping[str, Any] | None = None, champions: Mapping[str, int | None] | None = None,
-             wheel: str | Path | None = None, specs: Iterable[ModelSpec] = (), root: Path | None = None) -> Evaluation:
+             wheel: str | Path | None = None, specs: Iterable[ModelSpec] = (), root: Path | None = None,
+             lookup_errors: Mapping[str, str] | None = None) -> Evaluation:
     """Run the program for ``stack`` under mocks and return what it declared, its outputs and warnings.
 
     Raises whatever the program raises (e.g. ``StackConfigError``) after the runtime has settled.
@@ -282,7 +289,8 @@ def evaluate(stack: str = "dev", *, config: Mapping[str, Any] | None = None,
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
-    harness = prepare(stack, config=config, overrides=overrides, champions=champions, wheel=wheel, root=root)
+    harness = prepare(stack, config=config, overrides=overrides, champions=champions, wheel=wheel, root=root,
+                      lookup_errors=lookup_errors)
     outputs: dict[str, Any] = {}
 
     def program():

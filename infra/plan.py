@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.artifacts import WheelNotFoundError, locate_wheel
 from infra.offline import DeclaredResource, Evaluation, evaluate, placeholder_wheel, read_stack_config
-from infra.wheel import WheelNotFoundError, locate_wheel
 
 ASSUMED_CHAMPION = 1
 

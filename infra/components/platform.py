@@ -5,8 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_databricks as databricks
 
+from infra.artifacts import Wheel
 from infra.config import StackConfig
-from infra.wheel import Wheel
 
 # Least privilege: readers browse and read; writers also write tables and volumes and create models.
 CATALOG_READ = ["USE_CATALOG"]

@@ -6,10 +6,10 @@ import pulumi
 import pytest
 from infra_helpers import resolved, typed_config
 
+from infra.artifacts import locate_wheel
 from infra.champion import ChampionLookup
 from infra.offline import prepare
 from infra.specs import resolve_spec
-from infra.wheel import locate_wheel
 from workloads.specs import EXAMPLE_ID_COLUMN, REQUEST_ID_COLUMN
 
 

@@ -10,9 +10,9 @@ import pulumi
 import pytest
 from infra_helpers import DEV_CHAMPIONS, MODELS, resolved
 
+from infra.artifacts import WheelNotFoundError, locate_wheel
 from infra.offline import prepare
 from infra.specs import resolve_spec
-from infra.wheel import WheelNotFoundError, locate_wheel
 
 PER_MODEL = {"RegisteredModel": 1, "SqlTable": 2, "ModelServing": 1, "QualityMonitor": 1, "Job": 3, "Grants": 1}
 
@@ -136,7 +136,15 @@ def test_only_models_without_a_champion_are_deferred(run):
     endpoints = [r.name for r in evaluation.of_type("ModelServing")]
     assert endpoints == ["bakehouse_autolog-endpoint"]
     assert any("bakehouse_decorators" in w and "no 'champion' alias yet" in w for w in evaluation.warnings)
-    assert any("bakehouse_large_order" in w and "not readable yet" in w for w in evaluation.warnings)
+    assert any("bakehouse_large_order" in w and "does not exist yet" in w for w in evaluation.warnings)
+
+
+def test_a_lookup_failing_for_another_reason_stops_the_deploy_instead_of_dropping_the_endpoint(run):
+    from infra.champion import ChampionLookupError
+
+    with pytest.raises(ChampionLookupError, match=r"PERMISSION_DENIED.*grant the deploying principal"):
+        run("prod", champions={"bakehouse_autolog": 2},
+            lookup_errors={"bakehouse_decorators": "PERMISSION_DENIED: User does not have EXECUTE"})
 
 
 def test_prod_protects_catalog_schemas_tables_models_and_dev_does_not(prod, dev):
