@@ -133,3 +133,38 @@ def test_promote_command_matches_the_workloads_cli():
     for option in ("--model", "--from", "--to"):
         assert option in help_text
     assert Path(rules.PIPELINE).read_text().count("mlops --backend databricks promote") == 1
+
+
+def _bash_steps():
+    doc = rules.load_pipeline()
+    for stage in rules.stages(doc):
+        for job, step in rules.stage_steps(stage):
+            inputs = step.get("inputs") or {}
+            if "script" in step or "bash" in step:
+                text = step.get("script", step.get("bash"))
+            elif step.get("task") == "AzureCLI@2" and inputs.get("scriptType") == "bash":
+                text = inputs["inlineScript"]
+            else:
+                continue
+            name = f"{stage['stage']}/{job.get('job') or job.get('deployment')}/{step.get('displayName')}"
+            yield pytest.param(text, id=name)
+
+
+@pytest.mark.parametrize("script", list(_bash_steps()))
+def test_every_bash_step_parses(script, tmp_path):
+    """`bash -n` on each inline script after Azure macro expansion ($(Agent.TempDirectory) and the like
+    become words, as the agent substitutes them before bash runs)."""
+    expanded = re.sub(r"\$\((?:[A-Z]\w*\.)+\w+\)|\$\((?:pythonVersion|PULUMI_CONFIG_PASSPHRASE)\)", "MACRO", script)
+    path = tmp_path / "step.sh"
+    path.write_text(expanded)
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_setup_script_parses_and_pins_the_cli_to_the_locked_sdk():
+    setup = rules.ROOT / "infra" / "pipeline" / "setup.sh"
+    result = subprocess.run(["bash", "-n", str(setup)], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    text = setup.read_text()
+    assert "uv sync --locked" in text and 'm.version("pulumi")' in text and "get.pulumi.com" in text
+    assert "##vso[task.prependpath]$HOME/.pulumi/bin" in text
