@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         time_ratio, resource_ratio = seconds / base_seconds, resources / base_resources
         table.add_row(str(n), str(resources), f"{seconds:.3f}", f"{1000 * seconds / resources:.2f}",
                       f"{time_ratio:.1f}x", f"{resource_ratio:.1f}x", f"{time_ratio / resource_ratio:.2f}")
-    Console().print(table)
+    Console(width=140).print(table)
     return 0
 
 
