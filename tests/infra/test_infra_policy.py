@@ -144,6 +144,22 @@ def test_stack_policy_checks_the_repository_stack_files():
     assert reported == []
 
 
+def test_policy_pack_entry_point_starts_an_analyzer():
+    """Started as the policy runtime starts it (from the pack directory), it serves and prints its port."""
+    import subprocess
+    import sys
+
+    pack = Path(__file__).resolve().parents[2] / "infra" / "policy"
+    process = subprocess.Popen([sys.executable, "__main__.py"], cwd=pack, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        port = process.stdout.readline().strip()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert port.isdigit() and 0 < int(port) < 65536, process.stderr.read()
+
+
 @pytest.mark.parametrize("name", ["PulumiPolicy.yaml", "__main__.py"])
 def test_policy_pack_entry_point_is_in_infra_policy(name):
     pack = Path(__file__).resolve().parents[2] / "infra" / "policy"
