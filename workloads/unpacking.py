@@ -151,6 +151,29 @@ def unpack_spark(payload_sdf, spec: ModelSpec):
     return payload_sdf.mapInPandas(transform, schema=spark_schema(spec))
 
 
+SERVED_ENTITIES_TABLE = "system.serving.served_entities"
+
+
+def served_entity_resolver(tables: Tables, name: str = SERVED_ENTITIES_TABLE) -> VersionOf:
+    """Map Databricks' opaque ``served_entity_id`` to the model version via the served-entities system table.
+
+    Falls back to reading the version from our served entity naming (``<model>_model-<version>``), which is
+    what the local endpoint logs.
+    """
+    versions: dict[str, str] = {}
+    if tables.exists(name):
+        entities = tables.read(name, columns=["served_entity_id", "entity_version"]).dropna()
+        versions = dict(zip(entities["served_entity_id"].astype(str), entities["entity_version"].astype(str),
+                            strict=True))
+
+    def version_of(served_entity_id: str | None) -> str | None:
+        if served_entity_id is not None and str(served_entity_id) in versions:
+            return versions[str(served_entity_id)]
+        return version_of_entity(served_entity_id)
+
+    return version_of
+
+
 @dataclass
 class UnpackResult:
     """What one unpack run did."""
@@ -175,14 +198,15 @@ def _watermark(tables: Tables, name: str, source: str) -> int | None:
 
 
 def unpack(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
-           version_of: VersionOf = version_of_entity) -> UnpackResult:
+           version_of: VersionOf | None = None) -> UnpackResult:
     """Unpack the payload rows added since the last run into the processed table (exactly once).
 
     Args:
         settings: which catalog/schema and backend.
         spec: the model whose payload table is unpacked.
         tables: tables port (default: the configured backend's).
-        version_of: maps a payload row's ``served_entity_id`` to a model version.
+        version_of: maps a payload row's ``served_entity_id`` to a model version (default: the
+            Databricks served-entities system table where it exists, else our entity naming).
 
     Raises:
         UnpackError: the payload table does not exist (nothing was ever served and logged).
@@ -202,6 +226,8 @@ def unpack(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
     if last is not None:
         seen = tables.read(payload_name, columns=[PAYLOAD_REQUEST_ID], version=last)[PAYLOAD_REQUEST_ID]
         payload = payload[~payload[PAYLOAD_REQUEST_ID].isin(set(seen))]
+    if version_of is None:
+        version_of = served_entity_resolver(tables) if settings.backend == "databricks" else version_of_entity
     batch = unpack_payload(payload, spec, version_of)
     written = 0
     if not batch.frame.empty:

@@ -155,3 +155,16 @@ def test_transform_counts_and_skips_unusable_rows(spec, holdout):
     anonymous = frame[frame["request_id"] != "ok-1"]
     assert anonymous["request_id"].iloc[0] == payload["databricks_request_id"].iloc[1]
     assert frame["timestamp"].iloc[0] == pd.Timestamp("2030-01-02", tz="UTC")
+
+
+def test_databricks_served_entity_ids_resolve_through_the_system_table(tmp_path):
+    from workloads.unpacking import served_entity_resolver
+
+    tables = LocalTables(tmp_path / "warehouse")
+    assert served_entity_resolver(tables)("bakehouse_autolog_model-4") == "4"  # no system table: our naming
+    tables.write("system.serving.served_entities", pd.DataFrame({
+        "served_entity_id": ["a1b2c3", "d4e5f6"], "entity_version": ["7", "8"], "entity_name": ["m", "m"]}))
+    version_of = served_entity_resolver(tables)
+    assert version_of("d4e5f6") == "8"
+    assert version_of("unknown-entity") is None
+    assert version_of(None) is None
