@@ -61,6 +61,8 @@ def test_plan_table_for_prod_shows_protection(capsys):
     catalog_row = next(line for line in out.splitlines() if "databricks:Catalog" in line)
     assert "yes" in catalog_row and "mlops_prod" in catalog_row
     assert "deferred" in out  # first deploy: no champion, endpoints deferred with a warning
+    assert "[prod] bakehouse_autolog watcher" in out  # names are shown literally, not read as markup
+    assert "data-scientists:USE_SCHEMA/SELECT/EXECUTE/READ_VOLUME" in out
 
 
 def test_diff_shows_the_real_differences_between_stacks(capsys):

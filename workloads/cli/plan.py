@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from workloads.cli.common import console, step
 from workloads.errors import MlopsError
@@ -39,7 +40,7 @@ def _plan_table(plan) -> Table:
     for column in ("type", "name", "parent", "protect", "key inputs"):
         table.add_column(column, overflow="fold")
     for r in plan.resources:
-        table.add_row(r.type, r.name, r.parent, "yes" if r.protect else "", r.summary)
+        table.add_row(*(Text(cell) for cell in (r.type, r.name, r.parent, "yes" if r.protect else "", r.summary)))
     return table
 
 
@@ -55,10 +56,11 @@ def _diff_table(left: str, right: str, changes) -> Table:
         table.add_column(column, overflow="fold")
     for change in changes:
         if change.kind != "changed":
-            table.add_row(_label(change.path), change.kind, "", "")
+            table.add_row(Text(_label(change.path)), change.kind, "", "")
             continue
         for i, (key, (a, b)) in enumerate(change.fields.items()):
-            table.add_row(_label(change.path) if i == 0 else "", key, json.dumps(a), json.dumps(b))
+            table.add_row(Text(_label(change.path) if i == 0 else ""), Text(key), Text(json.dumps(a)),
+                          Text(json.dumps(b)))
     return table
 
 
@@ -86,9 +88,9 @@ def plan(
             return
         _wide().print(_plan_table(left))
         for note in left.notes:
-            console.print(f"[dim]note:[/] {note}")
+            console.print(Text.assemble(("note: ", "dim"), note))
         for warning in left.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
+            console.print(Text.assemble(("warning: ", "yellow"), warning))
         return
     if quiet:
         right = plan_stack(diff, champions, first_deploy)
