@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -38,6 +38,22 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class ShiftableClock:
+    """A clock that runs with real time plus an offset the demo can advance (simulates days passing).
+
+    Example: ``clock = ShiftableClock(); start_server(..., clock=clock); clock.advance(timedelta(days=1))``.
+    """
+
+    def __init__(self, offset: timedelta | None = None):
+        self.offset = offset or timedelta(0)
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+    def __call__(self) -> datetime:
+        return utc_now() + self.offset
 
 
 @dataclass
