@@ -193,3 +193,18 @@ def test_champion_swap_under_concurrent_requests(server, serving_settings, spec,
         assert logged.loc[cid, "served_entity_id"] == entity
     assert server.served_version == 2
     assert server.champion.swaps == 1
+
+
+def test_an_internal_failure_is_a_logged_500_and_serving_goes_on(server, serving_settings, spec, holdout):
+    from workloads.serving.champion import ServedModel
+
+    good = server.champion.current
+    server.champion._current = ServedModel(9, "broken-9", None, direct=lambda frame: object())
+    body = request_body(holdout[spec.feature_names].head(1), "dataframe_split", "broken")
+    response = httpx.post(server.invocations_url, json=body)
+    assert response.status_code == 500 and response.json()["error_code"] == "INTERNAL_ERROR"
+    server.champion._current = good
+    assert httpx.post(server.invocations_url, json=body).status_code == 200
+    logged = payload_rows(serving_settings, spec, server)
+    assert sorted(zip(logged["status_code"], logged["served_entity_id"], strict=True)) == [
+        (200, "bakehouse_autolog_model-1"), (500, "broken-9")]

@@ -134,6 +134,8 @@ class Scorer:
             except PayloadError as exc:
                 status, response = _error(exc.status_code, exc.error_code, str(exc))
                 client_request_id = _client_id(raw) if client_request_id is None else client_request_id
+            except Exception as exc:  # noqa: BLE001 - a bug must still answer and be logged, not drop the row
+                status, response = _error(500, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
         request_text, codes = None, []
         if oversize or len(raw) > LOG_BODY_LIMIT:
             codes.append("MAX_REQUEST_SIZE_EXCEEDED")
