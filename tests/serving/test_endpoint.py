@@ -199,7 +199,7 @@ def test_an_internal_failure_is_a_logged_500_and_serving_goes_on(server, serving
     from workloads.serving.champion import ServedModel
 
     good = server.champion.current
-    server.champion._current = ServedModel(9, "broken-9", None, direct=lambda frame: object())
+    server.champion._current = ServedModel(9, "broken-9", None, direct=lambda frame: [object()])
     body = request_body(holdout[spec.feature_names].head(1), "dataframe_split", "broken")
     response = httpx.post(server.invocations_url, json=body)
     assert response.status_code == 500 and response.json()["error_code"] == "INTERNAL_ERROR"
