@@ -173,9 +173,14 @@ def test_failed_update_is_one_clear_error(fake, client, settings, spec):
         deploy_endpoint(settings, spec, version=5, client=client)
 
 
-def test_deploy_without_version_uses_the_champion_or_says_to_train(fake, client, settings, spec):
+def test_deploy_without_version_uses_the_champion_or_says_to_train(fake, client, serving_settings, spec):
+    from workloads import registry
     from workloads.errors import RegistryError
 
+    fake.polls_in_progress = 0
+    assert deploy_endpoint(serving_settings, spec, client=client).served_versions == ("1",)
+    fake.calls.clear()
+    registry.delete_alias(serving_settings, spec, registry.CHAMPION)
     with pytest.raises(RegistryError, match="no 'champion' version"):
-        deploy_endpoint(settings, spec, client=client)
+        deploy_endpoint(serving_settings, spec, client=client)
     assert not [path for _, path, _ in fake.calls if "serving-endpoints" in path]
