@@ -46,6 +46,11 @@ class TrafficResult:
     errors: list[str] = field(default_factory=list)
     client_request_ids: list[str] = field(default_factory=list)
 
+    @property
+    def rows(self) -> int:
+        """Rows scored successfully (same as ``examples``)."""
+        return self.examples
+
 
 def holdout_frame(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
     """Held-back transactions with the spec's label: from the bakehouse tables, else freshly generated."""

@@ -25,8 +25,9 @@ def test_transform_hook_sends_drifted_rows_into_a_later_window(serving_settings,
             return rows.assign(product="Tokyo Tidbits", unitPrice=rows["unitPrice"] * 3, quantity=99)
 
         drifted = send_traffic(handle.url, spec, holdout, n=4, batch_size=2, transform=drift,
-                               settings=serving_settings, seed=8)
-        assert drifted.ok == 4
+                               settings=serving_settings, seed=8, request_prefix="sim-x-")
+        assert drifted.ok == 4 and drifted.rows == 8
+        assert all(cid.startswith("sim-x-") for cid in drifted.client_request_ids)
         handle.flush()
     unpack(serving_settings, spec)
     processed = get_tables(serving_settings).read(serving_settings.table(spec.processed_table))
