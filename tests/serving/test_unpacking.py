@@ -119,6 +119,17 @@ def test_labels_from_a_csv_by_request_id(server, serving_settings, spec, holdout
     with pytest.raises(LabelError, match="not a CSV file"):
         ingest_labels(serving_settings, spec, source="nowhere")
 
+    from deltalake import write_deltalake
+
+    example = f"{sent.client_request_ids[3]}:1"
+    write_deltalake(str(tmp_path / "labels_delta"), pd.DataFrame({"example_id": [example], "quantity": [11]}))
+    by_example = ingest_labels(serving_settings, spec, source=str(tmp_path / "labels_delta"))
+    assert (by_example.matched, by_example.updated) == (1, 1)
+    processed = _processed(serving_settings, spec).set_index("example_id")
+    assert processed.loc[example, "quantity"] == 11
+    assert pd.isna(processed.loc[f"{sent.client_request_ids[3]}:0", "quantity"])
+    assert ingest_labels(serving_settings, spec, source=str(tmp_path / "labels_delta")).updated == 0
+
 
 def test_unpack_before_anything_was_served_says_what_to_do(serving_settings, spec):
     with pytest.raises(UnpackError, match="mlops serve"):
