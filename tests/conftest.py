@@ -27,3 +27,16 @@ def settings(home):
     from workloads.settings import load_settings
 
     return load_settings(home=home)
+
+
+def make_trained_home(path, models=("bakehouse_large_order",), reference_date="2026-11-01"):
+    """Generate bakehouse data under ``path`` and train ``models``; returns (settings, {model: TrainResult})."""
+    from workloads.data.bakehouse import generate
+    from workloads.data.features import write_bakehouse
+    from workloads.settings import load_settings
+    from workloads.specs import load_spec
+    from workloads.training import train_model
+
+    settings = load_settings(home=path)
+    write_bakehouse(settings, generate(seed=42, reference_date=reference_date))
+    return settings, {name: train_model(settings, load_spec(name)) for name in models}

@@ -41,3 +41,15 @@ def step(description: str):
     with console.status(f"[bold]{description}[/]…", spinner="dots"):
         yield
     console.print(f"[green]✓[/] {description}")
+
+
+def group(app, name: str, help_text: str):
+    """The ``mlops <name>`` command group, shared by modules that add commands to it."""
+    import typer
+
+    for info in app.registered_groups:
+        if info.name == name:
+            return info.typer_instance
+    sub = typer.Typer(help=help_text, no_args_is_help=True)
+    app.add_typer(sub, name=name)
+    return sub

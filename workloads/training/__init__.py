@@ -11,6 +11,7 @@ import importlib
 import json
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from workloads import registry
@@ -51,15 +52,20 @@ def trainer_for(spec: ModelSpec):
 
 def prepare_data(settings: Settings, spec: ModelSpec, extra_data: pd.DataFrame | None = None,
                  holdout: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """Load, label, validate and split the training data; ``extra_data`` (e.g. labelled traffic) joins training."""
+    """Load, label, validate and split the training data; ``extra_data`` (e.g. labelled traffic) joins training.
+
+    The returned training frame has a boolean ``_extra`` column marking the rows that came from ``extra_data``.
+    """
     frame = label_frame(load_feature_frame(settings), spec)
     versions = dict(frame.attrs.get("data_versions", {}))
     validate_frame(frame, spec)
     train, default_holdout = split_holdout(frame)
+    train["_extra"] = False
     if extra_data is not None and len(extra_data):
         extra = label_frame(extra_data, spec) if spec.label.name not in extra_data else extra_data
         validate_frame(extra, spec, _relaxed())
-        train = pd.concat([train, extra[[c for c in train.columns if c in extra.columns]]], ignore_index=True)
+        extra = extra[[c for c in train.columns if c in extra.columns]].assign(_extra=True)
+        train = pd.concat([train, extra], ignore_index=True)
     return train, (holdout if holdout is not None else default_holdout), versions
 
 
@@ -72,7 +78,7 @@ def _relaxed():
 
 def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame | None = None,
                 holdout: pd.DataFrame | None = None, register: bool = True, alias: str | None = None,
-                tags: dict[str, str] | None = None) -> TrainResult:
+                tags: dict[str, str] | None = None, extra_weight: float = 1.0) -> TrainResult:
     """Train one model version for ``spec``.
 
     Args:
@@ -84,6 +90,8 @@ def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame
         alias: Alias to give the new version. ``None``: ``champion`` when the model has no champion yet and
             the version passes the spec's thresholds, else ``challenger`` when it passes, else none.
         tags: Extra run and version tags.
+        extra_weight: Sample weight of each ``extra_data`` row (original rows weigh 1): fresh traffic after a
+            concept change should outweigh the older data it contradicts.
 
     Returns:
         The version, metrics, threshold failures and the alias set.
@@ -96,6 +104,8 @@ def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame
                 "model_spec": spec.name, **(tags or {})}
     ctx = TrainingContext(settings=settings, spec=spec, train=train, holdout=holdout_frame, data_versions=versions,
                           experiment=experiment, tags=run_tags)
+    if extra_weight != 1.0 and train["_extra"].any():
+        ctx.sample_weight = np.where(train["_extra"].to_numpy(), float(extra_weight), 1.0)
     trained: TrainedModel = trainer.train(ctx)
     failures = threshold_failures(spec, trained.metrics)
     if not register:

@@ -22,7 +22,7 @@ def train(ctx: TrainingContext) -> TrainedModel:
         with mlflow.start_run(run_name=f"{ctx.spec.name}-autolog") as run:
             mlflow.set_tags(ctx.tags)
             pipeline = build_pipeline(ctx.spec, **DEFAULT_HYPERPARAMETERS)
-            pipeline.fit(ctx.X_train, ctx.y_train)
+            pipeline.fit(ctx.X_train, ctx.y_train, **ctx.fit_params)
             logged = mlflow.last_logged_model()
             holdout_predictions = pipeline.predict(ctx.X_holdout)
         metrics = quality_metrics(ctx.spec, ctx.y_holdout, holdout_predictions)

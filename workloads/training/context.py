@@ -22,6 +22,12 @@ class TrainingContext:
     data_versions: dict[str, int]
     experiment: str
     tags: dict[str, str] = field(default_factory=dict)
+    sample_weight: object = None  # per training row; fresh traffic can outweigh the original data
+
+    @property
+    def fit_params(self) -> dict:
+        """Keyword arguments for ``Pipeline.fit`` (sample weights routed to the estimator step)."""
+        return {} if self.sample_weight is None else {"model__sample_weight": self.sample_weight}
 
     @property
     def X_train(self) -> pd.DataFrame:

@@ -57,7 +57,7 @@ def train(ctx: TrainingContext) -> TrainedModel:
             with mlflow.start_run(run_name=f"{ctx.spec.name}-candidate-{i}", nested=True) as child:
                 mlflow.set_tags({**ctx.tags, "mlops.sweep": "candidate"})
                 mlflow.log_params(params)
-                pipeline = build(ctx, params).fit(X_train, y_train)
+                pipeline = build(ctx, params).fit(X_train, y_train, **ctx.fit_params)
                 metrics = evaluate(ctx, pipeline, X_holdout, y_holdout)
                 mlflow.log_metrics(metrics)
                 candidates.append((metrics[metric], child.info.run_id, params, pipeline, metrics))

@@ -18,7 +18,7 @@ def train(ctx: TrainingContext) -> TrainedModel:
     with mlflow.start_run(run_name=f"{ctx.spec.name}-generic") as run:
         mlflow.set_tags(ctx.tags)
         mlflow.log_params({"problem_type": ctx.spec.problem_type, **params})
-        pipeline = build_pipeline(ctx.spec, **params).fit(ctx.X_train, ctx.y_train)
+        pipeline = build_pipeline(ctx.spec, **params).fit(ctx.X_train, ctx.y_train, **ctx.fit_params)
         metrics = quality_metrics(ctx.spec, ctx.y_holdout, pipeline.predict(ctx.X_holdout))
         mlflow.log_metrics(metrics)
         log_lineage(ctx)

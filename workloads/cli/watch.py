@@ -1,0 +1,164 @@
+"""``mlops watch ...``, ``mlops rollback``, ``mlops promote`` and ``mlops drift simulate/reset``.
+
+The watch steps are what the Databricks watcher job's ``python_wheel_task``s call; locally they pass
+values through a run-state file (``MLOPS_RUN_ID`` names the run; ``watch run`` makes one).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import typer
+from rich.table import Table
+
+from workloads.cli.common import console, group, state, step
+
+MODEL = typer.Option(..., "--model", "-m", help="Model spec name.")
+GRANULARITY = typer.Option("1 day", "--granularity", help="Monitor granularity whose latest window is judged.")
+THRESHOLDS = typer.Option(None, "--threshold", help="Stack override, e.g. rmse=max:4.5 (repeatable).")
+
+
+def _evaluation_table(evaluation) -> Table:
+    table = Table("check", "observed", "threshold", "status", title=f"window {evaluation.window_start or '-'}")
+    for c in evaluation.checks:
+        shown = "-" if c.observed is None else f"{c.observed:.4g}"
+        colour = {"ok": "green", "breach": "red"}.get(c.status, "yellow")
+        table.add_row(f"{c.metric} [{c.scope}]", shown, f"{c.direction} {c.threshold:g}", f"[{colour}]{c.status}[/]")
+    return table
+
+
+def _task_values(settings, task_key: str, run_id: str | None = None):
+    from workloads.ports.task_values import get_task_values
+
+    return get_task_values(settings, run_id=run_id, task_key=task_key)
+
+
+def register(app: typer.Typer) -> None:
+    watch = typer.Typer(help="Watcher steps: monitor -> evaluate -> retrain (the Databricks job's tasks).",
+                        no_args_is_help=True)
+
+    @watch.command("monitor")
+    def monitor(model: str = MODEL, granularity: str = GRANULARITY) -> None:
+        """Unpack new payloads, refresh the monitor, read and publish the latest window's metrics."""
+        from workloads.specs import load_spec
+        from workloads.watcher.steps import MONITOR_TASK, step_monitor
+
+        settings = state.settings()
+        with step(f"Monitoring {model}"):
+            observed = step_monitor(settings, load_spec(model), _task_values(settings, MONITOR_TASK), granularity)
+        console.print(f"window {observed.window_start or '-'}: {observed.rows} rows, {observed.labelled_rows} labelled; "
+                      + ", ".join(f"{k}={v:.3f}" for k, v in observed.quality.items() if k in
+                                  ("root_mean_squared_error", "r2_score", "accuracy_score", "f1_score")))
+
+    @watch.command("evaluate")
+    def evaluate(model: str = MODEL, granularity: str = GRANULARITY, threshold: list[str] = THRESHOLDS,
+                 force: bool = typer.Option(False, "--force", help="Retrain regardless of the metrics.")) -> None:
+        """Judge the latest window against the thresholds; publish retrain_needed and the reasons."""
+        from workloads.specs import load_spec
+        from workloads.watcher.evaluation import parse_overrides
+        from workloads.watcher.steps import EVALUATE_TASK, step_evaluate
+
+        settings = state.settings()
+        evaluation, _, skipped = step_evaluate(settings, load_spec(model), _task_values(settings, EVALUATE_TASK),
+                                               granularity, parse_overrides(threshold), force)
+        console.print(_evaluation_table(evaluation))
+        console.print(f"health: {evaluation.health}; retrain needed: {evaluation.retrain_needed}"
+                      + (f" ({skipped})" if skipped else ""))
+        for reason in evaluation.reasons:
+            console.print(f"  - {reason}")
+
+    @watch.command("retrain")
+    def retrain(model: str = MODEL, threshold: list[str] = THRESHOLDS) -> None:
+        """Train a challenger on fresh data; promote it only if it passes the gate and beats the champion."""
+        from workloads.specs import load_spec
+        from workloads.watcher.evaluation import parse_overrides
+        from workloads.watcher.steps import RETRAIN_TASK, step_retrain
+
+        settings = state.settings()
+        with step(f"Retraining {model}"):
+            outcome = step_retrain(settings, load_spec(model), _task_values(settings, RETRAIN_TASK),
+                                   parse_overrides(threshold))
+        console.print(outcome.summary())
+
+    @watch.command("run")
+    def run(model: str = MODEL, granularity: str = GRANULARITY, threshold: list[str] = THRESHOLDS,
+            force: bool = typer.Option(False, "--force", help="Retrain regardless of the metrics.")) -> None:
+        """The whole watcher graph in one command, like the Databricks job."""
+        from workloads.ports.task_values import LocalTaskValues
+        from workloads.specs import load_spec
+        from workloads.watcher.evaluation import parse_overrides
+        from workloads.watcher.steps import run_watcher
+
+        settings = state.settings()
+        run_id = f"watch-{uuid.uuid4().hex[:12]}"
+        with step(f"Watching {model} (run {run_id})"):
+            result = run_watcher(settings, load_spec(model), LocalTaskValues(settings.home, run_id), granularity,
+                                 parse_overrides(threshold), force)
+        console.print(_evaluation_table(result.evaluation))
+        console.print(f"health: {result.evaluation.health}; retrain needed: {result.evaluation.retrain_needed}")
+        for reason in result.evaluation.reasons:
+            console.print(f"  - {reason}")
+        if result.retrain:
+            console.print(result.retrain.summary())
+
+    app.add_typer(watch, name="watch")
+
+    @app.command("rollback")
+    def rollback(model: str = MODEL, reason: str = typer.Option("manual rollback", help="Why (audited).")) -> None:
+        """Champion <- previous; the endpoint follows; one audit row."""
+        from workloads.alerts import notify
+        from workloads.promotion import rollback as do_rollback
+        from workloads.specs import load_spec
+
+        settings = state.settings()
+        record = do_rollback(settings, load_spec(model), reason)
+        notify(settings, "rollback", model, f"{model}: rolled back v{record.from_version} -> v{record.to_version}")
+        console.print(f"{model}: champion v{record.from_version} -> v{record.to_version} (previous: "
+                      f"v{record.from_version})")
+
+    @app.command("promote")
+    def promote(model: str = MODEL, source: str = typer.Option("dev", "--from", help="Source environment."),
+                target: str = typer.Option("prod", "--to", help="Target environment.")) -> None:
+        """Copy the source champion into the target model, validate it there, then make it champion."""
+        from workloads.alerts import notify
+        from workloads.environments import promote_across
+        from workloads.specs import load_spec
+
+        settings = state.settings()
+        with step(f"Promoting {model} from {source} to {target}"):
+            result = promote_across(settings, load_spec(model), source, target)
+        notify(settings.for_env(target), "promotion", model,
+               f"{model}: {source} v{result.source_version} -> {target} v{result.target_version}")
+        console.print(f"{result.source} -> {settings.for_env(target).registered_model(model)} v{result.target_version} "
+                      f"(champion); " + ", ".join(f"{k}={result.metrics[k]:.3f}" for k in ("rmse", "r2")
+                                                  if k in result.metrics))
+
+    drift = group(app, "drift", "Drift: simulate it, reset it, analyze it.")
+
+    @drift.command("simulate")
+    def simulate(model: str = MODEL,
+                 kind: str = typer.Option("concept", "--kind", help="covariate or concept."),
+                 requests: int = typer.Option(120, "--requests", help="Requests to send."),
+                 batch_size: int = typer.Option(5, "--batch-size", help="Rows per request."),
+                 url: str = typer.Option(None, "--url", help="Running endpoint (default: an in-process one)."),
+                 days_ahead: float = typer.Option(1.0, "--days-ahead",
+                                                  help="Simulated time ahead for the in-process endpoint.")) -> None:
+        """Send drifted, labelled traffic through the endpoint (tagged, so reset can remove it)."""
+        from workloads.drift import simulate as run_simulation
+        from workloads.specs import load_spec
+
+        with step(f"Simulating {kind} drift on {model}"):
+            result = run_simulation(state.settings(), load_spec(model), kind, requests, batch_size, url, days_ahead)
+        console.print(f"simulation {result.simulation_id}: {result.requests} requests, {result.rows} rows, "
+                      f"{result.failed} failed, at {result.request_time:%Y-%m-%d %H:%M} UTC")
+
+    @drift.command("reset")
+    def reset(model: str = MODEL) -> None:
+        """Remove exactly the simulated requests (payload, processed, labels) and simulation runs."""
+        from workloads.drift import reset as run_reset
+        from workloads.specs import load_spec
+
+        result = run_reset(state.settings(), load_spec(model))
+        for table, rows in result.rows_deleted.items():
+            console.print(f"{table}: {rows} simulated rows deleted")
+        console.print(f"{result.runs_deleted} simulation runs deleted")

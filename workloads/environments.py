@@ -1,0 +1,75 @@
+"""dev -> prod: copy the dev champion into the prod model, validate it on prod data, then make it champion.
+
+``copy_model_version`` keeps the lineage (the prod version's source is the dev version). The copy gets
+the prod ``champion`` alias only if it passes the spec's thresholds on prod's holdout; otherwise it
+stays an unaliased version tagged with why, and the command refuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from workloads import registry
+from workloads.data.features import label_frame, load_feature_frame, split_holdout
+from workloads.errors import MlopsError
+from workloads.promotion import PromotionRecord, promote
+from workloads.settings import Settings
+from workloads.specs import ModelSpec
+from workloads.training.evaluation import evaluate, threshold_failures
+
+
+class CrossEnvironmentPromotionError(MlopsError):
+    """The dev champion is missing, or its copy failed the gate in the target environment."""
+
+
+@dataclass
+class CrossPromotion:
+    model: str
+    source: str  # models:/<dev name>/<version>
+    source_version: int
+    target_version: int
+    metrics: dict[str, float]
+    record: PromotionRecord | None
+
+
+def promote_across(settings: Settings, spec: ModelSpec, source_env: str = "dev", target_env: str = "prod") -> CrossPromotion:
+    """Copy ``source_env``'s champion into ``target_env`` and gate it there."""
+    from mlflow import MlflowClient
+
+    if source_env == target_env:
+        raise CrossEnvironmentPromotionError(f"--from and --to are both {source_env!r}; promote between two environments")
+    source = settings.for_env(source_env)
+    target = settings.for_env(target_env)
+    champion = registry.get_alias(source, spec, registry.CHAMPION)
+    if champion is None:
+        raise CrossEnvironmentPromotionError(
+            f"{source.registered_model(spec.name)} has no champion to promote; train one in {source_env} first")
+    target_champion = registry.get_alias(target, spec, registry.CHAMPION)
+    if target_champion is not None and target_champion.tags.get("source_version") == str(champion.version) \
+            and target_champion.tags.get("source_model") == champion.name:
+        raise CrossEnvironmentPromotionError(
+            f"{target.registered_model(spec.name)} champion v{target_champion.version} already is "
+            f"{champion.name} v{champion.version}; nothing to promote")
+    registry._client(target)
+    client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+    source_uri = registry.model_uri(source, spec, version=champion.version)
+    copied = client.copy_model_version(source_uri, target.registered_model(spec.name))
+    version = int(copied.version)
+    registry.set_version_tags(target, spec, version, {
+        "source_model": champion.name, "source_version": champion.version, "source_env": source_env,
+        "data_versions": champion.tags.get("data_versions", "{}"), "spec_hash": champion.tags.get("spec_hash", "")})
+    holdout = label_frame(split_holdout(load_feature_frame(target))[1], spec)
+    metrics = evaluate(spec, registry.load_model(target, spec, version=version), holdout)
+    failures = threshold_failures(spec, metrics)
+    registry.set_version_tags(target, spec, version, {"passed_thresholds": str(not failures).lower()})
+    if failures:
+        registry.set_version_tags(target, spec, version, {"gate_failures": "; ".join(failures)})
+        raise CrossEnvironmentPromotionError(
+            f"{champion.name} v{champion.version} copied to {target.registered_model(spec.name)} v{version} but failed "
+            f"the {target_env} gate: " + "; ".join(failures) + f"; the {target_env} champion is unchanged")
+    keep = ("rmse", "mae", "r2", "accuracy_score", "f1_score")
+    record = promote(target, spec, version, action="copy_promote", expected_champion=(
+        target_champion.version if target_champion else None),
+        reason=f"promoted from {source_env} ({champion.name} v{champion.version})",
+        challenger_metrics={k: round(v, 6) for k, v in metrics.items() if k in keep})
+    return CrossPromotion(spec.name, source_uri, champion.version, version, metrics, record)

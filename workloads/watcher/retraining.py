@@ -1,0 +1,120 @@
+"""Retrain a challenger on fresh data, validate it against the champion on the same holdout, promote or not.
+
+Fresh data is the labelled traffic of the processed inference table since ``since`` (the breached window).
+Its examples are split by a stable hash of the example id: one part joins the original training set
+(weighted, so the new behaviour outweighs the old data it contradicts), the other is the holdout on
+which champion and challenger are both scored. With too little labelled traffic the holdout is the
+original one. The challenger is promoted only if it passes the absolute thresholds and beats the
+champion on the spec's primary metric; otherwise the champion stays and the reason is alerted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from workloads import registry
+from workloads.data.features import label_frame, load_feature_frame, split_holdout
+from workloads.ports.tables import get_tables
+from workloads.promotion import PromotionRecord, promote
+from workloads.settings import Settings
+from workloads.specs import EXAMPLE_ID_COLUMN, TIMESTAMP_COLUMN, ModelSpec, Threshold
+from workloads.training import train_model
+from workloads.training.evaluation import evaluate, threshold_failures
+
+FRESH_HOLDOUT_PERCENT = 30
+
+
+@dataclass
+class RetrainOutcome:
+    model: str
+    champion_version: int
+    challenger_version: int | None
+    champion_metrics: dict[str, float]
+    challenger_metrics: dict[str, float]
+    holdout: str  # which holdout both were scored on
+    holdout_rows: int
+    fresh_rows: int
+    promoted: bool
+    reasons: list[str] = field(default_factory=list)
+    record: PromotionRecord | None = None
+
+    def summary(self) -> str:
+        if self.promoted:
+            return f"{self.model}: v{self.challenger_version} promoted over v{self.champion_version}"
+        return f"{self.model}: champion v{self.champion_version} kept: " + "; ".join(self.reasons)
+
+
+def _stable_bucket(ids: pd.Series) -> np.ndarray:
+    return np.array([int(hashlib.sha1(str(i).encode()).hexdigest()[:8], 16) % 100 for i in ids])
+
+
+def fresh_traffic(settings: Settings, spec: ModelSpec, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Labelled examples of the processed inference table (since ``since``), in feature-frame shape."""
+    tables = get_tables(settings)
+    name = settings.table(spec.processed_table)
+    if not tables.exists(name):
+        return pd.DataFrame(columns=[*spec.feature_names, spec.label.name, EXAMPLE_ID_COLUMN])
+    frame = tables.read(name)
+    frame = frame[frame[spec.label.name].notna()]
+    if since is not None:
+        frame = frame[frame[TIMESTAMP_COLUMN] >= pd.Timestamp(since)]
+    frame = frame.drop_duplicates(EXAMPLE_ID_COLUMN)
+    out = frame[[*spec.feature_names, spec.label.name, EXAMPLE_ID_COLUMN]].reset_index(drop=True)
+    if spec.label.type in ("bigint", "int"):
+        out[spec.label.name] = out[spec.label.name].astype("int64")
+    return out
+
+
+def primary_metric(spec: ModelSpec, overrides: dict[str, Threshold] | None = None) -> tuple[str, Threshold]:
+    thresholds = {**spec.thresholds, **(overrides or {})}
+    name = next(iter(spec.thresholds))
+    return name, thresholds[name]
+
+
+def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Timestamp | None = None,
+                         reason: str = "retrain", overrides: dict[str, Threshold] | None = None,
+                         tags: dict[str, str] | None = None, promote_if_better: bool = True) -> RetrainOutcome:
+    """Train a challenger on fresh data and promote it only if it passes the gate and beats the champion."""
+    champion = registry.require_alias(settings, spec, registry.CHAMPION)
+    fresh = fresh_traffic(settings, spec, since)
+    bucket = _stable_bucket(fresh[EXAMPLE_ID_COLUMN]) if len(fresh) else np.array([], dtype=int)
+    fresh_holdout = fresh[bucket < FRESH_HOLDOUT_PERCENT]
+    fresh_train = fresh[bucket >= FRESH_HOLDOUT_PERCENT]
+    if len(fresh_holdout) >= spec.min_rows:
+        holdout, holdout_name = fresh_holdout.drop(columns=[EXAMPLE_ID_COLUMN]), "recent labelled traffic"
+    else:
+        holdout = label_frame(split_holdout(load_feature_frame(settings))[1], spec)
+        holdout_name = "original holdout"
+    weight = 1.0
+    if len(fresh_train):
+        base_rows = len(split_holdout(load_feature_frame(settings))[0])
+        weight = max(1.0, base_rows / len(fresh_train))
+    result = train_model(settings, spec, extra_data=fresh_train.drop(columns=[EXAMPLE_ID_COLUMN]) if len(fresh_train)
+                         else None, holdout=holdout, alias=registry.CHALLENGER, extra_weight=weight,
+                         tags={"mlops.trigger": reason, "mlops.fresh_rows": str(len(fresh_train)), **(tags or {})})
+    champion_model = registry.load_model(settings, spec, version=champion.version)
+    champion_metrics = evaluate(spec, champion_model, holdout)
+    challenger_metrics = result.metrics
+    reasons = [f"fails threshold {f}" for f in threshold_failures(spec, challenger_metrics, overrides)]
+    metric, threshold = primary_metric(spec, overrides)
+    ours, theirs = challenger_metrics.get(metric), champion_metrics.get(metric)
+    if ours is None or theirs is None or not threshold.better(ours, theirs):
+        reasons.append(f"does not beat the champion on {metric} ({ours:.4g} vs {theirs:.4g} on the {holdout_name})")
+    outcome = RetrainOutcome(spec.name, champion.version, result.version, champion_metrics, challenger_metrics,
+                             holdout_name, len(holdout), len(fresh_train), promoted=False, reasons=reasons)
+    if not reasons and promote_if_better:
+        outcome.record = promote(
+            settings, spec, result.version, expected_champion=champion.version,
+            reason=f"{reason}; {metric} {ours:.4g} vs {theirs:.4g} on the {holdout_name}",
+            champion_metrics=_short(champion_metrics), challenger_metrics=_short(challenger_metrics))
+        outcome.promoted = True
+    return outcome
+
+
+def _short(metrics: dict[str, float]) -> dict[str, float]:
+    keep = ("rmse", "mae", "r2", "accuracy_score", "f1_score", "precision", "recall")
+    return {k: round(float(v), 6) for k, v in metrics.items() if k in keep}
