@@ -100,11 +100,13 @@ def test_unknown_endpoint_is_404(server):
     assert response.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
 
-def test_databricks_sdk_client_gets_and_queries_the_local_endpoint(server, serving_settings, spec, holdout):
+def test_databricks_sdk_client_gets_and_queries_the_local_endpoint(server, serving_settings, spec, holdout,
+                                                                   caplog):
     from databricks.sdk import WorkspaceClient
     from databricks.sdk.service.serving import DataframeSplitInput, EndpointStateReady
 
     client = WorkspaceClient(host=server.url, token="local-token")
+    assert not [r for r in caplog.records if r.name.startswith("databricks") and r.levelname == "WARNING"]
     endpoint = client.serving_endpoints.get(spec.endpoint_name)
     assert endpoint.state.ready == EndpointStateReady.READY
     entity = endpoint.config.served_entities[0]

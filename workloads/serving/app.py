@@ -208,6 +208,11 @@ def create_app(config: EndpointConfig, champion: Champion, logger: PayloadLogger
     async def list_endpoints() -> Response:
         return JSONResponse({"endpoints": [endpoint_description(config, champion)]})
 
+    @app.get("/.well-known/databricks-config")
+    async def host_metadata(request: Request) -> Response:
+        # What databricks-sdk probes when a WorkspaceClient is created; a local host has no OIDC or account.
+        return JSONResponse({"oidc_endpoint": f"{str(request.base_url).rstrip('/')}/oidc"})
+
     @app.get("/ping")
     @app.get("/health")
     async def ping() -> Response:
