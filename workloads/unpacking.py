@@ -28,7 +28,7 @@ from workloads.errors import MlopsError
 from workloads.ports.tables import Tables, get_tables
 from workloads.serving.champion import version_of_entity
 from workloads.serving.payload_log import REQUEST_ID as PAYLOAD_REQUEST_ID
-from workloads.serving.payloads import PayloadError, conform, decode_body, parse_response, raw_frame
+from workloads.serving.payloads import PayloadError, conform, decode_body, parse_response, raw_columns
 from workloads.settings import Settings
 from workloads.specs import (
     EXAMPLE_ID_COLUMN,
@@ -107,6 +107,8 @@ def unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf
     """Turn payload rows into processed rows (pure pandas; the shared transform of both runtimes)."""
     batch = UnpackBatch(frame=pd.DataFrame(), payload_rows=len(payload))
     pieces: list[pd.DataFrame] = []
+    if "request_time" in payload.columns and len(payload) > 1:
+        payload = payload.sort_values("request_time", kind="stable")
     for row in payload.itertuples(index=False):
         if _missing(row.status_code) or int(row.status_code) != 200:
             batch.skipped["status"] += 1
@@ -115,8 +117,7 @@ def unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf
             batch.skipped["logging_error"] += 1
             continue
         try:
-            frame, _ = raw_frame(decode_body(row.request), spec.feature_names)
-            frame = conform(frame, spec)
+            frame = conform(raw_columns(decode_body(row.request), spec.feature_names)[0], spec)
         except PayloadError:
             batch.skipped["unparseable"] += 1
             continue
