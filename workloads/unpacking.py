@@ -28,7 +28,7 @@ from workloads.errors import MlopsError
 from workloads.ports.tables import Tables, get_tables
 from workloads.serving.champion import version_of_entity
 from workloads.serving.payload_log import REQUEST_ID as PAYLOAD_REQUEST_ID
-from workloads.serving.payloads import PayloadError, conform, decode_body, parse_response, raw_columns
+from workloads.serving.payloads import PayloadError, conform_columns, decode_body, parse_response, raw_columns
 from workloads.settings import Settings
 from workloads.specs import (
     EXAMPLE_ID_COLUMN,
@@ -106,7 +106,9 @@ def _has_codes(codes) -> bool:
 def unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf = version_of_entity) -> UnpackBatch:
     """Turn payload rows into processed rows (pure pandas; the shared transform of both runtimes)."""
     batch = UnpackBatch(frame=pd.DataFrame(), payload_rows=len(payload))
-    pieces: list[pd.DataFrame] = []
+    features: dict[str, list[np.ndarray]] = {name: [] for name in spec.feature_names}
+    extra: dict[str, list] = {spec.prediction.name: [], MODEL_ID_COLUMN: [], TIMESTAMP_COLUMN: [],
+                              REQUEST_ID_COLUMN: [], EXAMPLE_ID_COLUMN: []}
     if "request_time" in payload.columns and len(payload) > 1:
         payload = payload.sort_values("request_time", kind="stable")
     for row in payload.itertuples(index=False):
@@ -117,25 +119,29 @@ def unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf
             batch.skipped["logging_error"] += 1
             continue
         try:
-            frame = conform(raw_columns(decode_body(row.request), spec.feature_names)[0], spec)
+            columns = conform_columns(raw_columns(decode_body(row.request), spec.feature_names)[0], spec)
         except PayloadError:
             batch.skipped["unparseable"] += 1
             continue
+        n = len(next(iter(columns.values())))
         predictions = parse_response(row.response)
-        if predictions is None or len(predictions) != len(frame):
+        if predictions is None or len(predictions) != n:
             batch.skipped["unparseable"] += 1
             continue
         request_id = getattr(row, PAYLOAD_REQUEST_ID) if _missing(row.client_request_id) else row.client_request_id
-        frame[spec.prediction.name] = predictions
-        frame[MODEL_ID_COLUMN] = version_of(row.served_entity_id)
-        frame[TIMESTAMP_COLUMN] = row.request_time
-        frame[REQUEST_ID_COLUMN] = request_id
-        frame[EXAMPLE_ID_COLUMN] = [example_id(request_id, i) for i in range(len(frame))]
-        pieces.append(frame)
-    combined = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
-        {c.name: [] for c in spec.processed_columns()})
-    if not combined.empty and combined[TIMESTAMP_COLUMN].dt.tz is None:
-        combined[TIMESTAMP_COLUMN] = combined[TIMESTAMP_COLUMN].dt.tz_localize("UTC")
+        for name, values in columns.items():
+            features[name].append(values)
+        extra[spec.prediction.name].extend(predictions)
+        extra[MODEL_ID_COLUMN].extend([version_of(row.served_entity_id)] * n)
+        extra[TIMESTAMP_COLUMN].extend([row.request_time] * n)
+        extra[REQUEST_ID_COLUMN].extend([request_id] * n)
+        extra[EXAMPLE_ID_COLUMN].extend(example_id(request_id, i) for i in range(n))
+    combined = pd.DataFrame({
+        **{name: np.concatenate(parts) if parts else [] for name, parts in features.items()},
+        **extra,
+    })
+    if not combined.empty:
+        combined[TIMESTAMP_COLUMN] = pd.to_datetime(combined[TIMESTAMP_COLUMN], utc=True)
     # A client retrying with the same client_request_id is one request: keep its first logged answer.
     combined = combined.drop_duplicates(KEYS, keep="first")
     batch.frame = cast_columns(combined, spec.processed_columns())

@@ -176,8 +176,8 @@ def _coerce_column(name: str, col_type: str, items: list) -> np.ndarray:
     return pd.to_datetime(pd.Series(items), utc=True, errors="coerce").to_numpy()
 
 
-def conform(data: pd.DataFrame | Columns, spec: ModelSpec) -> pd.DataFrame:
-    """A frame with exactly the spec's feature columns, in order, with the spec's types.
+def conform_columns(data: pd.DataFrame | Columns, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """The spec's feature columns, in order, as arrays of the spec's types.
 
     Raises:
         PayloadError: no rows, missing or unexpected columns, or a value of the wrong type.
@@ -197,9 +197,13 @@ def conform(data: pd.DataFrame | Columns, spec: ModelSpec) -> pd.DataFrame:
         if extra:
             parts.append(f"unexpected columns {extra}")
         raise PayloadError("input does not match the model's features: " + "; ".join(parts))
-    values = {c.name: _coerce_column(c.name, c.type, data[c.name].tolist() if is_frame else data[c.name])
-              for c in spec.features}
-    return pd.DataFrame(values, columns=names)
+    return {c.name: _coerce_column(c.name, c.type, data[c.name].tolist() if is_frame else data[c.name])
+            for c in spec.features}
+
+
+def conform(data: pd.DataFrame | Columns, spec: ModelSpec) -> pd.DataFrame:
+    """A frame with exactly the spec's feature columns, in order, with the spec's types (see :func:`conform_columns`)."""
+    return pd.DataFrame(conform_columns(data, spec), columns=spec.feature_names)
 
 
 def parse_request(raw: bytes | str | dict, spec: ModelSpec) -> ParsedRequest:
