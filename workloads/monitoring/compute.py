@@ -21,7 +21,14 @@ import pyarrow as pa
 from workloads.monitoring import stats
 from workloads.monitoring.granularity import Granularity, parse_granularity, to_ns
 from workloads.monitoring.schema import (
-    ALL_MODELS, BASELINE, CONSECUTIVE, DRIFT_SCHEMA, INPUT, PROFILE_SCHEMA, TABLE_COLUMN, Rows,
+    ALL_MODELS,
+    BASELINE,
+    CONSECUTIVE,
+    DRIFT_SCHEMA,
+    INPUT,
+    PROFILE_SCHEMA,
+    TABLE_COLUMN,
+    Rows,
 )
 from workloads.specs import MODEL_ID_COLUMN, TIMESTAMP_COLUMN, Column, ModelSpec
 
@@ -50,7 +57,7 @@ class Rowset:
     ts_ns: np.ndarray | None
     n: int
 
-    def subset(self, mask: np.ndarray) -> "Rowset":
+    def subset(self, mask: np.ndarray) -> Rowset:
         return Rowset({k: v[mask] for k, v in self.numeric.items()}, {k: v[mask] for k, v in self.codes.items()},
                       self.version[mask], None if self.ts_ns is None else self.ts_ns[mask], int(mask.sum()))
 
@@ -214,29 +221,52 @@ def _pct(part: int, whole: int) -> float | None:
     return None if whole == 0 else 100.0 * part / whole
 
 
-def _emit_drift(out: Rows, data: MonitorData, a: GroupStats, b: GroupStats, base: dict, exact: bool) -> None:
+@dataclass
+class _Pending:
+    """p-values computed in one vectorised call once every pair's statistics are known."""
+
+    ks: list = field(default_factory=list)
+    chi: list = field(default_factory=list)
+
+    def resolve(self, exact: bool) -> None:
+        if self.ks:
+            values = stats.ks_pvalues([k[1] for k in self.ks], [k[2] for k in self.ks], [k[3] for k in self.ks],
+                                      exact=exact)
+            for (test, *_), p in zip(self.ks, values):
+                test["pvalue"] = float(p)
+        if self.chi:
+            values = stats.chi2_pvalues([c[1] for c in self.chi], [c[2] for c in self.chi])
+            for (test, *_), p in zip(self.chi, values):
+                test["pvalue"] = float(p)
+        self.ks.clear()
+        self.chi.clear()
+
+
+def _emit_drift(out: Rows, data: MonitorData, a: GroupStats, b: GroupStats, base: dict, pending: _Pending,
+                b_le: dict[str, np.ndarray] | None = None) -> None:
     out.add(**base, column_name=TABLE_COLUMN, data_type="table", count_delta=float(a.rows - b.rows))
     for col, categorical in monitored_columns(data.spec):
         name = col.name
         if categorical:
             ca, cb = a.counts[name], b.counts[name]
             na, nb = int(ca.sum()), int(cb.sum())
-            fields = dict(count_delta=float(na - nb),
-                          percent_null_delta=_delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows)))
-            drift = stats.categorical_drift(ca, cb)
+            fields = {"count_delta": float(na - nb),
+                          "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
+            drift = stats.categorical_drift(ca, cb, pvalue=False)
             if drift is not None:
-                fields.update(chi_squared_test={"statistic": drift.chi_squared_statistic,
-                                                "pvalue": drift.chi_squared_pvalue},
-                              tv_distance=drift.tv_distance, l_infinity_distance=drift.l_infinity_distance,
-                              js_distance=drift.js_distance)
+                test = {"statistic": drift.chi_squared_statistic, "pvalue": None}
+                pending.chi.append((test, drift.chi_squared_statistic, drift.chi_squared_dof))
+                fields.update(chi_squared_test=test, tv_distance=drift.tv_distance,
+                              l_infinity_distance=drift.l_infinity_distance, js_distance=drift.js_distance)
         else:
             sa, sb = a.sorted[name], b.sorted[name]
-            fields = dict(count_delta=float(sa.n - sb.n), avg_delta=_delta(a.profile(name).avg, b.profile(name).avg),
-                          percent_null_delta=_delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows)))
-            drift = stats.numeric_drift(sa, sb, exact_pvalues=exact)
+            fields = {"count_delta": float(sa.n - sb.n), "avg_delta": _delta(a.profile(name).avg, b.profile(name).avg),
+                          "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
+            drift = stats.numeric_drift(sa, sb, b_le=None if b_le is None else b_le.get(name), pvalue=False)
             if drift is not None:
-                fields.update(ks_test={"statistic": drift.ks_statistic, "pvalue": drift.ks_pvalue},
-                              wasserstein_distance=drift.wasserstein_distance,
+                test = {"statistic": drift.ks_statistic, "pvalue": None}
+                pending.ks.append((test, drift.ks_statistic, sa.n, sb.n))
+                fields.update(ks_test=test, wasserstein_distance=drift.wasserstein_distance,
                               population_stability_index=drift.population_stability_index)
         out.add(**base, column_name=name, data_type=col.type, **fields)
 
@@ -266,8 +296,8 @@ def compute_metrics(data: MonitorData, granularity: str | Granularity, windows: 
             input's windows.
     """
     gran = granularity if isinstance(granularity, Granularity) else parse_granularity(granularity)
-    profile, drift = Rows(PROFILE_SCHEMA), Rows(DRIFT_SCHEMA)
-    _compute_slice(data, data.inputs, data.baseline, gran, windows, exact_pvalues, None, None, profile, drift,
+    profile, drift, pending = Rows(PROFILE_SCHEMA), Rows(DRIFT_SCHEMA), _Pending()
+    _compute_slice(data, data.inputs, data.baseline, gran, windows, pending, None, None, profile, drift,
                    baseline_window)
     for key in data.spec.slices:
         codes = data.inputs.codes.get(key)
@@ -281,13 +311,14 @@ def compute_metrics(data: MonitorData, granularity: str | Granularity, windows: 
             base = None
             if data.baseline is not None:
                 base = data.baseline.subset(data.baseline.codes[key] == code)
-            _compute_slice(data, rows, base, gran, windows, exact_pvalues, key, str(data.categories[key][code]),
+            _compute_slice(data, rows, base, gran, windows, pending, key, str(data.categories[key][code]),
                            profile, drift, baseline_window)
+    pending.resolve(exact_pvalues)
     return MetricTables(profile.to_arrow(), drift.to_arrow())
 
 
 def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gran: Granularity,
-                   windows: set[int] | None, exact: bool, slice_key, slice_value, profile: Rows, drift: Rows,
+                   windows: set[int] | None, pending: _Pending, slice_key, slice_value, profile: Rows, drift: Rows,
                    baseline_window: tuple[int, int] | None = None) -> None:
     if rows.n == 0:
         return
@@ -308,6 +339,7 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
         baseline_all = _summaries(data, base_rows, np.zeros(base_rows.n, dtype=np.int64), 1)[0]
     common = {"granularity": gran.text, "slice_key": slice_key, "slice_value": slice_value}
     index_of = {int(s): i for i, s in enumerate(window_starts)}
+    consecutive, against_baseline = [], []
     for w in range(n_windows):
         start = int(window_starts[w])
         if windows is not None and start not in windows:
@@ -326,10 +358,23 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
             keys = {**common, "window": win, MODEL_ID_COLUMN: version}
             _emit_profile(profile, data, g, {**keys, "log_type": INPUT})
             if g_prev is not None:
-                _emit_drift(drift, data, g, g_prev, {**keys, "window_cmp": prev_win, "drift_type": CONSECUTIVE}, exact)
+                consecutive.append((g, g_prev, {**keys, "window_cmp": prev_win, "drift_type": CONSECUTIVE}))
             target = g_base if g_base is not None else baseline_all
             if target is not None:
-                _emit_drift(drift, data, g, target, {**keys, "window_cmp": None, "drift_type": BASELINE}, exact)
+                against_baseline.append((g, target, {**keys, "window_cmp": None, "drift_type": BASELINE}))
+    for g, g_prev, keys in consecutive:
+        _emit_drift(drift, data, g, g_prev, keys, pending)
+    # Every window compared with the same baseline sample is located in it by one searchsorted call.
+    by_target: dict[int, list] = {}
+    for item in against_baseline:
+        by_target.setdefault(id(item[1]), []).append(item)
+    numeric = [c.name for c, categorical in monitored_columns(data.spec) if not categorical]
+    for items in by_target.values():
+        target = items[0][1]
+        located = {name: stats.counts_in(target.sorted[name], [g.sorted[name] for g, _, _ in items])
+                   for name in numeric}
+        for i, (g, _, keys) in enumerate(items):
+            _emit_drift(drift, data, g, target, keys, pending, {name: located[name][i] for name in numeric})
     if baseline_all is not None and (windows is None or windows):
         span = _window(*(baseline_window or (int(window_starts[0]), int(ends[-1]))))
         keys = {**common, "window": span, "log_type": BASELINE}

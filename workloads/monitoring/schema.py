@@ -96,7 +96,7 @@ class Rows:
             column.append(values.get(name))
         self.n += 1
 
-    def extend(self, other: "Rows") -> None:
+    def extend(self, other: Rows) -> None:
         for name, column in self.columns.items():
             column.extend(other.columns[name])
         self.n += other.n

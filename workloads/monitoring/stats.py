@@ -50,9 +50,10 @@ class Sorted:
     _le: np.ndarray | None = None
     _lt: np.ndarray | None = None
     _cum: np.ndarray | None = None
+    _psi_props: np.ndarray | None = None
 
     @classmethod
-    def of(cls, values: np.ndarray) -> "Sorted":
+    def of(cls, values: np.ndarray) -> Sorted:
         """Sort the finite values of ``values`` (NaN and inf dropped)."""
         arr = np.asarray(values, dtype=np.float64)
         arr = arr[np.isfinite(arr)]
@@ -118,29 +119,37 @@ def _exact_ks_pvalue(d: float, n1: int, n2: int) -> float | None:
     return float(np.clip(prob, 0.0, 1.0)) if success else None
 
 
-def _smirnov_pvalue(d: float, n1: int, n2: int) -> float:
+def ks_pvalues(d, n1, n2, exact: bool = False) -> np.ndarray:
+    """Two-sided KS p-values for statistics ``d`` between samples of sizes ``n1`` and ``n2`` (arrays).
+
+    ``exact=True`` follows scipy's ``ks_2samp(method="auto")``; the default (fast) method is described in
+    the module docstring. Smirnov's formula is evaluated in one vectorised call.
+    """
     from scipy.stats import distributions
 
-    m, n = sorted([float(n1), float(n2)], reverse=True)
-    en = m * n / (m + n)
-    return float(np.clip(distributions.kstwo.sf(d, np.round(en)), 0.0, 1.0))
+    d = np.atleast_1d(np.asarray(d, dtype=np.float64))
+    n1 = np.atleast_1d(np.asarray(n1, dtype=np.int64))
+    n2 = np.atleast_1d(np.asarray(n2, dtype=np.int64))
+    out = np.full(d.shape, np.nan)
+    if d.size == 0:
+        return out
+    en = n1 * n2 / (n1 + n2)
+    use_exact = np.maximum(n1, n2) <= SCIPY_EXACT_MAX_N
+    if not exact:
+        use_exact &= en < FAST_KS_EXACT_BELOW
+    for i in np.flatnonzero(use_exact):
+        prob = _exact_ks_pvalue(float(d[i]), int(n1[i]), int(n2[i]))
+        if prob is not None:
+            out[i] = prob
+    rest = np.isnan(out)
+    if rest.any():
+        out[rest] = np.clip(distributions.kstwo.sf(d[rest], np.round(en[rest])), 0.0, 1.0)
+    return out
 
 
 def ks_pvalue(d: float, n1: int, n2: int, exact: bool = False) -> float:
-    """Two-sided KS p-value for statistic ``d`` between samples of sizes ``n1`` and ``n2``.
-
-    ``exact=True`` follows scipy's ``ks_2samp(method="auto")``; the default (fast) method is described in
-    the module docstring.
-    """
-    if exact:
-        use_exact = max(n1, n2) <= SCIPY_EXACT_MAX_N
-    else:
-        use_exact = max(n1, n2) <= SCIPY_EXACT_MAX_N and n1 * n2 / (n1 + n2) < FAST_KS_EXACT_BELOW
-    if use_exact:
-        prob = _exact_ks_pvalue(d, n1, n2)
-        if prob is not None:
-            return prob
-    return _smirnov_pvalue(d, n1, n2)
+    """Scalar :func:`ks_pvalues`."""
+    return float(ks_pvalues([d], [n1], [n2], exact)[0])
 
 
 # ------------------------------------------------------------------------------------------- numeric drift
@@ -152,18 +161,47 @@ class NumericDrift:
     population_stability_index: float
 
 
-def numeric_drift(a: Sorted, b: Sorted, exact_pvalues: bool = False) -> NumericDrift | None:
-    """KS test, Wasserstein distance and PSI of window ``a`` against comparison ``b``; None if either is empty."""
+def numeric_drift(a: Sorted, b: Sorted, exact_pvalues: bool = False, b_le: np.ndarray | None = None,
+                  pvalue: bool = True) -> NumericDrift | None:
+    """KS test, Wasserstein distance and PSI of window ``a`` against comparison ``b``; None if either is empty.
+
+    Args:
+        a, b: the sorted samples.
+        exact_pvalues: KS p-value as scipy's ``ks_2samp`` (else the fast method).
+        b_le: precomputed ``searchsorted(b.values, a.values, "right")`` (see :func:`counts_in`).
+        pvalue: False leaves ``ks_pvalue`` NaN, for callers that compute all p-values in one call.
+    """
     na, nb = a.n, b.n
     if na == 0 or nb == 0:
         return None
     av, bv = a.values, b.values
-    b_le = np.searchsorted(bv, av, side="right")
-    b_lt = np.searchsorted(bv, av, side="left")
+    if b_le is None:
+        b_le = np.searchsorted(bv, av, side="right")
+    b_lt = _counts_below(bv, av, b_le)
     a_le, a_lt = a.le, a.lt
     d = max(float(np.max(np.abs(a_le / na - b_le / nb))), float(np.max(np.abs(a_lt / na - b_lt / nb))))
-    pvalue = ks_pvalue(d, na, nb, exact=exact_pvalues)
-    return NumericDrift(d, pvalue, _wasserstein(av, bv, b.cum, b_le), _psi(a_le, b_le, b.le, na, nb))
+    p = ks_pvalue(d, na, nb, exact=exact_pvalues) if pvalue else float("nan")
+    return NumericDrift(d, p, _wasserstein(av, bv, b.cum, b_le), _psi(a_le, b_le, b, na))
+
+
+def counts_in(b: Sorted, samples: list[Sorted]) -> list[np.ndarray]:
+    """``searchsorted(b, s, "right")`` for many sorted samples in one call (one pass over ``b``'s index)."""
+    if not samples:
+        return []
+    joined = np.concatenate([s.values for s in samples])
+    counts = np.searchsorted(b.values, joined, side="right")
+    return np.split(counts, np.cumsum([s.n for s in samples])[:-1])
+
+
+def _counts_below(bv: np.ndarray, av: np.ndarray, b_le: np.ndarray) -> np.ndarray:
+    """``searchsorted(bv, av, "left")`` from the ``"right"`` counts: they differ only where ``a`` ties ``b``."""
+    tied = b_le > 0
+    tied[tied] = bv[b_le[tied] - 1] == av[tied]
+    if not tied.any():
+        return b_le
+    b_lt = b_le.copy()
+    b_lt[tied] = np.searchsorted(bv, av[tied], side="left")
+    return b_lt
 
 
 def _wasserstein(av: np.ndarray, bv: np.ndarray, bcum: np.ndarray, b_le: np.ndarray) -> float:
@@ -199,12 +237,19 @@ def _wasserstein(av: np.ndarray, bv: np.ndarray, bcum: np.ndarray, b_le: np.ndar
     return float(head + pieces.sum())
 
 
-def _psi(a_le: np.ndarray, b_le_at_a: np.ndarray, b_le_self: np.ndarray, na: int, nb: int) -> float:
-    bins_a = np.clip((PSI_BINS * b_le_at_a + nb - 1) // nb - 1, 0, PSI_BINS - 1)
-    bins_b = np.clip((PSI_BINS * b_le_self + nb - 1) // nb - 1, 0, PSI_BINS - 1)
-    pa = np.bincount(bins_a, minlength=PSI_BINS) / na
-    pb = np.bincount(bins_b, minlength=PSI_BINS) / nb
-    return psi_from_proportions(pa, pb)
+def _psi_bins(b_le: np.ndarray, nb: int) -> np.ndarray:
+    """PSI bin of values whose count of comparison values ``<=`` them is ``b_le`` (see module docstring)."""
+    bins = (PSI_BINS * b_le + nb - 1) // nb - 1
+    np.clip(bins, 0, PSI_BINS - 1, out=bins)
+    return bins
+
+
+def _psi(a_le: np.ndarray, b_le_at_a: np.ndarray, b: Sorted, na: int) -> float:
+    nb = b.n
+    if b._psi_props is None:
+        b._psi_props = np.bincount(_psi_bins(b.le, nb), minlength=PSI_BINS) / nb
+    pa = np.bincount(_psi_bins(b_le_at_a, nb), minlength=PSI_BINS) / na
+    return psi_from_proportions(pa, b._psi_props)
 
 
 def psi_from_proportions(pa: np.ndarray, pb: np.ndarray) -> float:
@@ -227,9 +272,10 @@ class CategoricalDrift:
     tv_distance: float
     l_infinity_distance: float
     js_distance: float
+    chi_squared_dof: int = 0
 
 
-def categorical_drift(a_counts: np.ndarray, b_counts: np.ndarray) -> CategoricalDrift | None:
+def categorical_drift(a_counts: np.ndarray, b_counts: np.ndarray, pvalue: bool = True) -> CategoricalDrift | None:
     """Chi-squared test and distances between two count vectors over the same categories."""
     a_counts = np.asarray(a_counts, dtype=np.float64)
     b_counts = np.asarray(b_counts, dtype=np.float64)
@@ -238,27 +284,37 @@ def categorical_drift(a_counts: np.ndarray, b_counts: np.ndarray) -> Categorical
         return None
     seen = (a_counts + b_counts) > 0
     obs = np.vstack([a_counts[seen], b_counts[seen]])
-    stat, pvalue = _chi2_contingency(obs)
+    stat, dof = _chi2_statistic(obs)
+    p_value = chi2_pvalues([stat], [dof])[0] if pvalue else float("nan")
     p, q = a_counts / na, b_counts / nb
     diff = np.abs(p - q)
-    return CategoricalDrift(stat, pvalue, float(0.5 * diff.sum()), float(diff.max()), _js(p, q))
+    return CategoricalDrift(stat, float(p_value), float(0.5 * diff.sum()), float(diff.max()), _js(p, q), dof)
 
 
-def _chi2_contingency(observed: np.ndarray) -> tuple[float, float]:
-    """``scipy.stats.chi2_contingency`` for a 2 x k table with no all-zero column (same arithmetic)."""
+def chi2_pvalues(stat, dof) -> np.ndarray:
+    """``chi2.sf(stat, dof)`` in one call; a 0-dof test (one category) has p-value 1, as in scipy."""
     from scipy.stats import chi2
 
+    stat, dof = np.asarray(stat, dtype=np.float64), np.asarray(dof, dtype=np.int64)
+    out = np.ones(stat.shape)
+    pos = dof > 0
+    if pos.any():
+        out[pos] = chi2.sf(stat[pos], dof[pos])
+    return out
+
+
+def _chi2_statistic(observed: np.ndarray) -> tuple[float, int]:
+    """``scipy.stats.chi2_contingency``'s statistic and dof for a 2 x k table with no all-zero column."""
     dof = observed.shape[1] - 1
     if dof == 0:
-        return 0.0, 1.0
+        return 0.0, 0
     total = observed.sum()
     expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / total
     if dof == 1:
         diff = expected - observed
         observed = observed + np.minimum(0.5, np.abs(diff)) * np.sign(diff)
     terms = (observed - expected) ** 2 / expected
-    stat = float(terms.sum())
-    return stat, float(chi2.sf(stat, dof))
+    return float(terms.sum()), dof
 
 
 def _js(p: np.ndarray, q: np.ndarray) -> float:

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 
 from workloads.specs import (
-    EXAMPLE_ID_COLUMN, MODEL_ID_COLUMN, REQUEST_ID_COLUMN, TIMESTAMP_COLUMN, ModelSpec, parse_spec,
+    EXAMPLE_ID_COLUMN,
+    MODEL_ID_COLUMN,
+    REQUEST_ID_COLUMN,
+    TIMESTAMP_COLUMN,
+    ModelSpec,
+    parse_spec,
 )
 
 START = pd.Timestamp("2026-01-01", tz="UTC")

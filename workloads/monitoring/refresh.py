@@ -1,0 +1,270 @@
+"""Refreshing the quality monitor of a model's processed inference table, on either runtime.
+
+Local (embedded): computes the metric tables itself. The refresh is *incremental*: a window whose input rows
+are unchanged since the last refresh (same row count, labelled count, prediction and label sums) is not
+recomputed; a changed window is, together with the next window's CONSECUTIVE drift. A changed baseline or
+spec, or a missing metric table, recomputes everything. Each metric table is rewritten in one Delta commit
+(an overwrite of the small metrics table), so a crash mid-refresh leaves the previous complete version
+readable; the refresh state (window fingerprints, under ``<home>/monitor/``) is saved only after both
+commits, so an interrupted refresh is simply redone next time.
+
+Databricks: the monitor itself is infra's; here ``quality_monitors.run_refresh`` starts a refresh, which is
+polled with ``get_refresh`` until it ends or a bounded timeout passes, and the same two tables are then read
+through the tables port.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from workloads.errors import MlopsError
+from workloads.monitoring.compute import compute_metrics, monitored_columns, prepare
+from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity, to_ns
+from workloads.monitoring.schema import BASELINE, DRIFT_SCHEMA, PROFILE_SCHEMA
+from workloads.ports.tables import Tables, get_tables
+from workloads.settings import Settings
+from workloads.specs import MODEL_ID_COLUMN, TIMESTAMP_COLUMN, ModelSpec
+
+STATE_VERSION = 1
+
+
+class MonitorError(MlopsError):
+    """The monitor cannot refresh (missing input table, failed or timed-out Databricks refresh)."""
+
+
+@dataclass
+class RefreshResult:
+    """What a refresh did."""
+
+    model: str
+    backend: str
+    granularities: list[str]
+    recomputed: dict[str, int] = field(default_factory=dict)
+    unchanged: dict[str, int] = field(default_factory=dict)
+    profile_rows: int = 0
+    drift_rows: int = 0
+    seconds: float = 0.0
+    refresh_id: int | None = None
+    state: str | None = None
+
+
+def refresh_monitor(settings: Settings, spec: ModelSpec, granularities: list[str] | None = None, *,
+                    exact_pvalues: bool = False, full: bool = False, tables: Tables | None = None,
+                    workspace=None, timeout_s: float = 3600.0, poll_s: float = 10.0) -> RefreshResult:
+    """Refresh the monitor of ``spec``'s processed table on the configured backend.
+
+    Args:
+        settings: runtime settings (backend selects local computation or Databricks ``run_refresh``).
+        spec: the model spec.
+        granularities: local only (on Databricks they are the monitor's, set by infra); default ``["1 day"]``.
+        exact_pvalues: local only; KS p-values exactly as scipy's instead of the fast method.
+        full: local only; recompute every window.
+        tables: tables port override (tests).
+        workspace: ``databricks.sdk.WorkspaceClient`` override (tests).
+        timeout_s / poll_s: Databricks only; how long to wait for the refresh and how often to poll.
+    """
+    tables = tables or get_tables(settings)
+    if settings.backend == "databricks":
+        return refresh_databricks(settings, spec, tables=tables, workspace=workspace, timeout_s=timeout_s,
+                                  poll_s=poll_s)
+    return refresh_local(settings, spec, granularities, exact_pvalues=exact_pvalues, full=full, tables=tables)
+
+
+# ----------------------------------------------------------------------------------------------------- local
+def _state_path(settings: Settings, table: str) -> Path:
+    return settings.home / "monitor" / f"{table}.state.json"
+
+
+def _load_state(path: Path) -> dict:
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if state.get("version") == STATE_VERSION else {}
+
+
+def _save_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, sort_keys=True))
+    tmp.replace(path)
+
+
+def _fingerprints(frame: pd.DataFrame, starts: np.ndarray, spec: ModelSpec) -> dict[str, list]:
+    """Per window start: row count, labelled count, prediction and label sums (what changes when rows arrive)."""
+    uniq, inv = np.unique(starts, return_inverse=True)
+    label = pd.to_numeric(frame[spec.label.name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    pred = pd.to_numeric(frame[spec.prediction.name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    rows = np.bincount(inv, minlength=len(uniq))
+    labelled = np.bincount(inv, weights=np.isfinite(label), minlength=len(uniq))
+    label_sum = np.bincount(inv, weights=np.nan_to_num(label, nan=0.0, posinf=0.0, neginf=0.0), minlength=len(uniq))
+    pred_sum = np.bincount(inv, weights=np.nan_to_num(pred, nan=0.0, posinf=0.0, neginf=0.0), minlength=len(uniq))
+    return {str(int(s)): [int(rows[i]), int(labelled[i]), repr(float(label_sum[i])), repr(float(pred_sum[i]))]
+            for i, s in enumerate(uniq)}
+
+
+def _baseline_fingerprint(tables: Tables, name: str) -> str:
+    if not tables.exists(name):
+        return "none"
+    return f"v{tables.version(name)}"
+
+
+def _window_starts_ns(values: pd.Series) -> np.ndarray:
+    starts = values.map(lambda w: None if w is None else _field(w, "start"))
+    return to_ns(starts) if len(starts) else np.zeros(0, dtype=np.int64)
+
+
+def _field(value, name: str):
+    if isinstance(value, dict):
+        return value.get(name)
+    return value[name] if hasattr(value, "__getitem__") else getattr(value, name)
+
+
+def _keep_existing(existing: pd.DataFrame, granularity: str, replaced: set[int], baseline_rows: bool) -> pd.DataFrame:
+    """Existing metric rows that this refresh does not replace."""
+    if existing.empty:
+        return existing
+    starts = _window_starts_ns(existing["window"])
+    same = (existing["granularity"] == granularity).to_numpy()
+    drop = same & np.isin(starts, np.fromiter(replaced, dtype=np.int64, count=len(replaced)))
+    if baseline_rows:
+        drop |= same & (existing["log_type"] == BASELINE).to_numpy()
+    return existing[~drop]
+
+
+def _arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    frame = frame.reindex(columns=schema.names)
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+
+def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] | None = None, *,
+                  exact_pvalues: bool = False, full: bool = False, tables: Tables | None = None) -> RefreshResult:
+    """Compute the metric tables locally, incrementally; see the module docstring."""
+    started = time.perf_counter()
+    tables = tables or get_tables(settings)
+    grans = [parse_granularity(g) for g in (granularities or [DEFAULT_GRANULARITY])]
+    processed = settings.table(spec.processed_table)
+    if not tables.exists(processed):
+        raise MonitorError(f"processed inference table {processed} does not exist yet; serve traffic and unpack "
+                           f"the payloads first")
+    names = [c.name for c, _ in monitored_columns(spec)] + [MODEL_ID_COLUMN, TIMESTAMP_COLUMN]
+    frame = tables.read(processed)
+    missing = [n for n in (MODEL_ID_COLUMN, TIMESTAMP_COLUMN) if n not in frame.columns]
+    if missing:
+        raise MonitorError(f"{processed} lacks column(s) {missing}; it is not a processed inference table")
+    frame = frame[[n for n in names if n in frame.columns]]
+    baseline_name = settings.table(spec.baseline_table)
+    baseline = tables.read(baseline_name) if tables.exists(baseline_name) else None
+    profile_name = settings.table(spec.profile_metrics_table)
+    drift_name = settings.table(spec.drift_metrics_table)
+
+    state_path = _state_path(settings, processed)
+    state = {} if full else _load_state(state_path)
+    context = {"spec": spec.content_hash(), "baseline": _baseline_fingerprint(tables, baseline_name)}
+    tables_present = tables.exists(profile_name) and tables.exists(drift_name)
+    if not tables_present or any(state.get(k) != v for k, v in context.items()):
+        state = {}
+    new_state = {"version": STATE_VERSION, **context, "windows": {}}
+    result = RefreshResult(spec.name, "local", [g.text for g in grans])
+
+    ts = to_ns(frame[TIMESTAMP_COLUMN]) if len(frame) else np.zeros(0, dtype=np.int64)
+    profile_parts, drift_parts = [], []
+    replaced_by_gran: dict[str, set[int]] = {}
+    for gran in grans:
+        starts = gran.floor(ts)
+        prints = _fingerprints(frame, starts, spec)
+        old = state.get("windows", {}).get(gran.text, {})
+        changed = {int(s) for s, fp in prints.items() if old.get(s) != fp}
+        removed = {int(s) for s in old if s not in prints}
+        present = np.array(sorted(int(s) for s in prints), dtype=np.int64)
+        # A changed window also changes the next window's CONSECUTIVE drift.
+        following = set(gran.shift(np.fromiter(changed | removed, dtype=np.int64), 1).tolist()) if changed or removed \
+            else set()
+        recompute = (changed | (following & set(present.tolist())))
+        new_state["windows"][gran.text] = prints
+        result.recomputed[gran.text] = len(recompute)
+        result.unchanged[gran.text] = len(prints) - len(recompute)
+        if not recompute and not removed:
+            continue
+        replaced_by_gran[gran.text] = recompute | removed
+        if recompute:
+            needed = recompute | set(gran.shift(np.fromiter(recompute, dtype=np.int64), -1).tolist())
+            mask = np.isin(starts, np.fromiter(needed, dtype=np.int64))
+            data = prepare(frame[mask].reset_index(drop=True), baseline, spec)
+            span = (int(present[0]), int(gran.end(present[-1:])[0]))
+            tables_out = compute_metrics(data, gran, windows=recompute, exact_pvalues=exact_pvalues,
+                                         baseline_window=span)
+            profile_parts.append(tables_out.profile)
+            drift_parts.append(tables_out.drift)
+
+    if replaced_by_gran:
+        _rewrite(tables, profile_name, PROFILE_SCHEMA, profile_parts, replaced_by_gran, baseline_rows=True)
+        _rewrite(tables, drift_name, DRIFT_SCHEMA, drift_parts, replaced_by_gran, baseline_rows=False)
+    _save_state(state_path, new_state)
+    result.profile_rows = sum(t.num_rows for t in profile_parts)
+    result.drift_rows = sum(t.num_rows for t in drift_parts)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _rewrite(tables: Tables, name: str, schema: pa.Schema, parts: list[pa.Table],
+             replaced_by_gran: dict[str, set[int]], baseline_rows: bool) -> None:
+    """Replace the recomputed windows' rows of a metrics table in a single commit."""
+    kept = []
+    if tables.exists(name):
+        existing = tables.read(name)
+        for gran, replaced in replaced_by_gran.items():
+            existing = _keep_existing(existing, gran, replaced, baseline_rows)
+        if len(existing):
+            kept.append(_arrow(existing, schema))
+    combined = pa.concat_tables(kept + [p.select(schema.names).cast(schema) for p in parts]) if kept or parts \
+        else schema.empty_table()
+    tables.write(name, combined, mode="overwrite")
+
+
+# ------------------------------------------------------------------------------------------------ databricks
+def refresh_databricks(settings: Settings, spec: ModelSpec, *, tables: Tables | None = None, workspace=None,
+                       timeout_s: float = 3600.0, poll_s: float = 10.0) -> RefreshResult:
+    """Start a Databricks monitor refresh, wait for it (bounded), then read the two metric tables."""
+    from databricks.sdk.errors import DatabricksError
+    from databricks.sdk.service.catalog import MonitorRefreshInfoState as S
+
+    started = time.perf_counter()
+    if workspace is None:
+        from databricks.sdk import WorkspaceClient
+
+        workspace = WorkspaceClient()
+    table = settings.table(spec.processed_table)
+    try:
+        info = workspace.quality_monitors.run_refresh(table_name=table)
+    except DatabricksError as exc:
+        raise MonitorError(f"cannot start a refresh of the monitor on {table}: {exc} "
+                           f"(is the monitor deployed? run the infra deployment first)") from None
+    deadline = time.monotonic() + timeout_s
+    while info.state in (S.PENDING, S.RUNNING, None):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            state = info.state.value if info.state else "UNKNOWN"
+            raise MonitorError(f"monitor refresh {info.refresh_id} on {table} still {state} after {timeout_s:.0f}s; "
+                               f"raise --timeout or check the table's Quality tab")
+        time.sleep(min(poll_s, remaining))
+        try:
+            info = workspace.quality_monitors.get_refresh(table_name=table, refresh_id=info.refresh_id)
+        except DatabricksError as exc:
+            raise MonitorError(f"cannot read monitor refresh {info.refresh_id} on {table}: {exc}") from None
+    if info.state != S.SUCCESS:
+        state = info.state.value if info.state else "UNKNOWN"
+        raise MonitorError(f"monitor refresh {info.refresh_id} on {table} ended {state}: "
+                           f"{info.message or 'no message'}")
+    tables = tables or get_tables(settings)
+    profile = tables.read(settings.table(spec.profile_metrics_table))
+    drift = tables.read(settings.table(spec.drift_metrics_table))
+    return RefreshResult(spec.name, "databricks", [], profile_rows=len(profile), drift_rows=len(drift),
+                         seconds=time.perf_counter() - started, refresh_id=info.refresh_id, state=info.state.value)
