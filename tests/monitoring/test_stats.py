@@ -1,0 +1,150 @@
+"""The monitor's statistics agree with scipy on the same data; edge cases are defined."""
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from scipy.spatial.distance import jensenshannon
+
+from workloads.monitoring import stats
+
+RNG = np.random.default_rng(7)
+
+
+def _pairs():
+    out = []
+    for i in range(40):
+        n1, n2 = int(RNG.integers(1, 3000)), int(RNG.integers(1, 12000))
+        a = RNG.normal(0, RNG.uniform(0.5, 20), n1)
+        b = RNG.normal(RNG.uniform(-1, 1), 5, n2)
+        if i % 3 == 0:  # heavy ties
+            a, b = np.round(a), np.round(b)
+        out.append((a, b))
+    out.append((np.array([1.0]), np.array([2.0, 3.0])))
+    out.append((np.arange(50.0), np.arange(50.0) + 0.5))
+    return out
+
+
+PAIRS = _pairs()
+
+
+@pytest.mark.parametrize("a,b", PAIRS)
+def test_numeric_drift_matches_scipy(a, b):
+    got = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b), exact_pvalues=True)
+    ref = sps.ks_2samp(a, b)
+    assert got.ks_statistic == pytest.approx(ref.statistic, abs=1e-9)
+    assert got.ks_pvalue == pytest.approx(ref.pvalue, abs=1e-9)
+    assert got.wasserstein_distance == pytest.approx(sps.wasserstein_distance(a, b), rel=1e-9, abs=1e-9)
+
+
+def test_fast_ks_pvalue_within_0_005_of_scipy():
+    worst = 0.0
+    for a, b in PAIRS:
+        got = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b))
+        worst = max(worst, abs(got.ks_pvalue - sps.ks_2samp(a, b).pvalue))
+    assert worst < 0.005
+    print(f"largest fast KS p-value difference: {worst:.2e}")
+
+
+def test_fast_ks_pvalue_identical_to_scipy_for_large_samples():
+    a, b = RNG.normal(size=12000), RNG.normal(0.02, 1, size=15000)
+    got = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b))
+    assert got.ks_pvalue == pytest.approx(sps.ks_2samp(a, b).pvalue, abs=1e-12)
+
+
+def test_psi_follows_documented_binning():
+    a, b = RNG.normal(0.3, 1, 5000), RNG.normal(0, 1, 7000)
+    edges = np.sort(b)[(np.arange(1, 10) * len(b)) // 10]
+    pa = np.bincount(np.searchsorted(edges, a, "right"), minlength=10) / len(a)
+    pb = np.bincount(np.searchsorted(edges, b, "right"), minlength=10) / len(b)
+    pa, pb = np.where(pa == 0, 1e-4, pa), np.where(pb == 0, 1e-4, pb)
+    expected = np.sum((pa - pb) * np.log(pa / pb))
+    got = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b)).population_stability_index
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert got > 0.05  # a 0.3 sd shift is visible
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_categorical_drift_matches_scipy(k):
+    a = RNG.integers(0, 50, k).astype(float)
+    b = RNG.integers(1, 80, k).astype(float)
+    got = stats.categorical_drift(a, b)
+    table = np.vstack([a, b])[:, (a + b) > 0]
+    ref = sps.chi2_contingency(table)
+    assert got.chi_squared_statistic == pytest.approx(ref.statistic, abs=1e-9)
+    assert got.chi_squared_pvalue == pytest.approx(ref.pvalue, abs=1e-9)
+    p, q = a / a.sum(), b / b.sum()
+    assert got.js_distance == pytest.approx(jensenshannon(p, q, base=2), abs=1e-9)
+    assert got.tv_distance == pytest.approx(0.5 * np.abs(p - q).sum(), abs=1e-12)
+    assert got.l_infinity_distance == pytest.approx(np.abs(p - q).max(), abs=1e-12)
+
+
+def test_category_unseen_in_baseline():
+    got = stats.categorical_drift(np.array([10.0, 5.0, 5.0]), np.array([30.0, 10.0, 0.0]))
+    ref = sps.chi2_contingency(np.array([[10, 5, 5], [30, 10, 0]]))
+    assert got.chi_squared_statistic == pytest.approx(ref.statistic, abs=1e-9)
+    assert got.l_infinity_distance == pytest.approx(0.25)
+    assert 0 < got.js_distance <= 1
+
+
+def test_single_category_has_no_drift():
+    got = stats.categorical_drift(np.array([4.0, 0.0]), np.array([9.0, 0.0]))
+    assert (got.chi_squared_statistic, got.chi_squared_pvalue, got.js_distance) == (0.0, 1.0, 0.0)
+
+
+def test_empty_sides_have_no_statistics():
+    empty = stats.Sorted.of(np.array([]))
+    full = stats.Sorted.of(np.array([1.0, 2.0]))
+    assert stats.numeric_drift(empty, full) is None
+    assert stats.numeric_drift(full, empty) is None
+    assert stats.categorical_drift(np.zeros(3), np.ones(3)) is None
+    profile = stats.numeric_profile(empty)
+    assert profile.count == 0 and profile.avg is None and profile.quantiles is None
+
+
+def test_all_nulls_and_non_finite_values_are_dropped():
+    s = stats.Sorted.of(np.array([np.nan, np.inf, -np.inf, np.nan]))
+    assert s.n == 0
+    mixed = stats.Sorted.of(np.array([1.0, np.nan, np.inf, 3.0]))
+    assert mixed.values.tolist() == [1.0, 3.0]
+    got = stats.numeric_drift(mixed, stats.Sorted.of(np.array([1.0, 2.0, -np.inf])))
+    assert got.ks_statistic == pytest.approx(sps.ks_2samp([1.0, 3.0], [1.0, 2.0]).statistic)
+
+
+def test_one_row_and_constant_columns():
+    one = stats.numeric_profile(stats.Sorted.of(np.array([4.0])))
+    assert (one.count, one.avg, one.stddev, one.min, one.max, one.median) == (1, 4.0, None, 4.0, 4.0, 4.0)
+    const = stats.Sorted.of(np.full(100, 2.5))
+    p = stats.numeric_profile(const)
+    assert p.stddev == 0.0 and p.distinct_count == 1 and p.quantiles == [2.5] * len(stats.QUANTILE_LEVELS)
+    same = stats.numeric_drift(const, stats.Sorted.of(np.full(30, 2.5)))
+    assert same.ks_statistic == 0.0 and same.wasserstein_distance == 0.0 and same.ks_pvalue == 1.0
+    assert same.population_stability_index == 0.0
+    moved = stats.numeric_drift(const, stats.Sorted.of(np.full(30, 3.5)))
+    assert moved.ks_statistic == 1.0 and moved.wasserstein_distance == pytest.approx(1.0)
+
+
+def test_profile_matches_numpy():
+    v = RNG.normal(3, 2, 1001)
+    p = stats.numeric_profile(stats.Sorted.of(v))
+    assert p.avg == pytest.approx(v.mean(), rel=1e-12)
+    assert p.stddev == pytest.approx(v.std(ddof=1), rel=1e-12)
+    assert p.quantiles == pytest.approx(np.quantile(v, stats.QUANTILE_LEVELS).tolist(), rel=1e-12)
+    assert p.median == pytest.approx(np.median(v))
+
+
+def test_quality_matches_sklearn():
+    from sklearn import metrics as skm
+
+    y = RNG.normal(10, 3, 500)
+    pred = y + RNG.normal(0, 1, 500)
+    q = stats.regression_quality(y, pred)
+    assert q["root_mean_squared_error"] == pytest.approx(skm.root_mean_squared_error(y, pred), rel=1e-12)
+    assert q["r2_score"] == pytest.approx(skm.r2_score(y, pred), rel=1e-12)
+    assert q["mean_absolute_percentage_error"] == pytest.approx(skm.mean_absolute_percentage_error(y, pred))
+    yc = RNG.integers(0, 3, 400)
+    pc = np.where(RNG.random(400) < 0.7, yc, RNG.integers(0, 3, 400))
+    c = stats.classification_quality(yc, pc)
+    assert c["accuracy_score"] == pytest.approx(skm.accuracy_score(yc, pc))
+    for avg in ("macro", "weighted"):
+        assert c["f1_score"][avg] == pytest.approx(skm.f1_score(yc, pc, average=avg))
+        assert c["precision"][avg] == pytest.approx(skm.precision_score(yc, pc, average=avg, zero_division=0))

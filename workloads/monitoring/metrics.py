@@ -1,0 +1,190 @@
+"""Reading the monitor's metric tables: the same code on both runtimes (through the tables port).
+
+:func:`latest_window_metrics` is what evaluation (the watcher) uses: the latest INPUT window's model quality
+(for ``*`` and per model version), its row and labelled counts, and per-feature BASELINE drift.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from workloads.errors import MlopsError
+from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity
+from workloads.monitoring.schema import (
+    ALL_MODELS,
+    BASELINE,
+    CLASSIFICATION_AVERAGED,
+    INPUT,
+    REGRESSION_METRICS,
+    TABLE_COLUMN,
+)
+from workloads.ports.tables import Tables, get_tables
+from workloads.settings import Settings
+from workloads.specs import MODEL_ID_COLUMN, ModelSpec
+
+# Short names used in spec thresholds -> metric table columns.
+ALIASES = {
+    "mse": "mean_squared_error", "rmse": "root_mean_squared_error", "mae": "mean_absolute_error",
+    "r2": "r2_score", "mape": "mean_absolute_percentage_error", "accuracy": "accuracy_score",
+    "f1": "f1_score", "psi": "population_stability_index", "ks": "ks_test.statistic",
+    "chi_squared": "chi_squared_test.statistic",
+}
+DRIFT_METRICS = ("ks_test.statistic", "ks_test.pvalue", "wasserstein_distance", "population_stability_index",
+                 "chi_squared_test.statistic", "chi_squared_test.pvalue", "tv_distance", "l_infinity_distance",
+                 "js_distance")
+
+
+class MetricsNotFoundError(MlopsError):
+    """The monitor has not written metrics for a model (or granularity) yet."""
+
+
+def _field(value, name: str):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, dict):
+        return value.get(name)
+    if hasattr(value, "asDict"):  # a Spark Row
+        return value.asDict().get(name)
+    return getattr(value, name, None)
+
+
+def _num(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(out) else out
+
+
+def _timestamp(value) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def read_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables | None = None
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both metric tables as pandas, with ``window_start`` / ``window_end`` columns added (UTC)."""
+    tables = tables or get_tables(settings)
+    names = settings.table(spec.profile_metrics_table), settings.table(spec.drift_metrics_table)
+    missing = [n for n in names if not tables.exists(n)]
+    if missing:
+        raise MetricsNotFoundError(f"no monitor metrics for {spec.name} yet ({', '.join(missing)} missing); "
+                                   f"run `mlops monitor refresh --model {spec.name}`")
+    out = []
+    for name in names:
+        frame = tables.read(name)
+        frame["window_start"] = frame["window"].map(lambda w: _timestamp(_field(w, "start")))
+        frame["window_end"] = frame["window"].map(lambda w: _timestamp(_field(w, "end")))
+        out.append(frame)
+    return out[0], out[1]
+
+
+def quality_values(row) -> dict[str, float]:
+    """Quality metrics of one ``:table`` profile row, flat: Databricks names, their short aliases, and
+    ``precision.macro`` / ``precision.weighted`` etc.; the plain ``precision`` / ``recall`` / ``f1_score`` (and
+    ``f1``) are the macro averages. Absent metrics are left out (never read as healthy)."""
+    out: dict[str, float] = {}
+    for name in (*REGRESSION_METRICS, "accuracy_score"):
+        value = _num(row.get(name))
+        if value is not None:
+            out[name] = value
+    for name in CLASSIFICATION_AVERAGED:
+        for avg in ("macro", "weighted"):
+            value = _num(_field(row.get(name), avg))
+            if value is not None:
+                out[f"{name}.{avg}"] = value
+                if avg == "macro":
+                    out[name] = value
+    for short, long in ALIASES.items():
+        if long in out:
+            out[short] = out[long]
+    return out
+
+
+def drift_values(row) -> dict[str, float]:
+    """Drift metrics of one drift-table row, flat (``ks_test.statistic`` etc. plus aliases like ``psi``)."""
+    out: dict[str, float] = {}
+    for name in DRIFT_METRICS:
+        if "." in name:
+            struct, part = name.split(".")
+            value = _num(_field(row.get(struct), part))
+        else:
+            value = _num(row.get(name))
+        if value is not None:
+            out[name] = value
+    for short, long in ALIASES.items():
+        if long in out:
+            out[short] = out[long]
+    return out
+
+
+@dataclass
+class WindowMetrics:
+    """The latest window's metrics, as evaluation reads them (identical on both runtimes)."""
+
+    model: str
+    granularity: str
+    window_start: pd.Timestamp
+    window_end: pd.Timestamp
+    row_count: int
+    labelled_count: int
+    quality: dict[str, dict[str, float]] = field(default_factory=dict)  # model version or '*' -> metric -> value
+    counts: dict[str, int] = field(default_factory=dict)  # model version or '*' -> rows
+    drift: dict[str, dict[str, float]] = field(default_factory=dict)  # feature -> metric -> value (BASELINE, '*')
+
+    def metric(self, name: str, version: str = ALL_MODELS) -> float | None:
+        """A quality metric by Databricks or short name (``rmse``); None when absent."""
+        return self.quality.get(version, {}).get(name)
+
+    def missing_metrics(self, spec: ModelSpec, version: str = ALL_MODELS) -> list[str]:
+        """Threshold metrics of ``spec`` that this window does not have."""
+        return [m for m in spec.thresholds if self.metric(m, version) is None]
+
+    def drift_breaches(self, spec: ModelSpec) -> dict[str, dict[str, float]]:
+        """Features whose BASELINE drift breaches ``spec.drift_thresholds``: feature -> metric -> value."""
+        out: dict[str, dict[str, float]] = {}
+        for feature in spec.feature_names:
+            values = self.drift.get(feature, {})
+            for metric, threshold in spec.drift_thresholds.items():
+                value = values.get(metric)
+                if value is not None and threshold.breached(value):
+                    out.setdefault(feature, {})[metric] = value
+        return out
+
+
+def latest_window_metrics(settings: Settings, spec: ModelSpec, granularity: str = DEFAULT_GRANULARITY,
+                          tables: Tables | None = None) -> WindowMetrics:
+    """Quality, counts and baseline drift of the latest INPUT window at ``granularity`` (unsliced rows)."""
+    gran = parse_granularity(granularity).text
+    profile, drift = read_metric_tables(settings, spec, tables)
+    rows = profile[(profile["granularity"] == gran) & (profile["log_type"] == INPUT)
+                   & profile["slice_key"].isna() & (profile["column_name"] == TABLE_COLUMN)]
+    if rows.empty:
+        raise MetricsNotFoundError(f"no {gran} windows in the monitor metrics of {spec.name}; refresh the monitor "
+                                   f"with --granularity '{gran}'")
+    start = rows["window_start"].max()
+    latest = rows[rows["window_start"] == start]
+    result = WindowMetrics(spec.name, gran, start, latest["window_end"].iloc[0], 0, 0)
+    for _, row in latest.iterrows():
+        version = str(row[MODEL_ID_COLUMN])
+        result.counts[version] = int(row["count"])
+        result.quality[version] = quality_values(row)
+    result.row_count = result.counts.get(ALL_MODELS, sum(result.counts.values()))
+    label_rows = profile[(profile["granularity"] == gran) & (profile["log_type"] == INPUT)
+                         & profile["slice_key"].isna() & (profile["window_start"] == start)
+                         & (profile["column_name"] == spec.label.name) & (profile[MODEL_ID_COLUMN] == ALL_MODELS)]
+    if not label_rows.empty:
+        result.labelled_count = int(label_rows["count"].iloc[0])
+    d = drift[(drift["granularity"] == gran) & (drift["drift_type"] == BASELINE) & drift["slice_key"].isna()
+              & (drift["window_start"] == start) & (drift[MODEL_ID_COLUMN] == ALL_MODELS)]
+    for _, row in d.iterrows():
+        if row["column_name"] != TABLE_COLUMN:
+            result.drift[str(row["column_name"])] = drift_values(row)
+    return result
