@@ -1,0 +1,161 @@
+"""Local refresh: Databricks columns, incremental, crash-safe, granularities, read API."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.monitoring.conftest import seed_tables
+from workloads.monitoring import granularity as g
+from workloads.monitoring.metrics import MetricsNotFoundError, latest_window_metrics, read_metric_tables
+from workloads.monitoring.refresh import MonitorError, refresh_local
+from workloads.monitoring.schema import DRIFT_SCHEMA, PROFILE_SCHEMA
+from workloads.ports.tables import get_tables
+from workloads.specs import load_spec
+
+
+def test_metric_tables_have_databricks_columns_and_structs(refreshed):
+    settings, spec, result = refreshed
+    assert result.recomputed == {"1 day": 5}
+    profile, drift = read_metric_tables(settings, spec)
+    assert set(PROFILE_SCHEMA.names) <= set(profile.columns)
+    assert set(DRIFT_SCHEMA.names) <= set(drift.columns)
+    row = profile[(profile.column_name == "unitPrice") & (profile.model_version == "*")].iloc[0]
+    assert set(row["window"]) == {"start", "end"}
+    assert len(row["quantiles"]) == 21 and row["median"] == pytest.approx(row["quantiles"][10])
+    assert set(drift["drift_type"]) == {"CONSECUTIVE", "BASELINE"}
+    ks = drift[(drift.column_name == "unitPrice")].iloc[0]["ks_test"]
+    assert set(ks) == {"statistic", "pvalue"} and 0 <= ks["pvalue"] <= 1
+    items = profile[(profile.column_name == "product")].iloc[0]["frequent_items"]
+    assert set(items[0]) == {"item", "count"} and items[0]["count"] >= items[-1]["count"]
+    assert set(profile["model_version"]) == {"1", "2", "*"}
+    table_rows = profile[(profile.column_name == ":table") & (profile.log_type == "INPUT")]
+    assert table_rows["root_mean_squared_error"].notna().all()
+
+
+def test_drift_shows_after_the_shift(refreshed):
+    settings, spec, _ = refreshed
+    _, drift = read_metric_tables(settings, spec)
+    d = drift[(drift.drift_type == "BASELINE") & (drift.model_version == "*") & (drift.column_name == "unitPrice")]
+    d = d.sort_values("window_start")
+    psi = d["population_stability_index"].to_numpy()
+    assert psi[-1] > 5 * psi[0]
+
+
+def test_latest_window_metrics(refreshed):
+    settings, spec, _ = refreshed
+    m = latest_window_metrics(settings, spec)
+    assert m.window_start == pd.Timestamp("2026-01-05", tz="UTC")
+    assert m.window_end - m.window_start == pd.Timedelta(days=1)
+    assert m.row_count == m.counts["*"] == m.counts["1"] + m.counts["2"]
+    assert 0 < m.labelled_count < m.row_count
+    assert m.metric("rmse") == m.metric("root_mean_squared_error") is not None
+    assert m.missing_metrics(spec) == []
+    assert "unitPrice" in m.drift and "population_stability_index" in m.drift["unitPrice"]
+    assert "unitPrice" in m.drift_breaches(spec)
+
+
+def test_unknown_granularity_and_missing_tables(settings):
+    spec = load_spec("bakehouse_autolog")
+    with pytest.raises(g.GranularityError):
+        g.parse_granularity("3 fortnights")
+    with pytest.raises(MonitorError, match="does not exist"):
+        refresh_local(settings, spec)
+    with pytest.raises(MetricsNotFoundError):
+        latest_window_metrics(settings, spec)
+
+
+def test_windows_align_like_databricks():
+    ts = np.array([pd.Timestamp("2026-03-18 13:47:12", tz="UTC").value])
+    assert g.to_timestamp(g.parse_granularity("5 minutes").floor(ts)[0]) == pd.Timestamp("2026-03-18 13:45", tz="UTC")
+    assert g.to_timestamp(g.parse_granularity("1 hour").floor(ts)[0]) == pd.Timestamp("2026-03-18 13:00", tz="UTC")
+    assert g.to_timestamp(g.parse_granularity("1 day").floor(ts)[0]) == pd.Timestamp("2026-03-18", tz="UTC")
+    week = g.to_timestamp(g.parse_granularity("1 week").floor(ts)[0])
+    assert week.day_name() == "Thursday" and week <= pd.Timestamp("2026-03-18", tz="UTC")
+    month = g.parse_granularity("1 month")
+    assert g.to_timestamp(month.floor(ts)[0]) == pd.Timestamp("2026-03-01", tz="UTC")
+    assert g.to_timestamp(month.end(month.floor(ts))[0]) == pd.Timestamp("2026-04-01", tz="UTC")
+    assert g.parse_granularity("30 MINUTES").text == "30 minutes"
+
+
+@pytest.fixture
+def small(settings):
+    spec = load_spec("bakehouse_large_order").model_copy(update={"slices": ["product"]})
+    seed_tables(settings, spec, rows=600, days=4, baseline_rows=300, seed=3)
+    return settings, spec
+
+
+def test_incremental_refresh_recomputes_only_changed_windows(small):
+    settings, spec = small
+    first = refresh_local(settings, spec, ["1 day", "1 hour"])
+    assert first.recomputed == {"1 day": 4, "1 hour": 96}
+    profile_before, drift_before = read_metric_tables(settings, spec)
+    again = refresh_local(settings, spec, ["1 day", "1 hour"])
+    assert again.recomputed == {"1 day": 0, "1 hour": 0} and again.profile_rows == 0
+    tables = get_tables(settings)
+    assert tables.version(settings.table(spec.profile_metrics_table)) == 0  # nothing rewritten
+    from workloads.monitoring.synthetic import make_frames
+
+    extra, _ = make_frames(spec, rows=20, days=1, seed=9, start=pd.Timestamp("2026-01-02 05:00", tz="UTC"))
+    extra["timestamp"] = pd.Timestamp("2026-01-02 05:30", tz="UTC")
+    tables.write(settings.table(spec.processed_table), extra)
+    third = refresh_local(settings, spec, ["1 day", "1 hour"])
+    # The changed day/hour and the next one (its CONSECUTIVE drift) only.
+    assert third.recomputed == {"1 day": 2, "1 hour": 2}
+    profile, drift = read_metric_tables(settings, spec)
+    # Replaced, not duplicated: one row per grouping key.
+    keys = ["granularity", "window_start", "model_version", "log_type", "slice_key", "slice_value", "column_name"]
+    assert not profile[keys].astype(str).duplicated().any()
+    assert not drift[[*keys[:3], "drift_type", *keys[4:]]].astype(str).duplicated().any()
+    assert len(profile) >= len(profile_before) and len(drift) >= len(drift_before)
+    day2 = profile[(profile.granularity == "1 day") & (profile.column_name == ":table") & (profile.model_version == "*")
+                   & profile.slice_key.isna() & (profile.log_type == "INPUT")
+                   & (profile.window_start == pd.Timestamp("2026-01-02", tz="UTC"))]
+    before = profile_before[(profile_before.granularity == "1 day") & (profile_before.column_name == ":table")
+                            & (profile_before.model_version == "*") & profile_before.slice_key.isna()
+                            & (profile_before.log_type == "INPUT")
+                            & (profile_before.window_start == pd.Timestamp("2026-01-02", tz="UTC"))]
+    assert int(day2["count"].iloc[0]) == int(before["count"].iloc[0]) + 20
+    assert set(profile["slice_key"].dropna()) == {"product"}
+    assert profile["accuracy_score"].notna().any() and profile["f1_score"].notna().any()
+
+
+def test_crash_mid_refresh_leaves_previous_state_and_is_redone(small, monkeypatch):
+    settings, spec = small
+    refresh_local(settings, spec)
+    tables = get_tables(settings)
+    drift_name = settings.table(spec.drift_metrics_table)
+    drift_before = tables.read(drift_name)
+    version_before = tables.version(drift_name)
+    extra = tables.read(settings.table(spec.processed_table)).head(30).copy()
+    extra["timestamp"] = pd.Timestamp("2026-01-04 12:00", tz="UTC")
+    tables.write(settings.table(spec.processed_table), extra)
+
+    from workloads.ports import tables as tables_module
+
+    real_write = tables_module.LocalTables.write
+
+    def crash_on_drift(self, name, df, mode="append"):
+        if name == drift_name:
+            raise RuntimeError("simulated crash")
+        return real_write(self, name, df, mode)
+
+    monkeypatch.setattr(tables_module.LocalTables, "write", crash_on_drift)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        refresh_local(settings, spec)
+    monkeypatch.setattr(tables_module.LocalTables, "write", real_write)
+    assert tables.version(drift_name) == version_before
+    pd.testing.assert_frame_equal(tables.read(drift_name), drift_before)
+    redo = refresh_local(settings, spec)
+    assert redo.recomputed["1 day"] == 1  # the interrupted window is redone, not forgotten
+    assert tables.version(drift_name) == version_before + 1
+
+
+@pytest.mark.parametrize("gran", ["5 minutes", "1 week", "1 month"])
+def test_other_granularities(settings, gran):
+    spec = load_spec("bakehouse_autolog").model_copy(update={"slices": []})
+    seed_tables(settings, spec, rows=300, days=2, baseline_rows=100)
+    result = refresh_local(settings, spec, [gran])
+    profile, _ = read_metric_tables(settings, spec)
+    rows = profile[(profile.granularity == gran) & (profile.column_name == ":table") & (profile.log_type == "INPUT")
+                   & (profile.model_version == "*")]
+    assert len(rows) == result.recomputed[gran] and rows["count"].sum() == 300

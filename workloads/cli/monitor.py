@@ -1,0 +1,134 @@
+"""``mlops monitor ...``, ``mlops drift analyze`` and ``mlops report``: the quality monitor's commands."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from workloads.cli.common import console, state, step
+from workloads.errors import MlopsError
+from workloads.specs import list_specs, load_spec
+
+monitor_app = typer.Typer(help="Quality monitor: refresh metric tables, check the inference table.",
+                          no_args_is_help=True)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@monitor_app.command("refresh")
+def refresh(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec name."),
+    all_models: bool = typer.Option(False, "--all", help="Refresh every model whose processed table exists."),
+    granularity: Optional[List[str]] = typer.Option(
+        None, "--granularity", "-g", help="Window size, repeatable (e.g. '1 hour'); default '1 day'."),
+    exact_pvalues: bool = typer.Option(False, "--exact-pvalues", help="KS p-values exactly as scipy's."),
+    full: bool = typer.Option(False, "--full", help="Recompute every window (local)."),
+    timeout: float = typer.Option(3600.0, "--timeout", help="Databricks: seconds to wait for the refresh."),
+) -> None:
+    """Refresh the monitor: compute (local) or run (Databricks) and read the profile and drift metric tables."""
+    from workloads.monitoring.refresh import refresh_monitor
+    from workloads.ports.tables import get_tables
+
+    settings = state.settings()
+    if all_models == bool(model):
+        raise MlopsError("give either --model NAME or --all")
+    specs = [load_spec(model)] if model else [load_spec(n) for n in list_specs()]
+    if all_models:
+        tables = get_tables(settings)
+        deployed = [s for s in specs if tables.exists(settings.table(s.processed_table))]
+        for s in specs:
+            if s not in deployed:
+                console.print(f"[yellow]-[/] {s.name}: no processed inference table yet, skipped")
+        specs = deployed
+    for spec in specs:
+        with step(f"Refreshing the monitor of {spec.name}"):
+            result = refresh_monitor(settings, spec, granularity or None, exact_pvalues=exact_pvalues, full=full,
+                                     timeout_s=timeout)
+        if result.backend == "local":
+            for gran in result.granularities:
+                console.print(f"  {gran}: {result.recomputed[gran]} window(s) recomputed, "
+                              f"{result.unchanged[gran]} unchanged")
+        else:
+            console.print(f"  refresh {result.refresh_id} {result.state}")
+        console.print(f"  {result.profile_rows} profile and {result.drift_rows} drift rows in {result.seconds:.2f}s")
+
+
+@monitor_app.command("check-inference-table")
+def check_inference_table(
+    model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
+    max_age_hours: float = typer.Option(24.0, "--max-age-hours", help="Newest request must be younger than this."),
+    max_error_rate: float = typer.Option(0.05, "--max-error-rate", help="Highest acceptable share of non-2xx."),
+) -> None:
+    """Is the payload (inference) table receiving rows, recently, with the expected schema and few errors?"""
+    from workloads.monitoring.checks import check_payload_table
+
+    spec = load_spec(model)
+    report = check_payload_table(state.settings(), spec, max_age_hours=max_age_hours, max_error_rate=max_error_rate)
+    table = Table(title=f"inference table {report.table}")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail")
+    for check in report.checks:
+        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]", check.detail)
+    console.print(table)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def drift_analyze(
+    model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
+    days: int = typer.Option(7, "--days", help="Look back this many days from the latest window."),
+    granularity: str = typer.Option("1 day", "--granularity", "-g", help="Window size to read."),
+) -> None:
+    """Which features drifted against the baseline, when, and how much (terminal summary)."""
+    from workloads.monitoring.checks import drift_summary
+
+    spec = load_spec(model)
+    summary = drift_summary(state.settings(), spec, days=days, granularity=granularity)
+    table = Table(title=f"{spec.name}: drift against the baseline, last {days} day(s) ({summary.windows} windows)")
+    for col in ("feature", "metric", "breached windows", "first breach", "worst", "threshold"):
+        table.add_column(col)
+    for row in summary.rows:
+        style = "red" if row.breached_windows else ""
+        table.add_row(row.feature, row.metric, f"{row.breached_windows}/{summary.windows}",
+                      _fmt(row.first_breach), _fmt(row.worst), _fmt(row.threshold), style=style)
+    console.print(table)
+    drifted = sorted({r.feature for r in summary.rows if r.breached_windows})
+    console.print(f"drifted features: {', '.join(drifted)}" if drifted else "[green]no feature drifted[/]")
+
+
+def report(
+    model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
+    out: Optional[str] = typer.Option(None, "--out", help="Output HTML path (default <home>/reports/<model>.html)."),
+    granularity: str = typer.Option("1 day", "--granularity", "-g", help="Window size to plot."),
+) -> None:
+    """Write a self-contained HTML monitoring report (quality, drift heatmap, volume, champion history)."""
+    from workloads.monitoring.report import write_report
+
+    with step(f"Writing the monitoring report of {model}"):
+        path = write_report(state.settings(), load_spec(model), out, granularity)
+    console.print(f"report: {path}")
+
+
+def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
+    """The app's command group ``name``, created unless another module registered it first."""
+    for info in app.registered_groups:
+        if info.name == name and info.typer_instance is not None:
+            return info.typer_instance
+    group = typer.Typer(help=help_text, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(monitor_app, name="monitor")
+    _group(app, "drift", "Drift: analysis of the monitor's drift metrics.").command("analyze")(drift_analyze)
+    app.command("report")(report)
