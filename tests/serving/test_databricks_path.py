@@ -126,10 +126,10 @@ def test_create_then_update_to_a_new_champion(fake, client, settings, spec):
     create = next(body for method, path, body in fake.calls if method == "POST")
     assert create["name"] == spec.endpoint_name
     entity = create["config"]["served_entities"][0]
-    assert entity == {"name": "bakehouse_autolog_model-3", "entity_name": settings.registered_model(spec.name),
+    assert entity == {"name": "bakehouse-autolog-champion", "entity_name": settings.registered_model(spec.name),
                       "entity_version": "3", "workload_size": "Small", "scale_to_zero_enabled": True}
     assert create["config"]["traffic_config"] == {
-        "routes": [{"served_model_name": "bakehouse_autolog_model-3", "traffic_percentage": 100}]}
+        "routes": [{"served_entity_name": "bakehouse-autolog-champion", "traffic_percentage": 100}]}
     assert create["ai_gateway"] == {"inference_table_config": {
         "catalog_name": "mlops_dev", "schema_name": "bakehouse_ml", "table_name_prefix": spec.payload_prefix,
         "enabled": True}}
@@ -144,6 +144,7 @@ def test_create_then_update_to_a_new_champion(fake, client, settings, spec):
     assert not any(path.endswith("/ai-gateway") for _, path in methods)  # already logging to the right table
     config = next(body for method, path, body in fake.calls if path.endswith("/config"))
     assert config["served_entities"][0]["entity_version"] == "4"
+    assert config["served_entities"][0]["name"] == "bakehouse-autolog-champion"
 
     fake.calls.clear()
     again = deploy_endpoint(settings, spec, version=4, client=client)
@@ -159,8 +160,12 @@ def test_create_then_update_to_a_new_champion(fake, client, settings, spec):
 def test_existing_endpoint_without_inference_table_gets_it(fake, client, settings, spec):
     fake.polls_in_progress = 0
     fake.endpoints[spec.endpoint_name] = {"name": spec.endpoint_name, "config": {"served_entities": [
-        {"name": "old", "entity_name": "x", "entity_version": "1"}]}, "ai_gateway": {}}
+        {"name": "old", "entity_name": "x", "entity_version": "1", "workload_size": "Large",
+         "scale_to_zero_enabled": False}]}, "ai_gateway": {}}
     status = deploy_endpoint(settings, spec, version=2, client=client)
+    config = next(body for method, path, body in fake.calls if path.endswith("/config"))
+    assert config["served_entities"][0]["workload_size"] == "Large"  # the stack's sizing is kept
+    assert config["served_entities"][0]["scale_to_zero_enabled"] is False
     assert status.inference_table == f"mlops_dev.bakehouse_ml.{spec.name}_payload"
     gateway = next(body for method, path, body in fake.calls if path.endswith("/ai-gateway"))
     assert gateway["inference_table_config"]["table_name_prefix"] == spec.payload_prefix

@@ -15,7 +15,6 @@ import pandas as pd
 
 from workloads import registry
 from workloads.errors import MlopsError
-from workloads.serving.champion import served_entity_name
 from workloads.settings import Settings
 from workloads.specs import ModelSpec
 
@@ -73,14 +72,19 @@ def _inference_table_config(settings: Settings, spec: ModelSpec):
                                          table_name_prefix=spec.payload_prefix, enabled=True)
 
 
+def databricks_entity_name(spec: ModelSpec) -> str:
+    """Served entity name on Databricks: stable across versions, the same the Pulumi program declares."""
+    return f"{spec.endpoint_name}-champion"
+
+
 def _served_entities(settings: Settings, spec: ModelSpec, version: int, workload_size: str, scale_to_zero: bool):
     from databricks.sdk.service.serving import Route, ServedEntityInput, TrafficConfig
 
-    name = served_entity_name(spec, version)
+    name = databricks_entity_name(spec)
     entities = [ServedEntityInput(name=name, entity_name=settings.registered_model(spec.name),
                                   entity_version=str(int(version)), workload_size=workload_size,
                                   scale_to_zero_enabled=scale_to_zero)]
-    traffic = TrafficConfig(routes=[Route(served_model_name=name, traffic_percentage=100)])
+    traffic = TrafficConfig(routes=[Route(served_entity_name=name, traffic_percentage=100)])
     return entities, traffic
 
 
@@ -96,12 +100,14 @@ def endpoint_status(settings: Settings, spec: ModelSpec, client=None) -> Endpoin
 
 
 def deploy_endpoint(settings: Settings, spec: ModelSpec, version: int | None = None, client=None,
-                    wait: bool = True, timeout: timedelta = timedelta(minutes=30), workload_size: str = "Small",
-                    scale_to_zero: bool = True) -> EndpointStatus:
+                    wait: bool = True, timeout: timedelta = timedelta(minutes=30), workload_size: str | None = None,
+                    scale_to_zero: bool | None = None) -> EndpointStatus:
     """Create or update the model's endpoint to serve ``version`` (default: the champion).
 
     The AI Gateway inference table is enabled on create, and on update when it is off or points
     elsewhere. An update already in progress is waited for first (Databricks rejects overlapping ones).
+    On update, the served entity keeps its workload size and scale-to-zero unless given here (the stack
+    config declared them); on create they default to ``Small`` and scale to zero.
 
     Raises:
         EndpointError: the API refused the change, or the update failed or timed out.
@@ -115,13 +121,19 @@ def deploy_endpoint(settings: Settings, spec: ModelSpec, version: int | None = N
     client = client or workspace_client(settings)
     api = client.serving_endpoints
     name = spec.endpoint_name
-    entities, traffic = _served_entities(settings, spec, version, workload_size, scale_to_zero)
     table_config = _inference_table_config(settings, spec)
     try:
         try:
             current = api.get(name)
         except NotFound:
             current = None
+        existing = ((current.config.served_entities if current and current.config else None) or [None])[0]
+        if workload_size is None:
+            workload_size = getattr(existing, "workload_size", None) or "Small"
+        if scale_to_zero is None:
+            kept = getattr(existing, "scale_to_zero_enabled", None)
+            scale_to_zero = True if kept is None else bool(kept)
+        entities, traffic = _served_entities(settings, spec, version, workload_size, scale_to_zero)
         if current is None:
             api.create(name, config=EndpointCoreConfigInput(name=name, served_entities=entities,
                                                             traffic_config=traffic),
