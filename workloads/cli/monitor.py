@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -25,13 +25,12 @@ def _fmt(value) -> str:
 
 @monitor_app.command("refresh")
 def refresh(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec name."),
-    all_models: bool = typer.Option(False, "--all", help="Refresh every model whose processed table exists."),
-    granularity: Optional[List[str]] = typer.Option(
-        None, "--granularity", "-g", help="Window size, repeatable (e.g. '1 hour'); default '1 day'."),
-    exact_pvalues: bool = typer.Option(False, "--exact-pvalues", help="KS p-values exactly as scipy's."),
-    full: bool = typer.Option(False, "--full", help="Recompute every window (local)."),
-    timeout: float = typer.Option(3600.0, "--timeout", help="Databricks: seconds to wait for the refresh."),
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model spec name.")] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Refresh every model whose processed table exists.")] = False,
+    granularity: Annotated[list[str] | None, typer.Option("--granularity", "-g", help="Window size, repeatable (e.g. '1 hour'); default '1 day'.")] = None,
+    exact_pvalues: Annotated[bool, typer.Option("--exact-pvalues", help="KS p-values exactly as scipy's.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Recompute every window (local).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Databricks: seconds to wait for the refresh.")] = 3600.0,
 ) -> None:
     """Refresh the monitor: compute (local) or run (Databricks) and read the profile and drift metric tables."""
     from workloads.monitoring.refresh import refresh_monitor
@@ -63,9 +62,9 @@ def refresh(
 
 @monitor_app.command("check-inference-table")
 def check_inference_table(
-    model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
-    max_age_hours: float = typer.Option(24.0, "--max-age-hours", help="Newest request must be younger than this."),
-    max_error_rate: float = typer.Option(0.05, "--max-error-rate", help="Highest acceptable share of non-2xx."),
+    model: Annotated[str, typer.Option("--model", "-m", help="Model spec name.")],
+    max_age_hours: Annotated[float, typer.Option("--max-age-hours", help="Newest request must be younger than this.")] = 24.0,
+    max_error_rate: Annotated[float, typer.Option("--max-error-rate", help="Highest acceptable share of non-2xx.")] = 0.05,
 ) -> None:
     """Is the payload (inference) table receiving rows, recently, with the expected schema and few errors?"""
     from workloads.monitoring.checks import check_payload_table
@@ -84,9 +83,9 @@ def check_inference_table(
 
 
 def drift_analyze(
-    model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
-    days: int = typer.Option(7, "--days", help="Look back this many days from the latest window."),
-    granularity: str = typer.Option("1 day", "--granularity", "-g", help="Window size to read."),
+    model: Annotated[str, typer.Option("--model", "-m", help="Model spec name.")],
+    days: Annotated[int, typer.Option("--days", help="Look back this many days from the latest window.")] = 7,
+    granularity: Annotated[str, typer.Option("--granularity", "-g", help="Window size to read.")] = "1 day",
 ) -> None:
     """Which features drifted against the baseline, when, and how much (terminal summary)."""
     from workloads.monitoring.checks import drift_summary
@@ -106,9 +105,9 @@ def drift_analyze(
 
 
 def report(
-    model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
-    out: Optional[str] = typer.Option(None, "--out", help="Output HTML path (default <home>/reports/<model>.html)."),
-    granularity: str = typer.Option("1 day", "--granularity", "-g", help="Window size to plot."),
+    model: Annotated[str, typer.Option("--model", "-m", help="Model spec name.")],
+    out: Annotated[str | None, typer.Option("--out", help="Output HTML path (default <home>/reports/<model>.html).")] = None,
+    granularity: Annotated[str, typer.Option("--granularity", "-g", help="Window size to plot.")] = "1 day",
 ) -> None:
     """Write a self-contained HTML monitoring report (quality, drift heatmap, volume, champion history)."""
     from workloads.monitoring.report import write_report

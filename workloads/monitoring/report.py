@@ -23,7 +23,7 @@ PROMOTIONS_TABLE = "model_promotions"
 
 
 def _figure_html(fig, first: bool) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=True if first else False,
+    return fig.to_html(full_html=False, include_plotlyjs=bool(first),
                        config={"displaylogo": False, "responsive": True})
 
 
