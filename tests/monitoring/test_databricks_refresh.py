@@ -1,0 +1,128 @@
+"""The Databricks refresh path against a fake REST API: the real databricks-sdk serialises the requests."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from workloads.monitoring.metrics import latest_window_metrics
+from workloads.monitoring.refresh import MonitorError, refresh_monitor
+from workloads.ports.tables import LocalTables
+
+
+class FakeWorkspace:
+    """Serves the Unity Catalog monitor refresh endpoints with a scripted sequence of refresh states."""
+
+    def __init__(self):
+        self.states: list[str] = []
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.start_status = 200
+        handler = self._handler()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def client(self):
+        from databricks.sdk import WorkspaceClient
+
+        return WorkspaceClient(host=self.host, token="fake-token", auth_type="pat")
+
+    def _handler(self):
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _info(self):
+                state = fake.states.pop(0) if len(fake.states) > 1 else fake.states[0]
+                body = {"refresh_id": 42, "state": state, "start_time_ms": 1767225600000}
+                if state == "FAILED":
+                    body["message"] = "table has no timestamp column"
+                return body
+
+            def do_GET(self):
+                fake.requests.append(("GET", self.path, self.headers.get("Authorization")))
+                if self.path.endswith("/monitor/refreshes/42"):
+                    return self._send(200, self._info())
+                return self._send(404, {"error_code": "NOT_FOUND", "message": "no such path"})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                fake.requests.append(("POST", self.path, self.headers.get("Authorization")))
+                if self.path.endswith("/monitor/refreshes"):
+                    if fake.start_status != 200:
+                        return self._send(fake.start_status, {"error_code": "RESOURCE_DOES_NOT_EXIST",
+                                                              "message": "Monitor does not exist"})
+                    return self._send(200, self._info())
+                return self._send(404, {"error_code": "NOT_FOUND", "message": "no such path"})
+
+        return Handler
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def fake():
+    server = FakeWorkspace()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def databricks(refreshed):
+    settings, spec, _ = refreshed
+    return settings.model_copy(update={"backend": "databricks"}), spec, LocalTables(settings.warehouse)
+
+
+def test_refresh_waits_for_success_then_reads_the_same_tables(fake, databricks, refreshed):
+    settings, spec, tables = databricks
+    fake.states = ["PENDING", "RUNNING", "RUNNING", "SUCCESS"]
+    fake.requests.clear()
+    result = refresh_monitor(settings, spec, tables=tables, workspace=fake.client(), timeout_s=10, poll_s=0.01)
+    assert (result.backend, result.refresh_id, result.state) == ("databricks", 42, "SUCCESS")
+    assert result.profile_rows > 0 and result.drift_rows > 0
+    api = [(m, p) for m, p, _ in fake.requests if "/api/" in p]
+    table = settings.table(spec.processed_table)
+    assert api[0] == ("POST", f"/api/2.1/unity-catalog/tables/{table}/monitor/refreshes")
+    assert api[1:] == [("GET", f"/api/2.1/unity-catalog/tables/{table}/monitor/refreshes/42")] * 3
+    assert all(auth == "Bearer fake-token" for m, p, auth in fake.requests if "/api/" in p)
+    # Evaluation reads identically on both runtimes.
+    local_settings = refreshed[0]
+    assert latest_window_metrics(settings, spec, tables=tables) == latest_window_metrics(local_settings, spec)
+
+
+def test_refresh_times_out_bounded(fake, databricks):
+    settings, spec, tables = databricks
+    fake.states = ["RUNNING"]
+    with pytest.raises(MonitorError, match="still RUNNING after"):
+        refresh_monitor(settings, spec, tables=tables, workspace=fake.client(), timeout_s=0.3, poll_s=0.05)
+
+
+def test_failed_refresh_and_missing_monitor_are_clear_errors(fake, databricks):
+    settings, spec, tables = databricks
+    fake.states = ["PENDING", "FAILED"]
+    with pytest.raises(MonitorError, match="ended FAILED: table has no timestamp column"):
+        refresh_monitor(settings, spec, tables=tables, workspace=fake.client(), timeout_s=5, poll_s=0.01)
+    fake.start_status = 404
+    try:
+        with pytest.raises(MonitorError, match="is the monitor deployed"):
+            refresh_monitor(settings, spec, tables=tables, workspace=fake.client(), timeout_s=5, poll_s=0.01)
+    finally:
+        fake.start_status = 200
