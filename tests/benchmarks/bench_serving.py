@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Fewer requests (a smoke run).")
     parser.add_argument("--concurrency", type=int, default=4, help="Client threads (keep-alive connections).")
+    parser.add_argument("--fsync", action="store_true",
+                        help="Also run the local endpoint with --fsync (power-loss durability) as a third server.")
     args = parser.parse_args(argv)
     counts = {1: 300, 100: 100} if args.quick else {1: 2000, 100: 500}
     warmup = 30
@@ -160,15 +162,30 @@ def main(argv: list[str] | None = None) -> int:
                                          "--env-manager", "local", "--host", "127.0.0.1", "-p", str(mlflow_port)],
                                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         processes.append(mlflow_serve)
-        with console.status("starting both servers"):
+        endpoint = MODEL.replace("_", "-")
+        fsync_home = home / "fsync-home"
+        if args.fsync:
+            fsync_home.mkdir()
+            shutil.copy2(home / "mlflow.db", fsync_home / "mlflow.db")
+            fsync_port = _free_port()
+            fsync_server = subprocess.Popen([sys.executable, "-m", "workloads.cli", "serve", "--model", MODEL,
+                                             "--port", str(fsync_port), "--fsync"],
+                                            env={**env, "MLOPS_HOME": str(fsync_home)},
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            processes.append(fsync_server)
+        with console.status("starting the servers"):
             _wait(f"http://127.0.0.1:{local_port}/ping", local)
             _wait(f"http://127.0.0.1:{mlflow_port}/ping", mlflow_serve)
-        endpoint = MODEL.replace("_", "-")
+            if args.fsync:
+                _wait(f"http://127.0.0.1:{fsync_port}/ping", fsync_server)
         targets = {
             "local endpoint + logging": (f"http://127.0.0.1:{local_port}/serving-endpoints/{endpoint}/invocations",
                                          True),
             "mlflow models serve": (f"http://127.0.0.1:{mlflow_port}/invocations", False),
         }
+        if args.fsync:
+            targets["local endpoint + logging, fsync"] = (
+                f"http://127.0.0.1:{fsync_port}/serving-endpoints/{endpoint}/invocations", True)
         results: dict[tuple[str, int], dict] = {}
         rounds = 4  # alternate the servers in rounds so a load change on the shared machine hits both alike
         for rows, count in counts.items():
@@ -199,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             base = results[(names[1], rows)]
             for name in names:
                 r = results[(name, rows)]
-                is_local = name == names[0]
+                is_local = name != names[1]
                 table.add_row(str(rows), name, str(r["count"]), str(r["failures"]), f"{r['rps']:.0f}",
                               f"{r['p50']:.1f}", f"{r['p99']:.1f}",
                               f"{r['rps'] / base['rps']:.2f}" if is_local else "",

@@ -191,9 +191,15 @@ class PayloadLogger:
             if self._fd is None:
                 raise PayloadLogError("payload logger is closed")
             os.write(self._fd, data)
-            if self.fsync:
-                os.fsync(self._fd)
             self._segment_rows += 1
+            # fsync outside the lock on a duplicate descriptor: concurrent requests sync in parallel (the
+            # kernel batches them) and a segment rotation may close the original meanwhile.
+            sync_fd = os.dup(self._fd) if self.fsync else None
+        if sync_fd is not None:
+            try:
+                os.fsync(sync_fd)
+            finally:
+                os.close(sync_fd)
 
     # --- flushing ---
     def flush(self) -> int:
