@@ -4,8 +4,8 @@ Kinds:
 
 - ``covariate``: the feature mix shifts (big franchises, the morning rush, Tokyo Tidbits and amex), the
   quantity still follows the same rules: drift metrics breach, quality may hold;
-- ``concept``: the same kind of transactions, but customers now buy ~60% more plus 5 units: the
-  champion under-predicts and its rmse/r2 breach.
+- ``concept``: the same kind of transactions, but customers now buy 10 more units each time (a
+  bulk-buying trend): the champion under-predicts and its rmse/r2 breach.
 
 By default the simulation starts its own in-process endpoint whose clock is set ``days_ahead`` days
 forward, so the drifted requests land in a new monitoring window (as if that much time had passed);
@@ -45,10 +45,13 @@ def covariate_shift(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return frame.iloc[idx].reset_index(drop=True)
 
 
+CONCEPT_EXTRA_UNITS = 10
+
+
 def concept_shift(frame: pd.DataFrame) -> pd.DataFrame:
-    """Same transactions, new behaviour: quantity x1.6 + 5 (the relation the champion learned is stale)."""
+    """Same transactions, new behaviour: 10 more units each (the relation the champion learned is stale)."""
     out = frame.copy()
-    out["quantity"] = np.rint(out["quantity"] * 1.6 + 5).astype("int64")
+    out["quantity"] = (out["quantity"] + CONCEPT_EXTRA_UNITS).astype("int64")
     return out
 
 
@@ -92,12 +95,12 @@ def simulate(settings: Settings, spec: ModelSpec, kind: str = "concept", request
 
         with start_server(settings, spec, clock=lambda: datetime.now(UTC) + offset) as handle:
             result = send_traffic(handle.url, spec, frame, n=requests, batch_size=batch_size, seed=seed,
-                                  settings=settings, request_prefix=prefix)
+                                  settings=settings, request_prefix=prefix, replace=False)
             handle.flush()
         request_time = started + offset
     else:
         result = send_traffic(url, spec, frame, n=requests, batch_size=batch_size, seed=seed, settings=settings,
-                              request_prefix=prefix)
+                              request_prefix=prefix, replace=False)
         request_time = started
     configure_tracking(settings)
     ensure_experiment(settings, spec.name)
@@ -105,8 +108,8 @@ def simulate(settings: Settings, spec: ModelSpec, kind: str = "concept", request
         mlflow.set_tags({SIMULATION_TAG: simulation_id, "mlops.kind": "drift_simulation", "drift_kind": kind})
         mlflow.log_params({"kind": kind, "requests": requests, "batch_size": batch_size,
                            "days_ahead": days_ahead if url is None else 0, "request_prefix": prefix})
-        mlflow.log_metrics({"sent_rows": result.rows, "failed_requests": result.failed})
-    return SimulationResult(simulation_id, kind, requests, result.rows, result.failed, request_time, run.info.run_id)
+        mlflow.log_metrics({"sent_rows": result.examples, "failed_requests": result.failed})
+    return SimulationResult(simulation_id, kind, requests, result.examples, result.failed, request_time, run.info.run_id)
 
 
 @dataclass

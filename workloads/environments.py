@@ -1,13 +1,18 @@
 """dev -> prod: copy the dev champion into the prod model, validate it on prod data, then make it champion.
 
 ``copy_model_version`` keeps the lineage (the prod version's source is the dev version). The copy gets
-the prod ``champion`` alias only if it passes the spec's thresholds on prod's holdout; otherwise it
-stays an unaliased version tagged with why, and the command refuses.
+the prod ``champion`` alias only if it passes the spec's thresholds on the freshest ground truth there
+is, in this order: prod's labelled traffic of its latest day; else (a new prod, or one whose labels lag)
+the held-out share of the source environment's labelled traffic of its latest day (the evidence the
+source champion was chosen on, never trained on); else prod's holdout split of the training data. Otherwise the copy stays an unaliased
+version tagged with why, and the command refuses.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import pandas as pd
 
 from workloads import registry
 from workloads.data.features import label_frame, load_feature_frame, split_holdout
@@ -30,6 +35,7 @@ class CrossPromotion:
     target_version: int
     metrics: dict[str, float]
     record: PromotionRecord | None
+    validated_on: str = ""
 
 
 def promote_across(settings: Settings, spec: ModelSpec, source_env: str = "dev", target_env: str = "prod") -> CrossPromotion:
@@ -58,18 +64,35 @@ def promote_across(settings: Settings, spec: ModelSpec, source_env: str = "dev",
     registry.set_version_tags(target, spec, version, {
         "source_model": champion.name, "source_version": champion.version, "source_env": source_env,
         "data_versions": champion.tags.get("data_versions", "{}"), "spec_hash": champion.tags.get("spec_hash", "")})
-    holdout = label_frame(split_holdout(load_feature_frame(target))[1], spec)
+    holdout, validated_on = validation_data(source, target, spec, source_env, target_env)
     metrics = evaluate(spec, registry.load_model(target, spec, version=version), holdout)
+    registry.set_version_tags(target, spec, version, {"validated_on": validated_on})
     failures = threshold_failures(spec, metrics)
     registry.set_version_tags(target, spec, version, {"passed_thresholds": str(not failures).lower()})
     if failures:
         registry.set_version_tags(target, spec, version, {"gate_failures": "; ".join(failures)})
         raise CrossEnvironmentPromotionError(
             f"{champion.name} v{champion.version} copied to {target.registered_model(spec.name)} v{version} but failed "
-            f"the {target_env} gate: " + "; ".join(failures) + f"; the {target_env} champion is unchanged")
+            f"the {target_env} gate on {validated_on}: " + "; ".join(failures) + f"; the {target_env} champion is unchanged")
     keep = ("rmse", "mae", "r2", "accuracy_score", "f1_score")
     record = promote(target, spec, version, action="copy_promote", expected_champion=(
         target_champion.version if target_champion else None),
-        reason=f"promoted from {source_env} ({champion.name} v{champion.version})",
+        reason=f"promoted from {source_env} ({champion.name} v{champion.version}); validated on {validated_on}",
         challenger_metrics={k: round(v, 6) for k, v in metrics.items() if k in keep})
-    return CrossPromotion(spec.name, source_uri, champion.version, version, metrics, record)
+    return CrossPromotion(spec.name, source_uri, champion.version, version, metrics, record, validated_on)
+
+
+def validation_data(source: Settings, target: Settings, spec: ModelSpec, source_env: str,
+                    target_env: str) -> tuple[pd.DataFrame, str]:
+    """The freshest labelled data to gate a copied version on, and a description of it."""
+    from workloads.specs import EXAMPLE_ID_COLUMN
+    from workloads.watcher.retraining import latest_labelled_window
+
+    # Source traffic: only its held-out share, which no retrain in the source environment trained on.
+    for settings, env, held_out in ((target, target_env, False), (source, source_env, True)):
+        recent = latest_labelled_window(settings, spec, held_out_only=held_out)
+        if len(recent) >= spec.min_rows:
+            what = "held-out labelled" if held_out else "labelled"
+            return recent.drop(columns=[EXAMPLE_ID_COLUMN]), f"{len(recent)} {what} {env} examples of the latest day"
+    holdout = label_frame(split_holdout(load_feature_frame(target))[1], spec)
+    return holdout, f"the {target_env} holdout ({len(holdout)} rows)"

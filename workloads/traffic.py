@@ -96,7 +96,8 @@ def _labels(rows: pd.DataFrame, spec: ModelSpec) -> pd.Series:
 def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_size: int = 1,
                  transform: Transform | None = None, seed: int = 0, concurrency: int = 4,
                  fmt: str = "dataframe_split", settings: Settings | None = None, record_labels: bool = True,
-                 timeout: float = 30.0, request_prefix: str = "traffic") -> TrafficResult:
+                 timeout: float = 30.0, request_prefix: str = "traffic",
+                 replace: bool = True) -> TrafficResult:
     """Send ``n`` requests of ``batch_size`` rows sampled from ``frame`` to the endpoint at ``url``.
 
     Args:
@@ -112,6 +113,8 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
         settings: where to record pending labels (``None``: do not record).
         record_labels: record the true labels of what was sent in the pending-labels table.
         timeout: per-request timeout, seconds.
+        replace: sample rows with replacement; ``False`` sends distinct rows while they last (a drift
+            simulation's rows then never repeat a transaction).
         request_prefix: start of every ``client_request_id`` (drift simulation tags its requests with it).
     """
     if n < 0 or batch_size < 1:
@@ -122,8 +125,13 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
         f"{url.rstrip('/')}/serving-endpoints/{spec.endpoint_name}/invocations")
     rng = np.random.default_rng(seed)
     batches = []
-    for _ in range(n):
-        rows = frame.iloc[rng.integers(0, len(frame), size=batch_size)].reset_index(drop=True)
+    order = rng.permutation(len(frame)) if not replace else None
+    for i in range(n):
+        if order is not None and (i + 1) * batch_size <= len(order):
+            picked = order[i * batch_size:(i + 1) * batch_size]
+        else:
+            picked = rng.integers(0, len(frame), size=batch_size)
+        rows = frame.iloc[picked].reset_index(drop=True)
         if transform is not None:
             rows = transform(rows.copy()).reset_index(drop=True)
         batches.append((f"{request_prefix}-{uuid.uuid4().hex[:16]}", rows))

@@ -59,6 +59,7 @@ def _quiet_environment(debug: bool = False) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     if not debug:
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
         import logging
         import warnings
 

@@ -51,7 +51,8 @@ def trainer_for(spec: ModelSpec):
 
 
 def prepare_data(settings: Settings, spec: ModelSpec, extra_data: pd.DataFrame | None = None,
-                 holdout: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+                 holdout: pd.DataFrame | None = None,
+                 include_original: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """Load, label, validate and split the training data; ``extra_data`` (e.g. labelled traffic) joins training.
 
     The returned training frame has a boolean ``_extra`` column marking the rows that came from ``extra_data``.
@@ -65,7 +66,7 @@ def prepare_data(settings: Settings, spec: ModelSpec, extra_data: pd.DataFrame |
         extra = label_frame(extra_data, spec) if spec.label.name not in extra_data else extra_data
         validate_frame(extra, spec, _relaxed())
         extra = extra[[c for c in train.columns if c in extra.columns]].assign(_extra=True)
-        train = pd.concat([train, extra], ignore_index=True)
+        train = pd.concat([train, extra], ignore_index=True) if include_original else extra.reset_index(drop=True)
     return train, (holdout if holdout is not None else default_holdout), versions
 
 
@@ -78,7 +79,8 @@ def _relaxed():
 
 def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame | None = None,
                 holdout: pd.DataFrame | None = None, register: bool = True, alias: str | None = None,
-                tags: dict[str, str] | None = None, extra_weight: float = 1.0) -> TrainResult:
+                tags: dict[str, str] | None = None, extra_weight: float = 1.0,
+                include_original: bool = True) -> TrainResult:
     """Train one model version for ``spec``.
 
     Args:
@@ -92,13 +94,15 @@ def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame
         tags: Extra run and version tags.
         extra_weight: Sample weight of each ``extra_data`` row (original rows weigh 1): fresh traffic after a
             concept change should outweigh the older data it contradicts.
+        include_original: Train on the original training split too; ``False`` trains on ``extra_data`` alone
+            (the original split still defines the default holdout and the recorded data versions).
 
     Returns:
         The version, metrics, threshold failures and the alias set.
     """
     trainer = trainer_for(spec)
     configure_tracking(settings)
-    train, holdout_frame, versions = prepare_data(settings, spec, extra_data, holdout)
+    train, holdout_frame, versions = prepare_data(settings, spec, extra_data, holdout, include_original)
     experiment = ensure_experiment(settings, spec.name)
     run_tags = {**git_tags(), "environment": settings.env, "spec_hash": spec.content_hash(),
                 "model_spec": spec.name, **(tags or {})}

@@ -46,7 +46,7 @@ class WatchResult:
 
 def refresh_monitor(settings: Settings, spec: ModelSpec, granularity: str) -> None:
     """Refresh the quality monitor (local computation, or ``run_refresh`` on Databricks)."""
-    from workloads.monitoring.refresh import refresh
+    from workloads.monitoring.refresh import refresh_monitor as refresh
 
     refresh(settings, spec, granularities=[granularity])
 
@@ -131,6 +131,7 @@ def step_evaluate(settings: Settings, spec: ModelSpec, task_values: TaskValues, 
     task_values.set("retrain_needed", "true" if evaluation.retrain_needed else "false")
     task_values.set("reasons", evaluation.reasons)
     task_values.set("health", evaluation.health)
+    task_values.set("quality_breach", any(c.status == "breach" and c.scope == "quality" for c in evaluation.checks))
     task_values.set("window_start", observed.window_start)
     task_values.set("observed", observed.to_dict())
     return evaluation, observed, skipped
@@ -146,7 +147,8 @@ def step_retrain(settings: Settings, spec: ModelSpec, task_values: TaskValues,
     why = reason or ("; ".join(reasons[:2]) if reasons else "retrain requested")
     since = pd.Timestamp(window_start) if window_start else None
     try:
-        outcome = retrain_and_validate(settings, spec, since=since, reason=why, overrides=overrides)
+        outcome = retrain_and_validate(settings, spec, since=since, reason=why, overrides=overrides,
+                                       quality_breach=bool(task_values.get(EVALUATE_TASK, "quality_breach")))
     except PromotionError as exc:
         notify(settings, "validation_failed", spec.name, f"{spec.name}: promotion refused: {exc}")
         raise
