@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import typer
 from rich.table import Table
@@ -17,6 +18,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(42, help="Data seed."),
     ) -> None:
         """Tell the lifecycle story end to end on the embedded default (no Databricks needed)."""
+        from workloads.alerts import read_outbox
         from workloads.demo import reset_home, run_story
         from workloads.errors import MlopsError
 
@@ -25,11 +27,19 @@ def register(app: typer.Typer) -> None:
             raise MlopsError("mlops demo runs on the embedded default; drop --backend databricks")
         if reset:
             reset_home(settings)
+        elif (settings.home / "mlflow.db").exists():
+            raise MlopsError(f"{settings.home} already holds a demo run; rerun with --reset to start clean, "
+                             "or pick another --home")
         start = time.perf_counter()
         story = run_story(settings, progress=step, seed=seed)
-        table = Table("chapter", "outcome", "where to look", title="lakehouse-mlops demo")
+        elapsed = time.perf_counter() - start
+
+        table = Table("chapter", "outcome", "where to look", title="lakehouse-mlops demo", show_lines=True)
         for row in story.rows:
             table.add_row(*row)
+        alerts = Counter(a.kind for a in read_outbox(settings.home) if a.kind != "test")
+        table.add_row("alerts", ", ".join(f"{n} {kind}" for kind, n in sorted(alerts.items())) or "none",
+                      str(settings.home / "alerts.jsonl"))
         console.print(table)
-        console.print(f"Done in {time.perf_counter() - start:.0f} s. Browse runs and models: "
-                      f"[bold]mlops --home {settings.home} ui[/]")
+        console.print(f"Done in {elapsed:.0f} s. Browse experiments, runs and models: "
+                      f"[bold]uv run mlops --home {settings.home} ui[/]")
