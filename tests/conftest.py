@@ -40,3 +40,23 @@ def make_trained_home(path, models=("bakehouse_large_order",), reference_date="2
     settings = load_settings(home=path)
     write_bakehouse(settings, generate(seed=42, reference_date=reference_date))
     return settings, {name: train_model(settings, load_spec(name)) for name in models}
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """One local Spark session for the whole test run (a JVM start costs seconds)."""
+    import shutil
+
+    if shutil.which("java") is None:
+        pytest.skip("local pyspark needs a Java runtime (apt-get install default-jre-headless)")
+    from pyspark.sql import SparkSession
+
+    session = (SparkSession.builder.master("local[1]").appName("mlops-tests")
+               .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.shuffle.partitions", "1")
+               .getOrCreate())
+    session.sql("CREATE DATABASE IF NOT EXISTS sch")
+    yield session
+    session.stop()

@@ -1,6 +1,5 @@
 """The tables port: local Delta tables, and the Spark implementation against local pyspark."""
 
-import shutil
 
 import pandas as pd
 import pytest
@@ -73,22 +72,6 @@ class RecordingSpark:
         return self.real.sql(text)
 
 
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    if shutil.which("java") is None:
-        pytest.skip("local pyspark needs a Java runtime (apt-get install default-jre-headless)")
-    from pyspark.sql import SparkSession
-
-    warehouse = tmp_path_factory.mktemp("spark-warehouse")
-    session = (SparkSession.builder.master("local[1]").appName("mlops-tests")
-               .config("spark.sql.warehouse.dir", str(warehouse))
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.shuffle.partitions", "1")
-               .getOrCreate())
-    session.sql("CREATE DATABASE IF NOT EXISTS sch")
-    yield session
-    session.stop()
 
 
 @pytest.mark.spark

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,21 +11,6 @@ import pytest
 from workloads.serving.payload_log import PAYLOAD_SCHEMA, payload_frame
 from workloads.traffic import request_body
 from workloads.unpacking import spark_schema, unpack_payload, unpack_spark
-
-
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    if shutil.which("java") is None:
-        pytest.skip("local pyspark needs a Java runtime (apt-get install default-jre-headless)")
-    from pyspark.sql import SparkSession
-
-    # getOrCreate: reuse a session another module left running; not stopped here so later modules can too.
-    return (SparkSession.builder.master("local[1]").appName("mlops-tests")
-            .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.shuffle.partitions", "1")
-            .getOrCreate())
 
 
 @pytest.mark.spark
