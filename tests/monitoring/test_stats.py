@@ -27,9 +27,10 @@ def _pairs():
 PAIRS = _pairs()
 
 
+@pytest.mark.parametrize("kernel", [True, False], ids=["compiled", "numpy"])
 @pytest.mark.parametrize("a,b", PAIRS)
-def test_numeric_drift_matches_scipy(a, b):
-    got = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b), exact_pvalues=True)
+def test_numeric_drift_matches_scipy(a, b, kernel):
+    got = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b), exact_pvalues=True, kernel=kernel)
     ref = sps.ks_2samp(a, b)
     assert got.ks_statistic == pytest.approx(ref.statistic, abs=1e-9)
     assert got.ks_pvalue == pytest.approx(ref.pvalue, abs=1e-9)

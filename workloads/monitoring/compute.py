@@ -364,17 +364,19 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
                 against_baseline.append((g, target, {**keys, "window_cmp": None, "drift_type": BASELINE}))
     for g, g_prev, keys in consecutive:
         _emit_drift(drift, data, g, g_prev, keys, pending)
-    # Every window compared with the same baseline sample is located in it by one searchsorted call.
+    # Without the compiled kernel, every window compared with the same baseline sample is located in it by
+    # one searchsorted call.
     by_target: dict[int, list] = {}
     for item in against_baseline:
         by_target.setdefault(id(item[1]), []).append(item)
     numeric = [c.name for c, categorical in monitored_columns(data.spec) if not categorical]
     for items in by_target.values():
         target = items[0][1]
-        located = {name: stats.counts_in(target.sorted[name], [g.sorted[name] for g, _, _ in items])
-                   for name in numeric}
+        located = {} if stats.USE_KERNEL else {
+            name: stats.counts_in(target.sorted[name], [g.sorted[name] for g, _, _ in items]) for name in numeric}
         for i, (g, _, keys) in enumerate(items):
-            _emit_drift(drift, data, g, target, keys, pending, {name: located[name][i] for name in numeric})
+            _emit_drift(drift, data, g, target, keys, pending,
+                        {name: located[name][i] for name in located} or None)
     if baseline_all is not None and (windows is None or windows):
         span = _window(*(baseline_window or (int(window_starts[0]), int(ends[-1]))))
         keys = {**common, "window": span, "log_type": BASELINE}

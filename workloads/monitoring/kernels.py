@@ -1,0 +1,167 @@
+"""Compiled (numba) kernel for the numeric drift of one sorted pair, in one pass over the window's values.
+
+For each distinct value ``x`` of the window ``a`` it finds ``#b < x`` and ``#b <= x`` by galloping forward in
+the sorted comparison sample ``b`` (O(n_a log(n_b / n_a)) in all, not a binary search per value), and in the
+same pass accumulates the KS statistic, the Wasserstein integral and the PSI bin counts, with exactly the
+formulas of :mod:`workloads.monitoring.stats` (which is the reference and the fallback without numba).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a dependency; the numpy path covers its absence
+    njit = None
+
+
+def _count_le(b, x, start):
+    """Smallest index ``>= start`` whose value is ``> x`` (= ``#b <= x``), given ``b[:start] <= x``."""
+    n = b.shape[0]
+    # Short linear probe first: consecutive values usually land a few places further (predictable branches).
+    end = min(start + 16, n)
+    while start < end:
+        if not b[start] <= x:
+            return start
+        start += 1
+    if start >= n or b[start] > x:
+        return start
+    lo = start
+    step = 1
+    hi = lo + step
+    while hi < n and b[hi] <= x:
+        lo = hi
+        step *= 2
+        hi = lo + step
+    if hi > n:
+        hi = n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if b[mid] <= x:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _count_lt(b, x, start):
+    """Smallest index ``>= start`` whose value is ``>= x`` (= ``#b < x``), given ``b[:start] < x``."""
+    n = b.shape[0]
+    # Short linear probe first: consecutive values usually land a few places further (predictable branches).
+    end = min(start + 16, n)
+    while start < end:
+        if not b[start] < x:
+            return start
+        start += 1
+    if start >= n or b[start] >= x:
+        return start
+    lo = start
+    step = 1
+    hi = lo + step
+    while hi < n and b[hi] < x:
+        lo = hi
+        step *= 2
+        hi = lo + step
+    if hi > n:
+        hi = n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if b[mid] < x:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _h(x, k, bcum, inv_nb):
+    return (k * x - bcum[k]) * inv_nb
+
+
+def _ceil_ratio(num, den, approx):
+    """``ceil(num / den)`` for non-negative int64s from a float ``approx``imation, corrected exactly."""
+    m = np.int64(np.ceil(approx))
+    while m > 0 and (m - 1) * den >= num:
+        m -= 1
+    while m * den < num:
+        m += 1
+    return m
+
+
+def _interval(left, right, ca, na, k_left, k_right, bv, bcum, nb, inv_nb):
+    """∫ over [left, right) of |ca/na - Fb(x)| dx (see ``stats._wasserstein``)."""
+    if right <= left:
+        return 0.0
+    c = ca / na
+    m = _ceil_ratio(ca * nb, na, c * nb)
+    if m == 0:
+        x_star, k_star = left, k_left
+    else:
+        cross = bv[m - 1]
+        if cross < left:
+            x_star, k_star = left, k_left
+        elif cross > right:
+            x_star, k_star = right, k_right
+        else:
+            x_star, k_star = cross, m
+    h_left = _h(left, k_left, bcum, inv_nb)
+    h_right = _h(right, k_right, bcum, inv_nb)
+    h_star = _h(x_star, k_star, bcum, inv_nb)
+    return c * (x_star - left) - (h_star - h_left) + (h_right - h_star) - c * (right - x_star)
+
+
+def _numeric_pair(av, bv, bcum, nbins):
+    na = av.shape[0]
+    nb = bv.shape[0]
+    inv_nb = 1.0 / nb
+    d = 0.0
+    w = 0.0
+    counts = np.zeros(nbins, dtype=np.int64)
+    # PSI edges sit at b[floor(k nb / nbins)], k = 1..nbins-1: a value's bin is #{k: floor(k nb / nbins) < #b<=x}.
+    edge_index = (np.arange(1, nbins) * nb) // nbins
+    psi_bin = 0
+    j_lt = 0
+    j_le = 0
+    i = 0
+    prev_x = 0.0
+    prev_k = 0
+    while i < na:
+        x = av[i]
+        i2 = i + 1
+        while i2 < na and av[i2] == x:
+            i2 += 1
+        j_lt = _count_lt(bv, x, j_lt)
+        if j_lt < nb and bv[j_lt] == x:
+            j_le = _count_le(bv, x, j_lt)
+        else:
+            j_le = j_lt
+        v = abs(i / na - j_lt / nb)
+        if v > d:
+            d = v
+        v = abs(i2 / na - j_le / nb)
+        if v > d:
+            d = v
+        if i == 0:
+            w += _h(x, j_le, bcum, inv_nb)
+        else:
+            w += _interval(prev_x, x, i, na, prev_k, j_le, bv, bcum, nb, inv_nb)
+        while psi_bin < nbins - 1 and edge_index[psi_bin] < j_le:
+            psi_bin += 1
+        counts[psi_bin] += i2 - i
+        prev_x = x
+        prev_k = j_le
+        i = i2
+    right = max(prev_x, bv[nb - 1])
+    w += _interval(prev_x, right, na, na, prev_k, nb, bv, bcum, nb, inv_nb)
+    return d, w, counts
+
+
+if njit is not None:
+    _count_le = njit(cache=True, nogil=True)(_count_le)
+    _count_lt = njit(cache=True, nogil=True)(_count_lt)
+    _h = njit(cache=True, nogil=True)(_h)
+    _ceil_ratio = njit(cache=True, nogil=True)(_ceil_ratio)
+    _interval = njit(cache=True, nogil=True)(_interval)
+    numeric_pair = njit(cache=True, nogil=True)(_numeric_pair)
+else:  # pragma: no cover
+    numeric_pair = None
