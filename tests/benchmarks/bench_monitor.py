@@ -150,7 +150,7 @@ def evidently_one_window(current: Path, reference: Path) -> dict | None:
     cmd = ["uv", "run", "--no-project", "--quiet", "--with", "evidently", "--with", "pandas<3", "python",
            str(HERE / "evidently_one_window.py"), str(current), str(reference)]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:
         console.print(f"[yellow]Evidently not measured: {exc}[/]")
         return None

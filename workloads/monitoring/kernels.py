@@ -34,8 +34,7 @@ def _count_le(b, x, start):
         lo = hi
         step *= 2
         hi = lo + step
-    if hi > n:
-        hi = n
+    hi = min(hi, n)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if b[mid] <= x:
@@ -63,8 +62,7 @@ def _count_lt(b, x, start):
         lo = hi
         step *= 2
         hi = lo + step
-    if hi > n:
-        hi = n
+    hi = min(hi, n)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if b[mid] < x:
@@ -136,11 +134,9 @@ def _numeric_pair(av, bv, bcum, nbins):
         else:
             j_le = j_lt
         v = abs(i / na - j_lt / nb)
-        if v > d:
-            d = v
+        d = max(d, v)
         v = abs(i2 / na - j_le / nb)
-        if v > d:
-            d = v
+        d = max(d, v)
         if i == 0:
             w += _h(x, j_le, bcum, inv_nb)
         else:
