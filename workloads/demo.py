@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from workloads.settings import Settings
 
@@ -176,7 +175,7 @@ def copy_to_prod(story: Story) -> None:
 def report(story: Story) -> None:
     from workloads.monitoring.report import write_report
 
-    path = write_report(story.settings, story.spec, Path(story.settings.home) / f"{story.spec.name}_report.html")
+    path = write_report(story.settings, story.spec)
     story.facts["report"] = path
     story.note("report", "quality per window, drift heatmap, volume, champion history", str(path))
 
