@@ -159,3 +159,23 @@ def test_other_granularities(settings, gran):
     rows = profile[(profile.granularity == gran) & (profile.column_name == ":table") & (profile.log_type == "INPUT")
                    & (profile.model_version == "*")]
     assert len(rows) == result.recomputed[gran] and rows["count"].sum() == 300
+
+
+def test_compiled_and_numpy_paths_write_the_same_metrics(monkeypatch):
+    from workloads.monitoring import stats
+    from workloads.monitoring.compute import compute_metrics, prepare
+    from workloads.monitoring.synthetic import benchmark_spec, make_frames
+
+    spec = benchmark_spec(numeric=3, categorical=1)
+    frame, baseline = make_frames(spec, rows=3000, days=3, baseline_rows=800, drift_from_day=2, ids=False)
+    data = prepare(frame, baseline, spec)
+    compiled = compute_metrics(data, "1 day").drift.to_pandas()
+    monkeypatch.setattr(stats, "USE_KERNEL", False)
+    reference = compute_metrics(prepare(frame, baseline, spec), "1 day").drift.to_pandas()
+    assert len(compiled) == len(reference) > 0
+    for column in ("wasserstein_distance", "population_stability_index"):
+        np.testing.assert_allclose(compiled[column].astype(float), reference[column].astype(float), rtol=1e-9,
+                                   atol=1e-12)
+    ks = [(a or {}).get("statistic") for a in compiled["ks_test"]], [(b or {}).get("statistic")
+                                                                      for b in reference["ks_test"]]
+    assert ks[0] == ks[1]

@@ -12,6 +12,8 @@ is a slice; sliced rows compare with the baseline rows of the same slice value.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -223,52 +225,75 @@ def _pct(part: int, whole: int) -> float | None:
 
 @dataclass
 class _Pending:
-    """p-values computed in one vectorised call once every pair's statistics are known."""
+    """Drift rows whose numeric statistics and p-values are computed together once every pair is known:
+    numeric pairs run on a small thread pool (the compiled kernel releases the GIL), p-values in one
+    vectorised call each."""
 
+    rows: list = field(default_factory=list)
+    numeric: list = field(default_factory=list)
     ks: list = field(default_factory=list)
     chi: list = field(default_factory=list)
 
-    def resolve(self, exact: bool) -> None:
+    def resolve(self, exact: bool, out: Rows) -> None:
+        def run(task):
+            row, sa, sb, b_le = task
+            return row, sa, sb, stats.numeric_drift(sa, sb, b_le=b_le, pvalue=False)
+
+        tasks = self.numeric
+        workers = min(4, os.cpu_count() or 1)
+        if stats.USE_KERNEL and workers > 1 and sum(t[1].n for t in tasks) > 200_000:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                done = list(pool.map(run, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
+        else:
+            done = [run(t) for t in tasks]
+        for row, sa, sb, drift in done:
+            if drift is not None:
+                test = {"statistic": drift.ks_statistic, "pvalue": None}
+                self.ks.append((test, drift.ks_statistic, sa.n, sb.n))
+                row.update(ks_test=test, wasserstein_distance=drift.wasserstein_distance,
+                           population_stability_index=drift.population_stability_index)
         if self.ks:
             values = stats.ks_pvalues([k[1] for k in self.ks], [k[2] for k in self.ks], [k[3] for k in self.ks],
                                       exact=exact)
-            for (test, *_), p in zip(self.ks, values):
+            for (test, *_), p in zip(self.ks, values, strict=True):
                 test["pvalue"] = float(p)
         if self.chi:
             values = stats.chi2_pvalues([c[1] for c in self.chi], [c[2] for c in self.chi])
-            for (test, *_), p in zip(self.chi, values):
+            for (test, *_), p in zip(self.chi, values, strict=True):
                 test["pvalue"] = float(p)
+        for row in self.rows:
+            out.add(**row)
+        self.rows.clear()
+        self.numeric.clear()
         self.ks.clear()
         self.chi.clear()
 
 
-def _emit_drift(out: Rows, data: MonitorData, a: GroupStats, b: GroupStats, base: dict, pending: _Pending,
+def _emit_drift(data: MonitorData, a: GroupStats, b: GroupStats, base: dict, pending: _Pending,
                 b_le: dict[str, np.ndarray] | None = None) -> None:
-    out.add(**base, column_name=TABLE_COLUMN, data_type="table", count_delta=float(a.rows - b.rows))
+    pending.rows.append({**base, "column_name": TABLE_COLUMN, "data_type": "table",
+                         "count_delta": float(a.rows - b.rows)})
     for col, categorical in monitored_columns(data.spec):
         name = col.name
         if categorical:
             ca, cb = a.counts[name], b.counts[name]
             na, nb = int(ca.sum()), int(cb.sum())
             fields = {"count_delta": float(na - nb),
-                          "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
+                      "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
             drift = stats.categorical_drift(ca, cb, pvalue=False)
             if drift is not None:
                 test = {"statistic": drift.chi_squared_statistic, "pvalue": None}
                 pending.chi.append((test, drift.chi_squared_statistic, drift.chi_squared_dof))
                 fields.update(chi_squared_test=test, tv_distance=drift.tv_distance,
                               l_infinity_distance=drift.l_infinity_distance, js_distance=drift.js_distance)
+            pending.rows.append({**base, "column_name": name, "data_type": col.type, **fields})
         else:
             sa, sb = a.sorted[name], b.sorted[name]
-            fields = {"count_delta": float(sa.n - sb.n), "avg_delta": _delta(a.profile(name).avg, b.profile(name).avg),
-                          "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
-            drift = stats.numeric_drift(sa, sb, b_le=None if b_le is None else b_le.get(name), pvalue=False)
-            if drift is not None:
-                test = {"statistic": drift.ks_statistic, "pvalue": None}
-                pending.ks.append((test, drift.ks_statistic, sa.n, sb.n))
-                fields.update(ks_test=test, wasserstein_distance=drift.wasserstein_distance,
-                              population_stability_index=drift.population_stability_index)
-        out.add(**base, column_name=name, data_type=col.type, **fields)
+            row = {**base, "column_name": name, "data_type": col.type, "count_delta": float(sa.n - sb.n),
+                   "avg_delta": _delta(a.profile(name).avg, b.profile(name).avg),
+                   "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
+            pending.rows.append(row)
+            pending.numeric.append((row, sa, sb, None if b_le is None else b_le.get(name)))
 
 
 def _delta(x: float | None, y: float | None) -> float | None:
@@ -313,7 +338,7 @@ def compute_metrics(data: MonitorData, granularity: str | Granularity, windows: 
                 base = data.baseline.subset(data.baseline.codes[key] == code)
             _compute_slice(data, rows, base, gran, windows, pending, key, str(data.categories[key][code]),
                            profile, drift, baseline_window)
-    pending.resolve(exact_pvalues)
+    pending.resolve(exact_pvalues, drift)
     return MetricTables(profile.to_arrow(), drift.to_arrow())
 
 
@@ -363,7 +388,7 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
             if target is not None:
                 against_baseline.append((g, target, {**keys, "window_cmp": None, "drift_type": BASELINE}))
     for g, g_prev, keys in consecutive:
-        _emit_drift(drift, data, g, g_prev, keys, pending)
+        _emit_drift(data, g, g_prev, keys, pending)
     # Without the compiled kernel, every window compared with the same baseline sample is located in it by
     # one searchsorted call.
     by_target: dict[int, list] = {}
@@ -375,7 +400,7 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
         located = {} if stats.USE_KERNEL else {
             name: stats.counts_in(target.sorted[name], [g.sorted[name] for g, _, _ in items]) for name in numeric}
         for i, (g, _, keys) in enumerate(items):
-            _emit_drift(drift, data, g, target, keys, pending,
+            _emit_drift(data, g, target, keys, pending,
                         {name: located[name][i] for name in located} or None)
     if baseline_all is not None and (windows is None or windows):
         span = _window(*(baseline_window or (int(window_starts[0]), int(ends[-1]))))

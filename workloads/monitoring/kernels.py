@@ -152,6 +152,24 @@ def _numeric_pair(av, bv, bcum, nbins):
     return d, w, counts
 
 
+def _self_psi_counts(bv, nbins):
+    """How many of ``b``'s own values fall in each of its PSI bins (ties share their run's bin)."""
+    nb = bv.shape[0]
+    counts = np.zeros(nbins, dtype=np.int64)
+    edge_index = (np.arange(1, nbins) * nb) // nbins
+    psi_bin = 0
+    i = 0
+    while i < nb:
+        i2 = i + 1
+        while i2 < nb and bv[i2] == bv[i]:
+            i2 += 1
+        while psi_bin < nbins - 1 and edge_index[psi_bin] < i2:
+            psi_bin += 1
+        counts[psi_bin] += i2 - i
+        i = i2
+    return counts
+
+
 if njit is not None:
     _count_le = njit(cache=True, nogil=True)(_count_le)
     _count_lt = njit(cache=True, nogil=True)(_count_lt)
@@ -159,5 +177,6 @@ if njit is not None:
     _ceil_ratio = njit(cache=True, nogil=True)(_ceil_ratio)
     _interval = njit(cache=True, nogil=True)(_interval)
     numeric_pair = njit(cache=True, nogil=True)(_numeric_pair)
+    self_psi_counts = njit(cache=True, nogil=True)(_self_psi_counts)
 else:  # pragma: no cover
-    numeric_pair = None
+    numeric_pair = self_psi_counts = None

@@ -330,7 +330,10 @@ def _psi_bins(b_le: np.ndarray, nb: int) -> np.ndarray:
 def _psi_props(b: Sorted) -> np.ndarray:
     """Proportions of the comparison sample in its own PSI bins (cached on the sample)."""
     if b._psi_props is None:
-        b._psi_props = np.bincount(_psi_bins(b.le, b.n), minlength=PSI_BINS) / b.n
+        if USE_KERNEL:
+            b._psi_props = kernels.self_psi_counts(b.values, PSI_BINS) / b.n
+        else:
+            b._psi_props = np.bincount(_psi_bins(b.le, b.n), minlength=PSI_BINS) / b.n
     return b._psi_props
 
 
