@@ -158,19 +158,20 @@ def _quality(spec: ModelSpec, data: MonitorData, rows: Rowset, idx: slice, perm:
 
 
 def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
-               span: int = 1) -> dict[int, GroupStats]:
-    """Stats for every non-empty group id (and, with ``span`` > 1, for runs of ``span`` adjacent ids)."""
+               spans: tuple[int, ...] = (1,)) -> list[dict[int, GroupStats]]:
+    """Stats for every non-empty group id, per span: with span ``k`` > 1, for runs of ``k`` adjacent ids.
+
+    Rows are ordered by group once; each group's columns are then sorted (on a small thread pool for large
+    inputs: numpy's sort releases the GIL).
+    """
     spec = data.spec
     perm = np.argsort(gid, kind="stable")
     bounds = np.zeros(n_groups + 1, dtype=np.int64)
     np.cumsum(np.bincount(gid, minlength=n_groups), out=bounds[1:])
     ordered_numeric = {k: v[perm] for k, v in rows.numeric.items()}
     ordered_codes = {k: v[perm] for k, v in rows.codes.items()}
-    out: dict[int, GroupStats] = {}
-    for g in range(0, n_groups, span):
-        lo, hi = int(bounds[g]), int(bounds[min(g + span, n_groups)])
-        if hi == lo:
-            continue
+
+    def group(lo: int, hi: int) -> GroupStats:
         idx = slice(lo, hi)
         sorted_, nulls, nonfinite, counts = {}, {}, {}, {}
         for name, arr in ordered_numeric.items():
@@ -185,7 +186,23 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
             counts[name] = np.bincount(valid, minlength=len(data.categories[name]))
             nulls[name] = (hi - lo) - valid.shape[0]
         quality, labelled = _quality(spec, data, rows, idx, perm)
-        out[g] = GroupStats(hi - lo, sorted_, nulls, nonfinite, counts, quality, labelled)
+        return GroupStats(hi - lo, sorted_, nulls, nonfinite, counts, quality, labelled)
+
+    jobs = []
+    for k, span in enumerate(spans):
+        for g in range(0, n_groups, span):
+            lo, hi = int(bounds[g]), int(bounds[min(g + span, n_groups)])
+            if hi > lo:
+                jobs.append((k, g, lo, hi))
+    workers = min(4, os.cpu_count() or 1)
+    if workers > 1 and rows.n > 200_000:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            built = list(pool.map(lambda job: group(job[2], job[3]), jobs))
+    else:
+        built = [group(lo, hi) for _, _, lo, hi in jobs]
+    out: list[dict[int, GroupStats]] = [{} for _ in spans]
+    for (k, g, _, _), stats_ in zip(jobs, built, strict=True):
+        out[k][g] = stats_
     return out
 
 
@@ -355,13 +372,13 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
     prev_starts = gran.shift(window_starts, -1)
     # Version groups of one window are adjacent ids, so a span of n_versions ids is the window's '*' group.
     gid = wi * n_versions + rows.version
-    groups = _summaries(data, rows, gid, n_windows * n_versions)
-    star = _summaries(data, rows, gid, n_windows * n_versions, span=n_versions)
+    groups, star = _summaries(data, rows, gid, n_windows * n_versions, spans=(1, n_versions))
     baseline_groups: dict[int, GroupStats] = {}
     baseline_all = None
     if base_rows is not None and base_rows.n:
-        baseline_groups = _summaries(data, base_rows, base_rows.version, n_versions)
-        baseline_all = _summaries(data, base_rows, np.zeros(base_rows.n, dtype=np.int64), 1)[0]
+        baseline_groups, baseline_star = _summaries(data, base_rows, base_rows.version, n_versions,
+                                                    spans=(1, n_versions))
+        baseline_all = baseline_star[0]
     common = {"granularity": gran.text, "slice_key": slice_key, "slice_value": slice_value}
     index_of = {int(s): i for i, s in enumerate(window_starts)}
     consecutive, against_baseline = [], []
