@@ -6,8 +6,8 @@ super-linear step, and it is done once per (window, column) by the caller.
 
 Agreement with scipy, on the same data:
 
-- ``ks_statistic``: identical to ``scipy.stats.ks_2samp(a, b).statistic`` (the ECDF differences are the same
-  ``count / n`` floats, evaluated at every point of ``a`` and at the left limits that stand for ``b``'s points).
+- ``ks_statistic``: ``scipy.stats.ks_2samp(a, b).statistic`` (the same ECDF counts, evaluated at every point of
+  ``a`` and at the left limits that stand for ``b``'s points; equal to within an ulp).
 - ``ks_pvalue``: ``exact=True`` reproduces ``ks_2samp(method="auto")``: the lattice-path exact distribution
   when both samples have at most 10,000 rows, else Smirnov's ``kstwo.sf(d, round(n1*n2/(n1+n2)))``.
   The default fast method uses the exact lattice-path distribution only while the effective size
@@ -15,6 +15,9 @@ Agreement with scipy, on the same data:
   above; it is therefore identical to scipy whenever a sample exceeds 10,000 rows and within 0.005 otherwise.
 - ``wasserstein``: ``scipy.stats.wasserstein_distance`` by integrating ``|Fa - Fb|`` between consecutive
   points of ``a``, using prefix sums of ``b`` (O(n_a) after sorting, not O(n_a + n_b)).
+
+The same formulas run in one compiled pass per pair in :mod:`workloads.monitoring.kernels` (numba) when it is
+available; the numpy versions here are the reference and the fallback, and the tests hold both to scipy.
 - ``chi_squared``: ``scipy.stats.chi2_contingency`` of the 2 x k table (window counts, baseline counts) over
   the categories seen in either, with scipy's default Yates correction when k == 2.
 - ``js_distance``: ``scipy.spatial.distance.jensenshannon(p, q, base=2)`` (bounded in [0, 1]).
