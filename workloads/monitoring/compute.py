@@ -158,7 +158,7 @@ def _quality(spec: ModelSpec, data: MonitorData, rows: Rowset, idx: slice, perm:
 
 
 def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
-               spans: tuple[int, ...] = (1,)) -> list[dict[int, GroupStats]]:
+               spans: tuple[int, ...] = (1,), shared: bool = False) -> list[dict[int, GroupStats]]:
     """Stats for every non-empty group id, per span: with span ``k`` > 1, for runs of ``k`` adjacent ids.
 
     Rows are ordered by group once; each group's columns are then sorted (on a small thread pool for large
@@ -168,26 +168,6 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
     perm = np.argsort(gid, kind="stable")
     bounds = np.zeros(n_groups + 1, dtype=np.int64)
     np.cumsum(np.bincount(gid, minlength=n_groups), out=bounds[1:])
-    ordered_numeric = {k: v[perm] for k, v in rows.numeric.items()}
-    ordered_codes = {k: v[perm] for k, v in rows.codes.items()}
-
-    def group(lo: int, hi: int) -> GroupStats:
-        idx = slice(lo, hi)
-        sorted_, nulls, nonfinite, counts = {}, {}, {}, {}
-        for name, arr in ordered_numeric.items():
-            part = arr[idx]
-            finite = stats.Sorted.of(part)
-            sorted_[name] = finite
-            nulls[name] = (hi - lo) - finite.n
-            nonfinite[name] = int(np.count_nonzero(np.isinf(part)))
-        for name, arr in ordered_codes.items():
-            part = arr[idx]
-            valid = part[part >= 0]
-            counts[name] = np.bincount(valid, minlength=len(data.categories[name]))
-            nulls[name] = (hi - lo) - valid.shape[0]
-        quality, labelled = _quality(spec, data, rows, idx, perm)
-        return GroupStats(hi - lo, sorted_, nulls, nonfinite, counts, quality, labelled)
-
     jobs = []
     for k, span in enumerate(spans):
         for g in range(0, n_groups, span):
@@ -195,11 +175,43 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
             if hi > lo:
                 jobs.append((k, g, lo, hi))
     workers = min(4, os.cpu_count() or 1)
-    if workers > 1 and rows.n > 200_000:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            built = list(pool.map(lambda job: group(job[2], job[3]), jobs))
-    else:
-        built = [group(lo, hi) for _, _, lo, hi in jobs]
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and rows.n > 200_000 else None
+
+    def each(fn):
+        return list(pool.map(fn, jobs)) if pool is not None else [fn(job) for job in jobs]
+
+    # One column ordered by group at a time (memory stays near one column's copy, not the whole table's).
+    sorted_cols, nulls, nonfinite, counts = {}, {}, {}, {}
+    try:
+        for name, values in rows.numeric.items():
+            ordered = values[perm]
+
+            def summarise(job, ordered=ordered):
+                part = ordered[job[2]:job[3]]
+                return stats.Sorted.of(part, shared=shared), int(np.count_nonzero(np.isinf(part)))
+
+            done = each(summarise)
+            sorted_cols[name] = [d[0] for d in done]
+            nonfinite[name] = [d[1] for d in done]
+            nulls[name] = [(job[3] - job[2]) - d[0].n for job, d in zip(jobs, done, strict=True)]
+            del ordered
+        for name, codes in rows.codes.items():
+            ordered = codes[perm]
+            size = len(data.categories[name])
+            parts = [ordered[lo:hi] for _, _, lo, hi in jobs]
+            counts[name] = [np.bincount(p[p >= 0], minlength=size) for p in parts]
+            nulls[name] = [p.shape[0] - int(c.sum()) for p, c in zip(parts, counts[name], strict=True)]
+            del ordered
+        quality = each(lambda job: _quality(spec, data, rows, slice(job[2], job[3]), perm))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    built = []
+    for i, (_, _, lo, hi) in enumerate(jobs):
+        built.append(GroupStats(
+            hi - lo, {n: v[i] for n, v in sorted_cols.items()},
+            {n: v[i] for n, v in nulls.items()}, {n: v[i] for n, v in nonfinite.items()},
+            {n: v[i] for n, v in counts.items()}, quality[i][0], quality[i][1]))
     out: list[dict[int, GroupStats]] = [{} for _ in spans]
     for (k, g, _, _), stats_ in zip(jobs, built, strict=True):
         out[k][g] = stats_
@@ -377,7 +389,7 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
     baseline_all = None
     if base_rows is not None and base_rows.n:
         baseline_groups, baseline_star = _summaries(data, base_rows, base_rows.version, n_versions,
-                                                    spans=(1, n_versions))
+                                                    spans=(1, n_versions), shared=True)
         baseline_all = baseline_star[0]
     common = {"granularity": gran.text, "slice_key": slice_key, "slice_value": slice_value}
     index_of = {int(s): i for i, s in enumerate(window_starts)}

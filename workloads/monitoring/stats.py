@@ -57,13 +57,14 @@ class Sorted:
     _lt: np.ndarray | None = None
     _cum: np.ndarray | None = None
     _psi_props: np.ndarray | None = None
+    shared: bool = False  # compared against many windows (a baseline): keep derived arrays cached
 
     @classmethod
-    def of(cls, values: np.ndarray) -> Sorted:
+    def of(cls, values: np.ndarray, shared: bool = False) -> Sorted:
         """Sort the finite values of ``values`` (NaN and inf dropped)."""
         arr = np.asarray(values, dtype=np.float64)
         arr = arr[np.isfinite(arr)]
-        return cls(np.sort(arr))
+        return cls(np.sort(arr), shared=shared)
 
     @property
     def n(self) -> int:
@@ -85,13 +86,15 @@ class Sorted:
 
     @property
     def cum(self) -> np.ndarray:
-        """Prefix sums: ``cum[k] = sum(values[:k])``."""
-        if self._cum is None:
-            cum = np.empty(self.n + 1, dtype=np.float64)
-            cum[0] = 0.0
-            np.cumsum(self.values, out=cum[1:])
+        """Prefix sums: ``cum[k] = sum(values[:k])`` (cached only on ``shared`` samples, to bound memory)."""
+        if self._cum is not None:
+            return self._cum
+        cum = np.empty(self.n + 1, dtype=np.float64)
+        cum[0] = 0.0
+        np.cumsum(self.values, out=cum[1:])
+        if self.shared:
             self._cum = cum
-        return self._cum
+        return cum
 
 
 def _tie_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
