@@ -72,6 +72,29 @@ def _count_lt(b, x, start):
     return hi
 
 
+def _count_lt_indexed(b, x, bucket_start, b_min, scale):
+    """``#b < x`` through a bucket index over b's value range (see :func:`bucket_index`)."""
+    n = b.shape[0]
+    if x <= b[0]:
+        return 0
+    if x > b[n - 1]:
+        return n
+    n_buckets = bucket_start.shape[0] - 1
+    f = (x - b_min) * scale
+    k = n_buckets - 1 if f >= n_buckets - 1 else int(f)
+    lo = bucket_start[k]
+    hi = bucket_start[k + 1]
+    while hi - lo > 8:
+        mid = (lo + hi) // 2
+        if b[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    while lo < hi and b[lo] < x:
+        lo += 1
+    return lo
+
+
 def _h(x, k, bcum, inv_nb):
     return (k * x - bcum[k]) * inv_nb
 
@@ -108,7 +131,7 @@ def _interval(left, right, ca, na, inv_na, k_left, k_right, bv, bcum, nb, inv_nb
     return c * (x_star - left) - (h_star - h_left) + (h_right - h_star) - c * (right - x_star)
 
 
-def _numeric_pair(av, bv, bcum, nbins):
+def _numeric_pair(av, bv, bcum, nbins, bucket_start, b_min, scale):
     na = av.shape[0]
     nb = bv.shape[0]
     # Reciprocals instead of divisions: the ECDF values differ from scipy's count / n by at most an ulp.
@@ -130,7 +153,10 @@ def _numeric_pair(av, bv, bcum, nbins):
         i2 = i + 1
         while i2 < na and av[i2] == x:
             i2 += 1
-        j_lt = _count_lt(bv, x, j_lt)
+        if bucket_start.shape[0] > 1:
+            j_lt = _count_lt_indexed(bv, x, bucket_start, b_min, scale)
+        else:
+            j_lt = _count_lt(bv, x, j_lt)
         if j_lt < nb and bv[j_lt] == x:
             j_le = _count_le(bv, x, j_lt)
         else:
@@ -170,10 +196,33 @@ def _self_psi_counts(bv, nbins):
     return counts
 
 
+def bucket_index(bv: np.ndarray, buckets: int | None = None) -> tuple[np.ndarray, float, float]:
+    """An index of a sorted sample for O(1) rank lookups: ``bucket_start[k]`` is the first position whose value
+    falls in bucket ``k`` of ``buckets`` equal-width buckets over ``[b.min, b.max]``.
+
+    Bucketing is monotone in the value, so ``#b < x`` lies between ``bucket_start[k(x)]`` and
+    ``bucket_start[k(x) + 1]``: exact, whatever the distribution (a crowded bucket is binary-searched).
+    """
+    n = bv.shape[0]
+    buckets = max(1, buckets or n)
+    b_min, b_max = float(bv[0]), float(bv[-1])
+    scale = buckets / (b_max - b_min) if b_max > b_min else 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = (bv - b_min) * scale
+    k = np.where(f >= buckets - 1, buckets - 1, np.floor(f)).astype(np.int64)
+    start = np.zeros(buckets + 1, dtype=np.int64)
+    np.cumsum(np.bincount(k, minlength=buckets), out=start[1:])
+    return start, b_min, scale
+
+
+NO_INDEX = np.zeros(1, dtype=np.int64)
+
+
 if njit is not None:
     _count_le = njit(cache=True, nogil=True)(_count_le)
     _count_lt = njit(cache=True, nogil=True)(_count_lt)
     _h = njit(cache=True, nogil=True)(_h)
+    _count_lt_indexed = njit(cache=True, nogil=True)(_count_lt_indexed)
     _ceil_ratio = njit(cache=True, nogil=True)(_ceil_ratio)
     _interval = njit(cache=True, nogil=True)(_interval)
     numeric_pair = njit(cache=True, nogil=True)(_numeric_pair)

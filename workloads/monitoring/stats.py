@@ -58,6 +58,7 @@ class Sorted:
     _cum: np.ndarray | None = None
     _psi_props: np.ndarray | None = None
     shared: bool = False  # compared against many windows (a baseline): keep derived arrays cached
+    _index: tuple | None = None
 
     @classmethod
     def of(cls, values: np.ndarray, shared: bool = False) -> Sorted:
@@ -83,6 +84,15 @@ class Sorted:
         if self._lt is None:
             self._le, self._lt = _tie_counts(self.values)
         return self._lt
+
+    @property
+    def index(self) -> tuple:
+        """Bucket index for O(1) rank lookups (shared samples only; others are galloped through)."""
+        if not self.shared or self.n < 1024:
+            return kernels.NO_INDEX, 0.0, 0.0
+        if self._index is None:
+            self._index = kernels.bucket_index(self.values)
+        return self._index
 
     @property
     def cum(self) -> np.ndarray:
@@ -261,7 +271,7 @@ def numeric_drift(a: Sorted, b: Sorted, exact_pvalues: bool = False, b_le: np.nd
         return None
     av, bv = a.values, b.values
     if (USE_KERNEL if kernel is None else kernel) and b_le is None:
-        d, w, counts = kernels.numeric_pair(av, bv, b.cum, PSI_BINS)
+        d, w, counts = kernels.numeric_pair(av, bv, b.cum, PSI_BINS, *b.index)
         p = ks_pvalue(d, na, nb, exact=exact_pvalues) if pvalue else float("nan")
         return NumericDrift(float(d), p, float(w), psi_from_proportions(counts / na, _psi_props(b)))
     if b_le is None:
