@@ -37,6 +37,12 @@ from workloads.specs import MODEL_ID_COLUMN, TIMESTAMP_COLUMN, Column, ModelSpec
 MAX_SLICE_VALUES = 20
 
 
+def _workers() -> int:
+    """Threads for sorting groups and for the drift pairs: ``MLOPS_MONITOR_THREADS``, default min(4, CPUs)."""
+    configured = os.environ.get("MLOPS_MONITOR_THREADS", "")
+    return max(1, int(configured)) if configured.isdigit() else min(4, os.cpu_count() or 1)
+
+
 def monitored_columns(spec: ModelSpec) -> list[tuple[Column, bool]]:
     """(column, is_categorical) for every column the monitor profiles: features, prediction, label.
 
@@ -174,7 +180,7 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
             lo, hi = int(bounds[g]), int(bounds[min(g + span, n_groups)])
             if hi > lo:
                 jobs.append((k, g, lo, hi))
-    workers = min(4, os.cpu_count() or 1)
+    workers = _workers()
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and rows.n > 200_000 else None
 
     def each(fn):
@@ -269,7 +275,7 @@ class _Pending:
             return row, sa, sb, stats.numeric_drift(sa, sb, b_le=b_le, pvalue=False)
 
         tasks = self.numeric
-        workers = min(4, os.cpu_count() or 1)
+        workers = _workers()
         if stats.USE_KERNEL and workers > 1 and sum(t[1].n for t in tasks) > 200_000:
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 done = list(pool.map(run, tasks, chunksize=max(1, len(tasks) // (4 * workers))))

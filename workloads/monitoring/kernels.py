@@ -210,12 +210,12 @@ def bucket_index(bv: np.ndarray, buckets: int | None = None) -> tuple[np.ndarray
     with np.errstate(over="ignore", invalid="ignore"):
         f = (bv - b_min) * scale
     k = np.where(f >= buckets - 1, buckets - 1, np.floor(f)).astype(np.int64)
-    start = np.zeros(buckets + 1, dtype=np.int64)
+    start = np.zeros(buckets + 1, dtype=np.int32 if n < 2**31 else np.int64)
     np.cumsum(np.bincount(k, minlength=buckets), out=start[1:])
     return start, b_min, scale
 
 
-NO_INDEX = np.zeros(1, dtype=np.int64)
+NO_INDEX = np.zeros(1, dtype=np.int32)
 
 
 if njit is not None:
