@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from workloads.cli.common import console, state, step
+from workloads.cli.common import console, group, state, step
 from workloads.errors import MlopsError
 from workloads.specs import list_specs, load_spec
 
@@ -117,17 +117,7 @@ def report(
     console.print(f"report: {path}")
 
 
-def _group(app: typer.Typer, name: str, help_text: str) -> typer.Typer:
-    """The app's command group ``name``, created unless another module registered it first."""
-    for info in app.registered_groups:
-        if info.name == name and info.typer_instance is not None:
-            return info.typer_instance
-    group = typer.Typer(help=help_text, no_args_is_help=True)
-    app.add_typer(group, name=name)
-    return group
-
-
 def register(app: typer.Typer) -> None:
     app.add_typer(monitor_app, name="monitor")
-    _group(app, "drift", "Drift: analysis of the monitor's drift metrics.").command("analyze")(drift_analyze)
+    group(app, "drift", "Drift: simulate it, reset it, analyze it.").command("analyze")(drift_analyze)
     app.command("report")(report)
