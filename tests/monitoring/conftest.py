@@ -16,7 +16,7 @@ def seed_tables(settings, spec, **kwargs):
     return frame, baseline
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def refreshed(tmp_path_factory):
     """A regression model's tables refreshed once at 1 day (drift from day 3 of 5)."""
     from workloads.monitoring.refresh import refresh_local
