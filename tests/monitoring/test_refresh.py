@@ -178,3 +178,36 @@ def test_compiled_and_numpy_paths_write_the_same_metrics(monkeypatch):
                                    atol=1e-12)
     ks = [[(t or {}).get("statistic", np.nan) for t in frame["ks_test"]] for frame in (compiled, reference)]
     np.testing.assert_allclose(np.array(ks[0], dtype=float), np.array(ks[1], dtype=float), rtol=0, atol=1e-12)
+
+
+def test_edge_cases_through_the_whole_refresh(settings):
+    from workloads.monitoring.synthetic import benchmark_spec
+
+    spec = benchmark_spec(numeric=3, categorical=1)
+    frame, _ = seed_tables(settings, spec, rows=400, days=2, baseline_rows=200)
+    odd = frame.head(1).copy()  # a window holding one row, with an unseen category, inf and a null
+    odd["timestamp"] = pd.Timestamp("2026-01-04 10:00", tz="UTC")
+    odd["c0"] = "never seen in the baseline"
+    odd["x0"] = np.nan
+    odd["x1"] = np.inf
+    tables = get_tables(settings)
+    tables.write(settings.table(spec.processed_table), odd)
+    refresh_local(settings, spec)
+    profile, drift = read_metric_tables(settings, spec)
+    day = pd.Timestamp("2026-01-04", tz="UTC")
+    p = profile[(profile.window_start == day) & (profile.model_version == "*") & (profile.log_type == "INPUT")]
+    table = p[p.column_name == ":table"].iloc[0]
+    assert table["count"] == 1 and pd.isna(table["r2_score"])  # r2 undefined on one row
+    x0 = p[p.column_name == "x0"].iloc[0]
+    assert (x0["count"], x0["num_nulls"], x0["percent_null"]) == (0, 1, 100.0)
+    assert pd.isna(x0["avg"]) and x0["quantiles"] is None
+    x1 = p[p.column_name == "x1"].iloc[0]
+    assert (x1["count"], x1["num_nulls"], x1["num_nan"]) == (0, 1, 1)
+    x2 = p[p.column_name == "x2"].iloc[0]
+    assert x2["count"] == 1 and pd.isna(x2["stddev"]) and x2["min"] == x2["max"] == x2["median"]
+    d = drift[(drift.window_start == day) & (drift.model_version == "*") & (drift.drift_type == "BASELINE")]
+    assert d[d.column_name == "x0"]["ks_test"].iloc[0] is None  # nothing to compare: no statistic
+    assert d[d.column_name == "x2"]["ks_test"].iloc[0]["statistic"] > 0
+    category = d[d.column_name == "c0"].iloc[0]
+    assert category["l_infinity_distance"] == pytest.approx(1.0) and category["tv_distance"] == pytest.approx(1.0)
+    assert 0 <= category["chi_squared_test"]["pvalue"] < 0.05
