@@ -31,11 +31,15 @@ class VersionInfo:
 
 
 def _client(settings: Settings):
+    """A client bound to the settings' stores.
+
+    It leaves MLflow's process-wide URIs alone: a serving endpoint's alias poller runs in a background
+    thread, and must not re-point the fluent API the main thread is training or logging with.
+    """
     from mlflow import MlflowClient
 
-    from workloads.ports.tracking import configure_tracking
-
-    configure_tracking(settings)
+    if settings.backend == "local":
+        settings.home.mkdir(parents=True, exist_ok=True)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
 
 
@@ -56,7 +60,9 @@ def register(settings: Settings, spec: ModelSpec | str, source_uri: str, tags: d
     """Register a logged model (``runs:/...`` or ``models:/m-...``) as a new version; returns the version."""
     import mlflow
 
-    _client(settings)
+    from workloads.ports.tracking import configure_tracking
+
+    configure_tracking(settings)  # register_model is fluent: it uses the process-wide registry URI
     name = model_name(settings, spec)
     mv = mlflow.register_model(source_uri, name, tags=tags or None)
     return int(mv.version)
@@ -143,9 +149,7 @@ def load_model(settings: Settings, spec: ModelSpec | str, alias: str | None = CH
     """Load a pyfunc model by alias (default ``champion``) or explicit version."""
     import mlflow
 
-    _client(settings)
-    if version is None:
-        require_alias(settings, spec, alias or CHAMPION)
-    else:
-        version_info(settings, spec, version)
-    return mlflow.pyfunc.load_model(model_uri(settings, spec, alias=alias, version=version))
+    info = require_alias(settings, spec, alias or CHAMPION) if version is None else version_info(settings, spec, version)
+    # Resolve through this settings' registry, not the process-wide one, then load from the artifacts.
+    location = _client(settings).get_model_version_download_uri(info.name, str(info.version))
+    return mlflow.pyfunc.load_model(location)
