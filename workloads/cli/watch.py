@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from workloads.cli.common import console, group, state, step
@@ -23,7 +24,9 @@ def _evaluation_table(evaluation) -> Table:
     for c in evaluation.checks:
         shown = "-" if c.observed is None else f"{c.observed:.4g}"
         colour = {"ok": "green", "breach": "red"}.get(c.status, "yellow")
-        table.add_row(f"{c.metric} [{c.scope}]", shown, f"{c.direction} {c.threshold:g}", f"[{colour}]{c.status}[/]")
+        # escape: "[product]" would otherwise be read as rich markup and vanish from the table.
+        table.add_row(escape(f"{c.metric} [{c.scope}]"), shown, f"{c.direction} {c.threshold:g}",
+                      f"[{colour}]{c.status}[/]")
     return table
 
 
@@ -65,7 +68,7 @@ def register(app: typer.Typer) -> None:
         console.print(f"health: {evaluation.health}; retrain needed: {evaluation.retrain_needed}"
                       + (f" ({skipped})" if skipped else ""))
         for reason in evaluation.reasons:
-            console.print(f"  - {reason}")
+            console.print(f"  - {escape(reason)}")
 
     @watch.command("retrain")
     def retrain(model: str = MODEL, threshold: list[str] = THRESHOLDS) -> None:
@@ -97,7 +100,7 @@ def register(app: typer.Typer) -> None:
         console.print(_evaluation_table(result.evaluation))
         console.print(f"health: {result.evaluation.health}; retrain needed: {result.evaluation.retrain_needed}")
         for reason in result.evaluation.reasons:
-            console.print(f"  - {reason}")
+            console.print(f"  - {escape(reason)}")
         if result.retrain:
             console.print(result.retrain.summary())
 

@@ -54,6 +54,8 @@ def refresh_monitor(settings: Settings, spec: ModelSpec, granularity: str) -> No
 def step_monitor(settings: Settings, spec: ModelSpec, task_values: TaskValues, granularity: str = "1 day",
                  unpack_first: bool = True) -> ObservedMetrics:
     """Unpack new payloads, merge waiting labels, refresh the monitor, read and publish the latest window."""
+    # A model with no champion has nothing to watch: fail (and alert) rather than report an empty window.
+    registry.require_alias(settings, spec, registry.CHAMPION)
     if unpack_first:
         from workloads.labels import ingest_labels
         from workloads.unpacking import UnpackError, unpack
