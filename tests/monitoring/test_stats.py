@@ -32,7 +32,7 @@ PAIRS = _pairs()
 @pytest.mark.parametrize("a,b", PAIRS)
 def test_numeric_drift_matches_scipy(a, b, kernel, indexed):
     comparison = stats.Sorted.of(b, shared=indexed)
-    got = stats.numeric_drift(stats.Sorted.of(a), comparison, exact_pvalues=True, kernel=kernel)
+    got = stats.numeric_drift(stats.Sorted.of(a), comparison, exact_pvalues=True, kernel=kernel, indexed=indexed)
     ref = sps.ks_2samp(a, b)
     assert got.ks_statistic == pytest.approx(ref.statistic, abs=1e-9)
     assert got.ks_pvalue == pytest.approx(ref.pvalue, abs=1e-9)
@@ -116,7 +116,7 @@ def test_all_nulls_and_non_finite_values_are_dropped():
 def test_bucket_index_is_exact_on_skewed_and_tied_data():
     b = np.sort(np.concatenate([RNG.lognormal(0, 3, 5000), np.full(3000, 7.0), [1e12, -1e9]]))
     a = np.concatenate([RNG.lognormal(0, 3, 700), np.full(50, 7.0), [-2e9, 2e12, 1e12]])
-    indexed = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b, shared=True))
+    indexed = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b, shared=True), indexed=True)
     assert stats.Sorted.of(b, shared=True).index[0].shape[0] > 1
     ref = sps.ks_2samp(a, b)
     assert indexed.ks_statistic == pytest.approx(ref.statistic, abs=1e-12)

@@ -43,6 +43,16 @@ def _workers() -> int:
     return max(1, int(configured)) if configured.isdigit() else min(4, os.cpu_count() or 1)
 
 
+def _pool_map(pool: ThreadPoolExecutor | None, fn, items: list, workers: int) -> list:
+    """``[fn(x) for x in items]``, on ``pool`` in a few contiguous chunks (one submit per chunk, not per item:
+    ``ThreadPoolExecutor.map`` ignores ``chunksize``, and thousands of tiny submits cost more than they save)."""
+    if pool is None or len(items) < 2:
+        return [fn(x) for x in items]
+    size = max(1, -(-len(items) // (2 * workers)))
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    return [y for part in pool.map(lambda chunk: [fn(x) for x in chunk], chunks) for y in part]
+
+
 def monitored_columns(spec: ModelSpec) -> list[tuple[Column, bool]]:
     """(column, is_categorical) for every column the monitor profiles: features, prediction, label.
 
@@ -184,7 +194,7 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and rows.n > 200_000 else None
 
     def each(fn):
-        return list(pool.map(fn, jobs)) if pool is not None else [fn(job) for job in jobs]
+        return _pool_map(pool, fn, jobs, workers)
 
     # One column ordered by group at a time (memory stays near one column's copy, not the whole table's).
     sorted_cols, nulls, nonfinite, counts = {}, {}, {}, {}
@@ -278,7 +288,7 @@ class _Pending:
         workers = _workers()
         if stats.USE_KERNEL and workers > 1 and sum(t[1].n for t in tasks) > 200_000:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                done = list(pool.map(run, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
+                done = _pool_map(pool, run, tasks, workers)
         else:
             done = [run(t) for t in tasks]
         for row, sa, sb, drift in done:

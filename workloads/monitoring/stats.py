@@ -43,6 +43,10 @@ PSI_EPSILON = 1e-4
 FAST_KS_EXACT_BELOW = 1000.0  # effective size below which the fast method still uses the exact distribution
 SCIPY_EXACT_MAX_N = 10000  # scipy's ks_2samp 'auto' rule
 USE_KERNEL = kernels.numeric_pair is not None  # compiled one-pass pair kernel; numpy formulas otherwise
+# The bucket index pays off only when the comparison sample is much larger than the window: for sorted
+# windows a few times smaller than the baseline, galloping forward is cache-friendlier (measured ~1.7x faster
+# at 16.7k vs 200k rows).
+INDEX_MIN_RATIO = 64
 QUANTILE_LEVELS = tuple(round(i * 0.05, 2) for i in range(21))
 FREQUENT_ITEMS = 10
 
@@ -256,7 +260,8 @@ class NumericDrift:
 
 
 def numeric_drift(a: Sorted, b: Sorted, exact_pvalues: bool = False, b_le: np.ndarray | None = None,
-                  pvalue: bool = True, kernel: bool | None = None) -> NumericDrift | None:
+                  pvalue: bool = True, kernel: bool | None = None, indexed: bool | None = None
+                  ) -> NumericDrift | None:
     """KS test, Wasserstein distance and PSI of window ``a`` against comparison ``b``; None if either is empty.
 
     Args:
@@ -265,13 +270,18 @@ def numeric_drift(a: Sorted, b: Sorted, exact_pvalues: bool = False, b_le: np.nd
         b_le: precomputed ``searchsorted(b.values, a.values, "right")`` (see :func:`counts_in`).
         pvalue: False leaves ``ks_pvalue`` NaN, for callers that compute all p-values in one call.
         kernel: use the compiled one-pass kernel (default: when numba is available) or the numpy formulas.
+        indexed: locate ``a``'s values in ``b`` through ``b``'s bucket index (shared samples only) rather than
+            by galloping; default: when ``b`` has over ``INDEX_MIN_RATIO`` times as many values as ``a``.
     """
     na, nb = a.n, b.n
     if na == 0 or nb == 0:
         return None
     av, bv = a.values, b.values
     if (USE_KERNEL if kernel is None else kernel) and b_le is None:
-        d, w, counts = kernels.numeric_pair(av, bv, b.cum, PSI_BINS, *b.index)
+        if indexed is None:
+            indexed = nb > INDEX_MIN_RATIO * na
+        index = b.index if indexed else (kernels.NO_INDEX, 0.0, 0.0)
+        d, w, counts = kernels.numeric_pair(av, bv, b.cum, PSI_BINS, *index)
         p = ks_pvalue(d, na, nb, exact=exact_pvalues) if pvalue else float("nan")
         return NumericDrift(float(d), p, float(w), psi_from_proportions(counts / na, _psi_props(b)))
     if b_le is None:
