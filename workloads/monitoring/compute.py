@@ -173,6 +173,23 @@ def _quality(spec: ModelSpec, data: MonitorData, rows: Rowset, idx: slice, perm:
     return stats.regression_quality(y[ok], p[ok]), int(ok.sum())
 
 
+def _order_by_group(gid: np.ndarray, n_groups: int) -> np.ndarray:
+    """Row positions ordered by group id, stably (numpy radix-sorts 16-bit keys in O(n))."""
+    if n_groups <= np.iinfo(np.uint16).max:
+        return np.argsort(gid.astype(np.uint16), kind="stable")
+    return np.argsort(gid, kind="stable")
+
+
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` by hashing (O(n)) and sorting only the few distinct values."""
+    codes, uniques = pd.factorize(values, sort=False)
+    uniques = np.asarray(uniques)
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.shape[0])
+    return uniques[order], rank[codes]
+
+
 def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
                spans: tuple[int, ...] = (1,), shared: bool = False) -> list[dict[int, GroupStats]]:
     """Stats for every non-empty group id, per span: with span ``k`` > 1, for runs of ``k`` adjacent ids.
@@ -181,7 +198,7 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
     inputs: numpy's sort releases the GIL).
     """
     spec = data.spec
-    perm = np.argsort(gid, kind="stable")
+    perm = _order_by_group(gid, n_groups)
     bounds = np.zeros(n_groups + 1, dtype=np.int64)
     np.cumsum(np.bincount(gid, minlength=n_groups), out=bounds[1:])
     jobs = []
@@ -394,7 +411,7 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
         return
     n_versions = max(len(data.versions), 1)
     starts_all = gran.floor(rows.ts_ns)
-    window_starts, wi = np.unique(starts_all, return_inverse=True)
+    window_starts, wi = _unique_inverse(starts_all)
     n_windows = window_starts.shape[0]
     ends = gran.end(window_starts)
     prev_starts = gran.shift(window_starts, -1)
@@ -404,9 +421,14 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
     baseline_groups: dict[int, GroupStats] = {}
     baseline_all = None
     if base_rows is not None and base_rows.n:
-        baseline_groups, baseline_star = _summaries(data, base_rows, base_rows.version, n_versions,
-                                                    spans=(1, n_versions), shared=True)
-        baseline_all = baseline_star[0]
+        present = np.flatnonzero(np.bincount(base_rows.version, minlength=n_versions))
+        if present.shape[0] == 1:  # one version's rows are the whole baseline: summarise them once
+            (baseline_groups,) = _summaries(data, base_rows, base_rows.version, n_versions, shared=True)
+            baseline_all = baseline_groups[int(present[0])]
+        else:
+            baseline_groups, baseline_star = _summaries(data, base_rows, base_rows.version, n_versions,
+                                                        spans=(1, n_versions), shared=True)
+            baseline_all = baseline_star[0]
     common = {"granularity": gran.text, "slice_key": slice_key, "slice_value": slice_value}
     index_of = {int(s): i for i, s in enumerate(window_starts)}
     consecutive, against_baseline = [], []
