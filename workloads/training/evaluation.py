@@ -2,7 +2,8 @@
 
 Regression: ``rmse``/``root_mean_squared_error``, ``mae``/``mean_absolute_error``, ``r2``/``r2_score``,
 ``mse``/``mean_squared_error``, ``mape``/``mean_absolute_percentage_error``.
-Classification: ``accuracy_score``, ``precision``, ``recall``, ``f1_score`` (weighted) and ``*_macro``.
+Classification: ``accuracy_score``, ``precision``, ``recall``, ``f1_score`` (macro averages, as the monitor's
+plain names read) and ``*_weighted``.
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ def quality_metrics(spec: ModelSpec, y_true, y_pred) -> dict[str, float]:
     if spec.problem_type == "classification":
         out = {
             "accuracy_score": skm.accuracy_score(y_true, y_pred),
-            "precision": skm.precision_score(y_true, y_pred, average="weighted", zero_division=0),
-            "recall": skm.recall_score(y_true, y_pred, average="weighted", zero_division=0),
-            "f1_score": skm.f1_score(y_true, y_pred, average="weighted", zero_division=0),
-            "precision_macro": skm.precision_score(y_true, y_pred, average="macro", zero_division=0),
-            "recall_macro": skm.recall_score(y_true, y_pred, average="macro", zero_division=0),
-            "f1_score_macro": skm.f1_score(y_true, y_pred, average="macro", zero_division=0),
+            "precision": skm.precision_score(y_true, y_pred, average="macro", zero_division=0),
+            "recall": skm.recall_score(y_true, y_pred, average="macro", zero_division=0),
+            "f1_score": skm.f1_score(y_true, y_pred, average="macro", zero_division=0),
+            "precision_weighted": skm.precision_score(y_true, y_pred, average="weighted", zero_division=0),
+            "recall_weighted": skm.recall_score(y_true, y_pred, average="weighted", zero_division=0),
+            "f1_score_weighted": skm.f1_score(y_true, y_pred, average="weighted", zero_division=0),
         }
         out["accuracy"], out["f1"] = out["accuracy_score"], out["f1_score"]
     else:
