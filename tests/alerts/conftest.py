@@ -1,13 +1,12 @@
 """Local stand-ins for the alert channels: an SMTP server, an HTTP server, a closed port."""
 
-import json
 import socket
 import threading
 from email import message_from_bytes, policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.fakes import json_server
 from workloads.alerts import Alert
 
 ALERT_ENV_VARS = [
@@ -114,34 +113,15 @@ class WebhookRecorder:
 def webhook_server():
     recorder = WebhookRecorder()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            with recorder.lock:
-                recorder.requests.append({
-                    "path": self.path,
-                    "headers": dict(self.headers),
-                    "json": json.loads(body),
-                })
-                status = recorder.statuses.pop(0) if recorder.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"ok": true}' if status < 400 else b'{"error": "nope"}')
+    def handle(method, path, query, body, headers):
+        with recorder.lock:
+            recorder.requests.append({"path": path, "headers": dict(headers), "json": body})
+            status = recorder.statuses.pop(0) if recorder.statuses else 200
+        return status, {"ok": True} if status < 400 else {"error": "nope"}
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    recorder.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/secret-token"
-    try:
+    with json_server(handle) as url:
+        recorder.url = f"{url}/hooks/T000/secret-token"
         yield recorder
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

@@ -1,11 +1,8 @@
 """The Databricks refresh path against a fake REST API: the real databricks-sdk serialises the requests."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
+from tests.fakes import json_server
 from workloads.monitoring.metrics import latest_window_metrics
 from workloads.monitoring.refresh import MonitorError, refresh_monitor
 from workloads.ports.tables import LocalTables
@@ -18,71 +15,38 @@ class FakeWorkspace:
         self.states: list[str] = []
         self.requests: list[tuple[str, str, str | None]] = []
         self.start_status = 200
-        handler = self._handler()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def host(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.host = ""
 
     def client(self):
         from databricks.sdk import WorkspaceClient
 
         return WorkspaceClient(host=self.host, token="fake-token", auth_type="pat")
 
-    def _handler(self):
-        fake = self
+    def handle(self, method: str, path: str, query: dict, body: dict | None, headers) -> tuple[int, dict]:
+        self.requests.append((method, path, headers.get("Authorization")))
+        if method == "GET" and path.endswith("/monitor/refreshes/42"):
+            return 200, self._info()
+        if method == "POST" and path.endswith("/monitor/refreshes"):
+            if self.start_status != 200:
+                return self.start_status, {"error_code": "RESOURCE_DOES_NOT_EXIST",
+                                           "message": "Monitor does not exist"}
+            return 200, self._info()
+        return 404, {"error_code": "NOT_FOUND", "message": "no such path"}
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status, body):
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _info(self):
-                state = fake.states.pop(0) if len(fake.states) > 1 else fake.states[0]
-                body = {"refresh_id": 42, "state": state, "start_time_ms": 1767225600000}
-                if state == "FAILED":
-                    body["message"] = "table has no timestamp column"
-                return body
-
-            def do_GET(self):
-                fake.requests.append(("GET", self.path, self.headers.get("Authorization")))
-                if self.path.endswith("/monitor/refreshes/42"):
-                    return self._send(200, self._info())
-                return self._send(404, {"error_code": "NOT_FOUND", "message": "no such path"})
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                fake.requests.append(("POST", self.path, self.headers.get("Authorization")))
-                if self.path.endswith("/monitor/refreshes"):
-                    if fake.start_status != 200:
-                        return self._send(fake.start_status, {"error_code": "RESOURCE_DOES_NOT_EXIST",
-                                                              "message": "Monitor does not exist"})
-                    return self._send(200, self._info())
-                return self._send(404, {"error_code": "NOT_FOUND", "message": "no such path"})
-
-        return Handler
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    def _info(self) -> dict:
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        body = {"refresh_id": 42, "state": state, "start_time_ms": 1767225600000}
+        if state == "FAILED":
+            body["message"] = "table has no timestamp column"
+        return body
 
 
 @pytest.fixture(scope="module")
 def fake():
-    server = FakeWorkspace()
-    yield server
-    server.close()
+    workspace = FakeWorkspace()
+    with json_server(workspace.handle) as url:
+        workspace.host = url
+        yield workspace
 
 
 @pytest.fixture

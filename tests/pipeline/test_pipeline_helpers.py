@@ -7,15 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 import yaml
 
 from infra.pipeline import pr_comment, stack_info
+from tests.fakes import json_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,61 +99,33 @@ class FakeAzureDevOps:
         self.threads: list[dict] = []
         self.requests: list[tuple[str, str, dict, dict | None, str]] = []
 
+    def handle(self, method: str, path: str, query: dict, body: dict | None, headers) -> tuple[int, dict]:
+        self.requests.append((method, path, query, body, headers.get("Authorization")))
+        base = "/org/proj-id/_apis/git/repositories/repo-id/pullRequests/42/threads"
+        if method == "GET" and path == base:
+            return 200, {"value": self.threads, "count": len(self.threads)}
+        if method == "POST" and path == base:
+            thread = {"id": 100 + len(self.threads), "comments": [
+                {"id": 1, "content": body["comments"][0]["content"]}]}
+            self.threads.append(thread)
+            return 200, thread
+        if method == "PATCH" and path.startswith(base + "/"):
+            thread_id, _, comment_id = path[len(base) + 1:].split("/")
+            thread = next(t for t in self.threads if t["id"] == int(thread_id))
+            comment = next(c for c in thread["comments"] if c["id"] == int(comment_id))
+            comment["content"] = body["content"]
+            return 200, comment
+        return 404, {"message": "not found"}
+
 
 @pytest.fixture
 def devops():
     state = FakeAzureDevOps()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self, method):
-            url = urlparse(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            state.requests.append((method, url.path, parse_qs(url.query), body, self.headers.get("Authorization")))
-            base = "/org/proj-id/_apis/git/repositories/repo-id/pullRequests/42/threads"
-            status, payload = 404, {"message": "not found"}
-            if method == "GET" and url.path == base:
-                status, payload = 200, {"value": state.threads, "count": len(state.threads)}
-            elif method == "POST" and url.path == base:
-                thread = {"id": 100 + len(state.threads), "comments": [
-                    {"id": 1, "content": body["comments"][0]["content"]}]}
-                state.threads.append(thread)
-                status, payload = 200, thread
-            elif method == "PATCH" and url.path.startswith(base + "/"):
-                thread_id, _, comment_id = url.path[len(base) + 1:].split("/")
-                thread = next(t for t in state.threads if t["id"] == int(thread_id))
-                comment = next(c for c in thread["comments"] if c["id"] == int(comment_id))
-                comment["content"] = body["content"]
-                status, payload = 200, comment
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._serve("GET")
-
-        def do_POST(self):
-            self._serve("POST")
-
-        def do_PATCH(self):
-            self._serve("PATCH")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    state.env = {"SYSTEM_COLLECTIONURI": f"http://127.0.0.1:{server.server_address[1]}/org/",
-                 "SYSTEM_TEAMPROJECTID": "proj-id", "BUILD_REPOSITORY_ID": "repo-id",
-                 "SYSTEM_PULLREQUEST_PULLREQUESTID": "42", "SYSTEM_ACCESSTOKEN": "job-token"}
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with json_server(state.handle) as url:
+        state.env = {"SYSTEM_COLLECTIONURI": f"{url}/org/",
+                     "SYSTEM_TEAMPROJECTID": "proj-id", "BUILD_REPOSITORY_ID": "repo-id",
+                     "SYSTEM_PULLREQUEST_PULLREQUESTID": "42", "SYSTEM_ACCESSTOKEN": "job-token"}
+        yield state
 
 
 PREVIEW = """Previewing update (dev):

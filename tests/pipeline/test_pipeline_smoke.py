@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import ast
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from databricks.sdk import WorkspaceClient
 
 from infra.pipeline import champion, smoke
+from tests.fakes import json_server
 from workloads.specs import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +30,7 @@ class FakeWorkspace:
         self.aliases: dict[str, list[dict]] = {}  # registered model -> aliases
         self.denied: set[str] = set()  # registered models the caller may not read
 
-    def handle(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, query: dict, body: dict | None, headers) -> tuple[int, dict]:
         self.requests.append((method, path, body))
         parts = path.strip("/").split("/")
         if method == "GET" and path.startswith("/api/2.1/unity-catalog/models/"):
@@ -77,43 +75,15 @@ class FakeWorkspace:
 @pytest.fixture
 def fake(monkeypatch):
     workspace = FakeWorkspace()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self, method):
-            url = urlparse(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            status, payload = workspace.handle(method, url.path, parse_qs(url.query), body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._serve("GET")
-
-        def do_POST(self):
-            self._serve("POST")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    workspace.url = f"http://127.0.0.1:{server.server_address[1]}"
     for key in ("DATABRICKS_AUTH_TYPE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "ARM_CLIENT_ID",
                 "ARM_CLIENT_SECRET", "ARM_TENANT_ID", "DATABRICKS_CONFIG_PROFILE", "TF_BUILD"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "/nonexistent/databrickscfg")
-    monkeypatch.setenv("DATABRICKS_HOST", workspace.url)
     monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-fake")
-    yield workspace
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with json_server(workspace.handle) as url:
+        workspace.url = url
+        monkeypatch.setenv("DATABRICKS_HOST", url)
+        yield workspace
 
 
 def outputs(endpoints: dict[str, str | None], jobs: dict[str, int]) -> dict:

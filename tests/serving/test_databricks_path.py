@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
 
+from tests.fakes import json_server
 from workloads.serving.databricks import EndpointError, deploy_endpoint, endpoint_status, query_endpoint
 
 
@@ -23,7 +22,7 @@ class FakeServing:
         self.fail_update = fail_update
         self._pending: dict[str, int] = {}
 
-    def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, query: dict, body: dict | None, headers) -> tuple[int, dict]:
         self.calls.append((method, path, body))
         parts = path.strip("/").split("/")
         if method == "POST" and path == "/api/2.0/serving-endpoints":
@@ -75,38 +74,9 @@ class FakeServing:
 @pytest.fixture
 def fake():
     state = FakeServing()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self, method: str) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            status, answer = state.handle(method, self.path.split("?")[0], body)
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._serve("GET")
-
-        def do_POST(self):
-            self._serve("POST")
-
-        def do_PUT(self):
-            self._serve("PUT")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with json_server(state.handle) as url:
+        state.url = url
+        yield state
 
 
 @pytest.fixture

@@ -1,0 +1,69 @@
+"""A local fake JSON HTTP server for tests that drive a real client (databricks-sdk, requests, urllib)
+against a scripted REST API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+# handle(method, path, query, body, headers) -> (status, payload)
+#   path: the request path without the query string; query: parse_qs of the query string;
+#   body: the JSON-decoded request body, None when there is none; headers: the request headers.
+#   payload: bytes or str are sent as they are, anything else as JSON; always as application/json.
+Handle = Callable[[str, str, dict[str, list[str]], Any, Message], tuple[int, Any]]
+
+
+@contextmanager
+def json_server(handle: Handle, shutdown_timeout: float = 5.0) -> Iterator[str]:
+    """Serve ``handle`` on a free port of 127.0.0.1 while the block runs; yields the base URL (no trailing /).
+
+    Requests are served on threads, so ``handle`` may be called concurrently."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self, method: str) -> None:
+            url = urlparse(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            status, payload = handle(method, url.path, parse_qs(url.query), body, self.headers)
+            if isinstance(payload, str):
+                payload = payload.encode()
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._serve("GET")
+
+        def do_POST(self):
+            self._serve("POST")
+
+        def do_PUT(self):
+            self._serve("PUT")
+
+        def do_PATCH(self):
+            self._serve("PATCH")
+
+        def do_DELETE(self):
+            self._serve("DELETE")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=shutdown_timeout)
