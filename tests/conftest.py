@@ -8,6 +8,7 @@ os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # see workloads/cli: OpenMP threads spin on a loaded machine
 
 
 @pytest.fixture

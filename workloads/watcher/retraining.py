@@ -138,7 +138,9 @@ def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Times
     reasons = [f"fails threshold {f}" for f in threshold_failures(spec, challenger_metrics, overrides)]
     metric, threshold = primary_metric(spec, overrides)
     ours, theirs = challenger_metrics.get(metric), champion_metrics.get(metric)
-    if ours is None or theirs is None or not threshold.better(ours, theirs):
+    if ours is None or theirs is None:
+        reasons.append(f"{metric} is missing for the {'challenger' if ours is None else 'champion'}; cannot compare")
+    elif not threshold.better(ours, theirs):
         reasons.append(f"does not beat the champion on {metric} ({ours:.4g} vs {theirs:.4g} on the {holdout_name})")
     outcome = RetrainOutcome(spec.name, champion.version, result.version, champion_metrics, challenger_metrics,
                              holdout_name, "fresh traffic" if fresh_alone else "original + fresh traffic",
