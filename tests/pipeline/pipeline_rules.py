@@ -499,20 +499,32 @@ def check_preview(doc: dict) -> list[str]:
     return problems
 
 
-def check_deploy_dev(doc: dict) -> list[str]:
-    stage = stage_by_id(doc, "DeployDev")
+def _deploy_stage(doc: dict, stage_id: str, after: str, env: str) -> tuple[list[str], list[dict] | None]:
+    """What both deploy stages must be: present, after `after`, deployment jobs bound to `env`. Returns the
+    problems and the steps of its deployment jobs (None when there is no such stage)."""
+    stage = stage_by_id(doc, stage_id)
     if stage is None:
-        return ["no DeployDev stage"]
+        return [f"no {stage_id} stage"], None
     problems = []
-    if "Build" not in dependencies(doc, stage):
-        problems.append("DeployDev does not depend on Build")
+    if after not in dependencies(doc, stage):
+        problems.append(f"{stage_id} does not depend on {after}")
     jobs = _deployment_jobs(stage)
-    if not jobs or any(_environment(job) != DEV_ENV for job in jobs):
-        problems.append(f"DeployDev's deployment jobs are not bound to environment {DEV_ENV}")
-    steps = [step for job in jobs for step in job_steps(job)]
+    if not jobs or any(_environment(job) != env for job in jobs):
+        problems.append(f"{stage_id}'s deployment jobs are not bound to environment {env}")
+    return problems, [step for job in jobs for step in job_steps(job)]
+
+
+def _downloads_artifact(step: dict) -> bool:
+    return str(step.get("task", "")).startswith("DownloadPipelineArtifact@")
+
+
+def check_deploy_dev(doc: dict) -> list[str]:
+    problems, steps = _deploy_stage(doc, "DeployDev", after="Build", env=DEV_ENV)
+    if steps is None:
+        return problems
     up = _index(steps, r"\bpulumi up\b(?=.*--stack dev\b)(?=.*--yes)")
     smoke = _index(steps, r"infra/pipeline/smoke\.py(?=.*--stack dev\b)")
-    wheel = next((i for i, s in enumerate(steps) if str(s.get("task", "")).startswith("DownloadPipelineArtifact@")
+    wheel = next((i for i, s in enumerate(steps) if _downloads_artifact(s)
                   and str((s.get("inputs") or {}).get("targetPath", "")).endswith("/dist")), None)
     if up is None:
         problems.append("DeployDev's deployment job does not run `pulumi up --stack dev --yes`")
@@ -524,19 +536,11 @@ def check_deploy_dev(doc: dict) -> list[str]:
 
 
 def check_deploy_prod(doc: dict) -> list[str]:
-    stage = stage_by_id(doc, "DeployProd")
-    if stage is None:
-        return ["no DeployProd stage"]
-    problems = []
-    if "DeployDev" not in dependencies(doc, stage):
-        problems.append("DeployProd does not depend on DeployDev")
-    jobs = _deployment_jobs(stage)
-    if not jobs or any(_environment(job) != PROD_ENV for job in jobs):
-        problems.append(f"DeployProd's deployment jobs are not bound to environment {PROD_ENV}")
-    steps = [step for job in jobs for step in job_steps(job)]
+    problems, steps = _deploy_stage(doc, "DeployProd", after="DeployDev", env=PROD_ENV)
+    if steps is None:
+        return problems
     order = [
-        ("the wheel download", next((i for i, s in enumerate(steps)
-                                     if str(s.get("task", "")).startswith("DownloadPipelineArtifact@")), None)),
+        ("the wheel download", next((i for i, s in enumerate(steps) if _downloads_artifact(s)), None)),
         ("pulumi preview --stack prod", _index(steps, r"\bpulumi preview\b(?=.*--stack prod\b)")),
         ("pulumi up --stack prod --yes", _index(steps, r"\bpulumi up\b(?=.*--stack prod\b)(?=.*--yes)")),
         ("mlops promote --from dev --to prod",

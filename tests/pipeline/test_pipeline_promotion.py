@@ -149,20 +149,17 @@ def test_deploy_stage_reachable_on_a_pull_request_is_rejected(bad, stage, condit
     assert any(p.startswith("pull request into main: deploying stages run") and stage in p for p in problems), problems
 
 
-def test_deploying_from_any_branch_is_rejected(bad):
+@pytest.mark.parametrize("condition,problem", [
+    # deploying from any branch
+    ("and(succeeded(), ne(variables['Build.Reason'], 'PullRequest'))", "push to a feature branch"),
+    # a branch name check instead of the ref
+    ("and(succeeded(), eq(variables['Build.SourceBranchName'], 'main'))", "push to a branch named like main"),
+], ids=["any-branch", "branch-name-not-ref"])
+def test_deploying_off_main_is_rejected(bad, condition, problem):
     for stage in ("DeployDev", "DeployProd"):
-        rules.stage_by_id(bad, stage)["condition"] = (
-            "and(succeeded(), ne(variables['Build.Reason'], 'PullRequest'))")
+        rules.stage_by_id(bad, stage)["condition"] = condition
     problems = rules.check_runs(bad)
-    assert any(p.startswith("push to a feature branch: deploying stages run") for p in problems), problems
-
-
-def test_branch_name_check_instead_of_ref_is_rejected(bad):
-    for stage in ("DeployDev", "DeployProd"):
-        rules.stage_by_id(bad, stage)["condition"] = (
-            "and(succeeded(), eq(variables['Build.SourceBranchName'], 'main'))")
-    problems = rules.check_runs(bad)
-    assert any(p.startswith("push to a branch named like main: deploying stages run") for p in problems), problems
+    assert any(p.startswith(f"{problem}: deploying stages run") for p in problems), problems
 
 
 def test_deploy_that_never_runs_on_main_is_rejected(bad):
