@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from workloads.monitoring import stats
+from workloads.monitoring import kernels, stats
 from workloads.monitoring.granularity import Granularity, parse_granularity, to_ns
 from workloads.monitoring.schema import (
     ALL_MODELS,
@@ -151,6 +151,9 @@ class GroupStats:
     quality: dict
     labelled: int
     _profiles: dict = field(default_factory=dict)
+    # (column, "base" | "prev") -> (ks statistic, wasserstein, psi) from the one-pass column kernel; None when
+    # the pairs are computed one by one (numpy path)
+    drift: dict | None = None
 
     def profile(self, name: str) -> stats.NumericProfile:
         if name not in self._profiles:
@@ -191,7 +194,8 @@ def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
-               spans: tuple[int, ...] = (1,), shared: bool = False) -> list[dict[int, GroupStats]]:
+               spans: tuple[int, ...] = (1,), shared: bool = False, numeric: bool = True
+               ) -> list[dict[int, GroupStats]]:
     """Stats for every non-empty group id, per span: with span ``k`` > 1, for runs of ``k`` adjacent ids.
 
     Rows are ordered by group once; each group's columns are then sorted (on a small thread pool for large
@@ -216,7 +220,7 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
     # One column ordered by group at a time (memory stays near one column's copy, not the whole table's).
     sorted_cols, nulls, nonfinite, counts = {}, {}, {}, {}
     try:
-        for name, values in rows.numeric.items():
+        for name, values in (rows.numeric.items() if numeric else ()):
             ordered = values[perm]
 
             def summarise(job, ordered=ordered):
@@ -249,6 +253,110 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
     for (k, g, _, _), stats_ in zip(jobs, built, strict=True):
         out[k][g] = stats_
     return out
+
+
+def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarray, n_versions: int,
+                  prev_w: np.ndarray, targets: list, baseline_all: GroupStats | None,
+                  groups: dict[int, GroupStats], star: dict[int, GroupStats]) -> None:
+    """Numeric columns of every window x version group and window ('*') group, with their drift against the
+    previous window and the baseline, in one ordered pass per column (see :func:`kernels.column_ranks`):
+    one argsort of the column replaces the per-group sorts, and every rank lookup becomes a counter read.
+    Fills the groups' numeric profiles, ``nulls``, ``nonfinite`` and ``drift`` (the sorted values live only
+    while their column is processed, which bounds memory to about one column's working set per thread).
+    """
+    n_windows = prev_w.shape[0]
+    n_groups = n_windows * n_versions
+    sid = wi
+    g_ids = np.arange(n_groups)
+    prev_g = np.where(prev_w[g_ids // n_versions] >= 0, prev_w[g_ids // n_versions] * n_versions
+                      + g_ids % n_versions, -1)
+    unique_targets = []
+    for t in [*targets, baseline_all]:
+        if t is not None and all(t is not u for u in unique_targets):
+            unique_targets.append(t)
+    tgt_g = np.array([-1 if targets[g % n_versions] is None else
+                      next(i for i, u in enumerate(unique_targets) if u is targets[g % n_versions])
+                      for g in range(n_groups)], dtype=np.int64)
+    tgt_s = np.full(n_windows, -1 if baseline_all is None else
+                    next(i for i, u in enumerate(unique_targets) if u is baseline_all), dtype=np.int64)
+    small = np.uint16 if n_groups <= np.iinfo(np.uint16).max else np.int64
+    gid_small, sid_small = gid.astype(small), sid.astype(small)
+    rows_g = np.bincount(gid, minlength=n_groups)
+    rows_s = np.bincount(sid, minlength=n_windows)
+    for group in (*groups.values(), *star.values()):
+        group.drift = {}
+    workers = _workers()
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and rows.n > 200_000 else None
+
+    def column(item):
+        name, vals = item
+        fin_g, inf_g = np.zeros(n_groups, dtype=np.int64), np.zeros(n_groups, dtype=np.int64)
+        fin_s, inf_s = np.zeros(n_windows, dtype=np.int64), np.zeros(n_windows, dtype=np.int64)
+        kernels.group_counts(vals, gid_small, sid_small, fin_g, inf_g, fin_s, inf_s)
+        off_g = np.zeros(n_groups + 1, dtype=np.int64)
+        np.cumsum(fin_g, out=off_g[1:])
+        off_s = np.zeros(n_windows + 1, dtype=np.int64)
+        np.cumsum(fin_s, out=off_s[1:])
+        m = int(off_g[-1])
+        bases = [t.sorted[name] for t in unique_targets]
+        base_props = [stats._psi_props(b) if b.n else None for b in bases]
+        base_off = np.zeros(len(bases) + 1, dtype=np.int64)
+        np.cumsum([b.n for b in bases], out=base_off[1:])
+        base_cat = np.concatenate([b.values for b in bases]) if bases else np.zeros(0)
+        base_cum = np.concatenate([b.cum for b in bases]) if bases else np.zeros(0)
+        out_g, out_s = np.empty(m), np.empty(m)
+        g_rank = np.zeros((m, 4), dtype=np.int32)
+        s_rank = np.zeros((m, 4), dtype=np.int32)
+        order = np.argsort(vals)
+        sv, sg, ss = vals[order], gid_small[order], sid_small[order]
+        del order
+        scratch = np.empty((2, vals.shape[0]), dtype=np.int32)
+        kernels.column_ranks(sv, sg, ss, prev_g, prev_w, tgt_g, tgt_s, base_cat, base_off,
+                             off_g, off_s, out_g, out_s, g_rank, s_rank, scratch)
+        del sv, sg, ss, scratch
+        per_kind = []
+        for out, rank, off, prev, tgt, count in ((out_g, g_rank, off_g, prev_g, tgt_g, n_groups),
+                                                 (out_s, s_rank, off_s, prev_w, tgt_s, n_windows)):
+            cum = np.empty(m + count)
+            kernels.segment_cums(out, off, cum)
+            res_d = np.full((2, count), np.nan)
+            res_w = np.full((2, count), np.nan)
+            res_c = np.zeros((2, count, stats.PSI_BINS), dtype=np.int64)
+            kernels.segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off, stats.PSI_BINS,
+                                  res_d, res_w, res_c)
+            del cum
+            # Profiles and own PSI proportions now, so the sorted values need not outlive this column.
+            segments = [out[off[i]:off[i + 1]] for i in range(count)]
+            profiles = [stats.numeric_profile(stats.Sorted(seg)) for seg in segments]
+            props = [kernels.self_psi_counts(seg, stats.PSI_BINS) / seg.shape[0] if seg.shape[0] else None
+                     for seg in segments]
+            drift = [{} for _ in range(count)]
+            for i in range(count):
+                na = profiles[i].count
+                for row, kind, pb in ((0, "base", None if tgt[i] < 0 else base_props[tgt[i]]),
+                                      (1, "prev", None if prev[i] < 0 else props[prev[i]])):
+                    if na and pb is not None and not np.isnan(res_d[row, i]):
+                        psi = stats.psi_from_proportions(res_c[row, i] / na, pb)
+                        drift[i][kind] = (float(res_d[row, i]), float(res_w[row, i]), psi)
+            per_kind.append((profiles, drift))
+        del out_g, out_s, g_rank, s_rank
+        return name, per_kind, ((rows_g - fin_g, inf_g), (rows_s - fin_s, inf_s))
+
+    try:
+        done = _pool_map(pool, column, list(rows.numeric.items()), workers)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    for name, per_kind, nulls in done:
+        for (profiles, drift), (null, inf), members, step in zip(per_kind, nulls, (groups, star), (1, n_versions),
+                                                                  strict=True):
+            for key, group in members.items():
+                i = key // step
+                group._profiles[name] = profiles[i]
+                group.nulls[name] = int(null[i])
+                group.nonfinite[name] = int(inf[i])
+                for kind, value in drift[i].items():
+                    group.drift[(name, kind)] = value
 
 
 # ----------------------------------------------------------------------------------------------- emitting rows
@@ -332,7 +440,7 @@ class _Pending:
 
 
 def _emit_drift(data: MonitorData, a: GroupStats, b: GroupStats, base: dict, pending: _Pending,
-                b_le: dict[str, np.ndarray] | None = None) -> None:
+                b_le: dict[str, np.ndarray] | None = None, kind: str = "") -> None:
     pending.rows.append({**base, "column_name": TABLE_COLUMN, "data_type": "table",
                          "count_delta": float(a.rows - b.rows)})
     for col, categorical in monitored_columns(data.spec):
@@ -350,12 +458,18 @@ def _emit_drift(data: MonitorData, a: GroupStats, b: GroupStats, base: dict, pen
                               l_infinity_distance=drift.l_infinity_distance, js_distance=drift.js_distance)
             pending.rows.append({**base, "column_name": name, "data_type": col.type, **fields})
         else:
-            sa, sb = a.sorted[name], b.sorted[name]
-            row = {**base, "column_name": name, "data_type": col.type, "count_delta": float(sa.n - sb.n),
+            na, nb = a.profile(name).count, b.profile(name).count
+            row = {**base, "column_name": name, "data_type": col.type, "count_delta": float(na - nb),
                    "avg_delta": _delta(a.profile(name).avg, b.profile(name).avg),
                    "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
             pending.rows.append(row)
-            pending.numeric.append((row, sa, sb, None if b_le is None else b_le.get(name)))
+            if a.drift is None:
+                pending.numeric.append((row, a.sorted[name], b.sorted[name], None if b_le is None else b_le.get(name)))
+            elif (name, kind) in a.drift:
+                d, w, psi = a.drift[(name, kind)]
+                test = {"statistic": d, "pvalue": None}
+                pending.ks.append((test, d, na, nb))
+                row.update(ks_test=test, wasserstein_distance=w, population_stability_index=psi)
 
 
 def _delta(x: float | None, y: float | None) -> float | None:
@@ -417,7 +531,9 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
     prev_starts = gran.shift(window_starts, -1)
     # Version groups of one window are adjacent ids, so a span of n_versions ids is the window's '*' group.
     gid = wi * n_versions + rows.version
-    groups, star = _summaries(data, rows, gid, n_windows * n_versions, spans=(1, n_versions))
+    one_pass = stats.USE_KERNEL
+    groups, star = _summaries(data, rows, gid, n_windows * n_versions, spans=(1, n_versions),
+                              numeric=not one_pass)
     baseline_groups: dict[int, GroupStats] = {}
     baseline_all = None
     if base_rows is not None and base_rows.n:
@@ -431,6 +547,10 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
             baseline_all = baseline_star[0]
     common = {"granularity": gran.text, "slice_key": slice_key, "slice_value": slice_value}
     index_of = {int(s): i for i, s in enumerate(window_starts)}
+    if one_pass:
+        prev_w = np.array([index_of.get(int(p), -1) for p in prev_starts], dtype=np.int64)
+        targets = [baseline_groups.get(v, baseline_all) for v in range(n_versions)]
+        _numeric_pass(data, rows, gid, wi, n_versions, prev_w, targets, baseline_all, groups, star)
     consecutive, against_baseline = [], []
     for w in range(n_windows):
         start = int(window_starts[w])
@@ -455,7 +575,7 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
             if target is not None:
                 against_baseline.append((g, target, {**keys, "window_cmp": None, "drift_type": BASELINE}))
     for g, g_prev, keys in consecutive:
-        _emit_drift(data, g, g_prev, keys, pending)
+        _emit_drift(data, g, g_prev, keys, pending, kind="prev")
     # Without the compiled kernel, every window compared with the same baseline sample is located in it by
     # one searchsorted call.
     by_target: dict[int, list] = {}
@@ -468,7 +588,7 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
             name: stats.counts_in(target.sorted[name], [g.sorted[name] for g, _, _ in items]) for name in numeric}
         for i, (g, _, keys) in enumerate(items):
             _emit_drift(data, g, target, keys, pending,
-                        {name: located[name][i] for name in located} or None)
+                        {name: located[name][i] for name in located} or None, kind="base")
     if baseline_all is not None and (windows is None or windows):
         span = _window(*(baseline_window or (int(window_starts[0]), int(ends[-1]))))
         keys = {**common, "window": span, "log_type": BASELINE}

@@ -218,6 +218,185 @@ def bucket_index(bv: np.ndarray, buckets: int | None = None) -> tuple[np.ndarray
 NO_INDEX = np.zeros(1, dtype=np.int32)
 
 
+
+
+
+# ------------------------------------------------------------------------------- one pass per column, all groups
+def _column_ranks(sv, sg, ss, prev_g, prev_s, tgt_g, tgt_s, base_cat, base_off,
+                  off_g, off_s, out_g, out_s, g_rank, s_rank, scratch):
+    """Walk one column's values in increasing order once (``sv``, with their group ids ``sg`` and window ids ``ss``:
+    the column and its ids ordered by value; non-finite values are skipped), and
+    - write every group's values, sorted, into its segment of ``out_g`` (window x version groups) and ``out_s``
+      (window groups over all versions): segments start at ``off_g`` / ``off_s``;
+    - record, for each value written, its ranks ``#b < x`` and ``#b <= x`` in the samples it is compared with:
+      the previous window's group (``prev_g`` / ``prev_s``, -1 for none: its values met so far are exactly the
+      smaller ones) and its baseline target (``tgt_g`` / ``tgt_s`` index into ``base_off`` segments of the sorted
+      ``base_cat``, -1 for none; one merge pointer per target).
+
+    ``g_rank`` / ``s_rank`` columns: base_lt, base_le, prev_lt, prev_le. A run of equal values is handled as a block
+    (``<`` counts before it, ``<=`` counts after it), so ties are exact.
+    """
+    n = sv.shape[0]
+    n_targets = base_off.shape[0] - 1
+    j_lt = base_off[:-1].copy()
+    j_le = base_off[:-1].copy()
+    fill_g = np.zeros(off_g.shape[0] - 1, dtype=np.int64)
+    fill_s = np.zeros(off_s.shape[0] - 1, dtype=np.int64)
+    k = 0
+    while k < n:
+        x = sv[k]
+        if not np.isfinite(x):  # -inf first; +inf and NaN last
+            k += 1
+            continue
+        k2 = k + 1
+        while k2 < n and sv[k2] == x:
+            k2 += 1
+        for t in range(n_targets):
+            hi = base_off[t + 1]
+            j = j_lt[t]
+            while j < hi and base_cat[j] < x:
+                j += 1
+            j_lt[t] = j
+            j_le[t] = max(j_le[t], j)
+            j = j_le[t]
+            while j < hi and base_cat[j] <= x:
+                j += 1
+            j_le[t] = j
+        # '<' counts of the previous windows' groups, before this run's values are placed
+        for q in range(k, k2):
+            pg = prev_g[sg[q]]
+            ps = prev_s[ss[q]]
+            scratch[0, q - k] = fill_g[pg] if pg >= 0 else 0
+            scratch[1, q - k] = fill_s[ps] if ps >= 0 else 0
+        for q in range(k, k2):
+            g = sg[q]
+            s = ss[q]
+            pos_g = off_g[g] + fill_g[g]
+            fill_g[g] += 1
+            pos_s = off_s[s] + fill_s[s]
+            fill_s[s] += 1
+            out_g[pos_g] = x
+            out_s[pos_s] = x
+            t = tgt_g[g]
+            if t >= 0:
+                g_rank[pos_g, 0] = j_lt[t] - base_off[t]
+                g_rank[pos_g, 1] = j_le[t] - base_off[t]
+            t = tgt_s[s]
+            if t >= 0:
+                s_rank[pos_s, 0] = j_lt[t] - base_off[t]
+                s_rank[pos_s, 1] = j_le[t] - base_off[t]
+            g_rank[pos_g, 2] = scratch[0, q - k]
+            s_rank[pos_s, 2] = scratch[1, q - k]
+            scratch[0, q - k] = pos_g
+            scratch[1, q - k] = pos_s
+        # '<=' counts, after the run's values are placed
+        for q in range(k, k2):
+            pg = prev_g[sg[q]]
+            ps = prev_s[ss[q]]
+            g_rank[scratch[0, q - k], 3] = fill_g[pg] if pg >= 0 else 0
+            s_rank[scratch[1, q - k], 3] = fill_s[ps] if ps >= 0 else 0
+        k = k2
+
+
+def _group_counts(vals, gid, sid, fin_g, inf_g, fin_s, inf_s):
+    """Finite and infinite values per group (``gid``) and per window (``sid``), in one pass."""
+    for r in range(vals.shape[0]):
+        x = vals[r]
+        if np.isfinite(x):
+            fin_g[gid[r]] += 1
+            fin_s[sid[r]] += 1
+        elif np.isinf(x):
+            inf_g[gid[r]] += 1
+            inf_s[sid[r]] += 1
+
+
+def _ranked_pair(av, a_lt, a_le, bv, bcum, nbins):
+    """:func:`numeric_pair` given the ranks of ``a``'s values in ``b`` (``#b < x``, ``#b <= x``)."""
+    na = av.shape[0]
+    nb = bv.shape[0]
+    inv_nb = 1.0 / nb
+    inv_na = 1.0 / na
+    d = 0.0
+    w = 0.0
+    counts = np.zeros(nbins, dtype=np.int64)
+    edge_index = (np.arange(1, nbins) * nb) // nbins
+    psi_bin = 0
+    i = 0
+    prev_x = 0.0
+    prev_k = 0
+    prev_h = 0.0
+    while i < na:
+        x = av[i]
+        i2 = i + 1
+        while i2 < na and av[i2] == x:
+            i2 += 1
+        j_lt = np.int64(a_lt[i])
+        j_le = np.int64(a_le[i])
+        d = max(d, abs(i * inv_na - j_lt * inv_nb))
+        d = max(d, abs(i2 * inv_na - j_le * inv_nb))
+        h_x = _h(x, j_le, bcum, inv_nb)
+        if i == 0:
+            w += h_x
+        else:
+            # Fb <= c or Fb >= c on the whole interval: the crossing point is an end (as in _interval).
+            t = np.int64(i) * nb
+            c = i * inv_na
+            if t <= prev_k * np.int64(na):
+                w += (h_x - prev_h) - c * (x - prev_x)
+            elif t > j_le * np.int64(na):
+                w += c * (x - prev_x) - (h_x - prev_h)
+            else:
+                w += _interval(prev_x, x, i, na, inv_na, prev_k, j_le, bv, bcum, nb, inv_nb)
+        while psi_bin < nbins - 1 and edge_index[psi_bin] < j_le:
+            psi_bin += 1
+        counts[psi_bin] += i2 - i
+        prev_x = x
+        prev_k = j_le
+        prev_h = h_x
+        i = i2
+    right = max(prev_x, bv[nb - 1])
+    w += _interval(prev_x, right, na, na, inv_na, prev_k, nb, bv, bcum, nb, inv_nb)
+    return d, w, counts
+
+
+def _segment_cums(values, off, cum):
+    """Prefix sums of each segment ``values[off[g]:off[g+1]]`` into ``cum[off[g] + g : off[g+1] + g + 1]``
+    (the same sequential sums as ``np.cumsum``)."""
+    for g in range(off.shape[0] - 1):
+        base = off[g] + g
+        acc = 0.0
+        cum[base] = 0.0
+        for i in range(off[g], off[g + 1]):
+            acc += values[i]
+            cum[base + i - off[g] + 1] = acc
+
+
+def _segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off, nbins, res_d, res_w, res_c):
+    """Drift of every non-empty segment against its previous segment (row 1) and its baseline target (row 0)."""
+    for g in range(off.shape[0] - 1):
+        lo = off[g]
+        hi = off[g + 1]
+        if hi == lo:
+            continue
+        av = out[lo:hi]
+        t = tgt[g]
+        if t >= 0 and base_off[t + 1] > base_off[t]:
+            bv = base_cat[base_off[t]:base_off[t + 1]]
+            bc = base_cum[base_off[t] + t:base_off[t + 1] + t + 1]
+            d, w, c = _ranked_pair(av, rank[lo:hi, 0], rank[lo:hi, 1], bv, bc, nbins)
+            res_d[0, g] = d
+            res_w[0, g] = w
+            res_c[0, g, :] = c
+        p = prev[g]
+        if p >= 0 and off[p + 1] > off[p]:
+            bv = out[off[p]:off[p + 1]]
+            bc = cum[off[p] + p:off[p + 1] + p + 1]
+            d, w, c = _ranked_pair(av, rank[lo:hi, 2], rank[lo:hi, 3], bv, bc, nbins)
+            res_d[1, g] = d
+            res_w[1, g] = w
+            res_c[1, g, :] = c
+
+
 if njit is not None:
     _count_le = njit(cache=True, nogil=True)(_count_le)
     _count_lt = njit(cache=True, nogil=True)(_count_lt)
@@ -227,5 +406,10 @@ if njit is not None:
     _interval = njit(cache=True, nogil=True)(_interval)
     numeric_pair = njit(cache=True, nogil=True)(_numeric_pair)
     self_psi_counts = njit(cache=True, nogil=True)(_self_psi_counts)
+    column_ranks = njit(cache=True, nogil=True)(_column_ranks)
+    group_counts = njit(cache=True, nogil=True)(_group_counts)
+    _ranked_pair = njit(cache=True, nogil=True)(_ranked_pair)
+    segment_cums = njit(cache=True, nogil=True)(_segment_cums)
+    segment_pairs = njit(cache=True, nogil=True)(_segment_pairs)
 else:  # pragma: no cover
-    numeric_pair = self_psi_counts = None
+    numeric_pair = self_psi_counts = column_ranks = group_counts = segment_cums = segment_pairs = None
