@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from infra.specs import known_specs, resolve_spec
 from workloads.errors import MlopsError
+from workloads.specs import Threshold
 
 NAMESPACE = "lakehouse-mlops"
 WEBHOOK_KEY = "alertWebhookUrl"
@@ -111,17 +112,8 @@ class MonitorConfig(_Model):
         return value
 
 
-class ThresholdOverride(_Model):
-    max: float | None = Field(None, description="Breach when the metric is above this value.")
-    min: float | None = Field(None, description="Breach when the metric is below this value.")
-
-    @property
-    def direction(self) -> str:
-        return "max" if self.max is not None else "min"
-
-    @property
-    def value(self) -> float:
-        return self.max if self.max is not None else self.min  # type: ignore[return-value]
+class ThresholdOverride(_Model, Threshold):
+    """A metric bound for this environment, the same shape as a model spec's (``max`` or ``min``)."""
 
 
 class WatcherConfig(_Model):
