@@ -280,7 +280,7 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
     tgt_s = np.full(n_windows, -1 if baseline_all is None else
                     next(i for i, u in enumerate(unique_targets) if u is baseline_all), dtype=np.int64)
     small = np.uint16 if n_groups <= np.iinfo(np.uint16).max else np.int64
-    gid_small, sid_small = gid.astype(small), sid.astype(small)
+    gid_small = gid.astype(small)
     rows_g = np.bincount(gid, minlength=n_groups)
     rows_s = np.bincount(sid, minlength=n_windows)
     for group in (*groups.values(), *star.values()):
@@ -291,8 +291,9 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
     def column(item):
         name, vals = item
         fin_g, inf_g = np.zeros(n_groups, dtype=np.int64), np.zeros(n_groups, dtype=np.int64)
-        fin_s, inf_s = np.zeros(n_windows, dtype=np.int64), np.zeros(n_windows, dtype=np.int64)
-        kernels.group_counts(vals, gid_small, sid_small, fin_g, inf_g, fin_s, inf_s)
+        kernels.group_counts(vals, gid_small, fin_g, inf_g)
+        fin_s = fin_g.reshape(n_windows, n_versions).sum(axis=1)
+        inf_s = inf_g.reshape(n_windows, n_versions).sum(axis=1)
         off_g = np.zeros(n_groups + 1, dtype=np.int64)
         np.cumsum(fin_g, out=off_g[1:])
         off_s = np.zeros(n_windows + 1, dtype=np.int64)
@@ -308,12 +309,12 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
         g_rank = np.zeros((m, 4), dtype=np.int32)
         s_rank = np.zeros((m, 4), dtype=np.int32)
         order = np.argsort(vals)
-        sv, sg, ss = vals[order], gid_small[order], sid_small[order]
+        sv, sg = vals[order], gid_small[order]
         del order
         scratch = np.empty((2, vals.shape[0]), dtype=np.int32)
-        kernels.column_ranks(sv, sg, ss, prev_g, prev_w, tgt_g, tgt_s, base_cat, base_off,
+        kernels.column_ranks(sv, sg, n_versions, prev_g, prev_w, tgt_g, tgt_s, base_cat, base_off,
                              off_g, off_s, out_g, out_s, g_rank, s_rank, scratch)
-        del sv, sg, ss, scratch
+        del sv, sg, scratch
         per_kind = []
         for out, rank, off, prev, tgt, count in ((out_g, g_rank, off_g, prev_g, tgt_g, n_groups),
                                                  (out_s, s_rank, off_s, prev_w, tgt_s, n_windows)):

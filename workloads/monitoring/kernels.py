@@ -222,10 +222,10 @@ NO_INDEX = np.zeros(1, dtype=np.int32)
 
 
 # ------------------------------------------------------------------------------- one pass per column, all groups
-def _column_ranks(sv, sg, ss, prev_g, prev_s, tgt_g, tgt_s, base_cat, base_off,
+def _column_ranks(sv, sg, n_versions, prev_g, prev_s, tgt_g, tgt_s, base_cat, base_off,
                   off_g, off_s, out_g, out_s, g_rank, s_rank, scratch):
-    """Walk one column's values in increasing order once (``sv``, with their group ids ``sg`` and window ids ``ss``:
-    the column and its ids ordered by value; non-finite values are skipped), and
+    """Walk one column's values in increasing order once (``sv``, with their group ids ``sg``: the column and its
+    window x version ids ordered by value; window id = group id // ``n_versions``; non-finite values skipped), and
     - write every group's values, sorted, into its segment of ``out_g`` (window x version groups) and ``out_s``
       (window groups over all versions): segments start at ``off_g`` / ``off_s``;
     - record, for each value written, its ranks ``#b < x`` and ``#b <= x`` in the samples it is compared with:
@@ -265,12 +265,12 @@ def _column_ranks(sv, sg, ss, prev_g, prev_s, tgt_g, tgt_s, base_cat, base_off,
         # '<' counts of the previous windows' groups, before this run's values are placed
         for q in range(k, k2):
             pg = prev_g[sg[q]]
-            ps = prev_s[ss[q]]
+            ps = prev_s[sg[q] // n_versions]
             scratch[0, q - k] = fill_g[pg] if pg >= 0 else 0
             scratch[1, q - k] = fill_s[ps] if ps >= 0 else 0
         for q in range(k, k2):
             g = sg[q]
-            s = ss[q]
+            s = g // n_versions
             pos_g = off_g[g] + fill_g[g]
             fill_g[g] += 1
             pos_s = off_s[s] + fill_s[s]
@@ -292,22 +292,20 @@ def _column_ranks(sv, sg, ss, prev_g, prev_s, tgt_g, tgt_s, base_cat, base_off,
         # '<=' counts, after the run's values are placed
         for q in range(k, k2):
             pg = prev_g[sg[q]]
-            ps = prev_s[ss[q]]
+            ps = prev_s[sg[q] // n_versions]
             g_rank[scratch[0, q - k], 3] = fill_g[pg] if pg >= 0 else 0
             s_rank[scratch[1, q - k], 3] = fill_s[ps] if ps >= 0 else 0
         k = k2
 
 
-def _group_counts(vals, gid, sid, fin_g, inf_g, fin_s, inf_s):
-    """Finite and infinite values per group (``gid``) and per window (``sid``), in one pass."""
+def _group_counts(vals, gid, fin_g, inf_g):
+    """Finite and infinite values per group (``gid``), in one pass."""
     for r in range(vals.shape[0]):
         x = vals[r]
         if np.isfinite(x):
             fin_g[gid[r]] += 1
-            fin_s[sid[r]] += 1
         elif np.isinf(x):
             inf_g[gid[r]] += 1
-            inf_s[sid[r]] += 1
 
 
 def _ranked_pair(av, a_lt, a_le, bv, bcum, nbins):
