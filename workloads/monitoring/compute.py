@@ -92,11 +92,35 @@ class MonitorData:
 
 
 def _numeric(series: pd.Series) -> np.ndarray:
+    if series.dtype == np.float64:  # already numpy doubles (NaN = null): no copy (the monitor only reads it)
+        return series.to_numpy()
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _as_text(series: pd.Series) -> pd.Series:
-    return series.astype("string")
+    return series if isinstance(series.dtype, pd.StringDtype) else series.astype("string")
+
+
+def _factorize(series_in: pd.Series, series_b: pd.Series | None, fill: str | None = None
+               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Codes of the input and baseline values over one shared dictionary, as ``pd.factorize`` of the two
+    concatenated would give them (same codes, same order of first appearance), without the concatenation."""
+    def codes_of(series):
+        text = _as_text(series)
+        if fill is not None:
+            text = text.fillna(fill)
+        codes, uniques = pd.factorize(text, use_na_sentinel=True)
+        return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
+
+    codes_in, uniques = codes_of(series_in)
+    if series_b is None:
+        return codes_in, None, uniques
+    codes_b, uniques_b = codes_of(series_b)
+    where = pd.Index(uniques, dtype=object).get_indexer(pd.Index(uniques_b, dtype=object)).astype(np.int64)
+    new = where < 0
+    where[new] = uniques.shape[0] + np.arange(int(new.sum()))
+    codes_b = np.where(codes_b >= 0, where[np.maximum(codes_b, 0)], -1)
+    return codes_in, codes_b, np.concatenate([uniques, uniques_b[new]])
 
 
 def prepare(frame: pd.DataFrame, baseline: pd.DataFrame | None, spec: ModelSpec) -> MonitorData:
@@ -111,13 +135,9 @@ def prepare(frame: pd.DataFrame, baseline: pd.DataFrame | None, spec: ModelSpec)
         if base is not None:
             series_b = base[col.name] if col.name in base else pd.Series([None] * len(base), dtype="object")
         if categorical:
-            both = _as_text(series_in) if series_b is None else pd.concat(
-                [_as_text(series_in), _as_text(series_b)], ignore_index=True)
-            codes, uniques = pd.factorize(both, use_na_sentinel=True)
-            codes_in[col.name] = codes[:n_in].astype(np.int64)
+            codes_in[col.name], in_base, categories[col.name] = _factorize(series_in, series_b)
             if series_b is not None:
-                codes_b[col.name] = codes[n_in:].astype(np.int64)
-            categories[col.name] = np.asarray(uniques, dtype=object)
+                codes_b[col.name] = in_base
         else:
             numeric_in[col.name] = _numeric(series_in)
             if series_b is not None:
@@ -128,13 +148,12 @@ def prepare(frame: pd.DataFrame, baseline: pd.DataFrame | None, spec: ModelSpec)
     if base is not None:
         versions_b = _as_text(base[MODEL_ID_COLUMN]) if MODEL_ID_COLUMN in base else pd.Series(
             [None] * len(base), dtype="string")
-    all_versions = versions_in if versions_b is None else pd.concat([versions_in, versions_b], ignore_index=True)
-    vcodes, vuniques = pd.factorize(all_versions.fillna("unknown"))
+    vcodes_in, vcodes_b, vuniques = _factorize(versions_in, versions_b, fill="unknown")
     ts = to_ns(frame[TIMESTAMP_COLUMN]) if n_in else np.zeros(0, dtype=np.int64)
-    inputs = Rowset(numeric_in, codes_in, vcodes[:n_in].astype(np.int64), ts, n_in)
+    inputs = Rowset(numeric_in, codes_in, vcodes_in, ts, n_in)
     base_rows = None
     if base is not None:
-        base_rows = Rowset(numeric_b, codes_b, vcodes[n_in:].astype(np.int64), None, len(base))
+        base_rows = Rowset(numeric_b, codes_b, vcodes_b, None, len(base))
     return MonitorData(spec, inputs, base_rows, categories, [str(v) for v in vuniques])
 
 
