@@ -186,7 +186,7 @@ def expected_quantity(frame: pd.DataFrame) -> np.ndarray:
     hour = ts.hour.to_numpy()
     morning_rush = np.where((hour >= 7) & (hour <= 9), 5.0, 0.0)
     lunch = np.where((hour >= 12) & (hour <= 13), 2.5, 0.0)
-    weekend = np.where(ts.dayofweek.to_numpy() >= 5, 3.5, 0.0)
+    weekend = np.where(ts.day_of_week.to_numpy() >= 5, 3.5, 0.0)
     amex = np.where(frame["paymentMethod"].to_numpy() == "amex", 2.0, 0.0)
     return base + size + morning_rush + lunch + weekend + amex
 

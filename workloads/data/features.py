@@ -32,7 +32,7 @@ def build_features(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     frame = tx.merge(customers, on="customerID", how="left").merge(franchises, on="franchiseID", how="left")
     ts = pd.DatetimeIndex(frame["dateTime"])
     frame["hour"] = ts.hour.astype("int64")
-    frame["day_of_week"] = ts.dayofweek.astype("int64")
+    frame["day_of_week"] = ts.day_of_week.astype("int64")
     frame["month"] = ts.month.astype("int64")
     frame["day_of_month"] = ts.day.astype("int64")
     columns = [*ID_COLUMNS, "product", "paymentMethod", "gender", "state", "continent", "franchise_name",
