@@ -17,6 +17,7 @@ from workloads.cli.common import console, group, state, step
 MODEL = typer.Option(..., "--model", "-m", help="Model spec name.")
 GRANULARITY = typer.Option("1 day", "--granularity", help="Monitor granularity whose latest window is judged.")
 THRESHOLDS = typer.Option(None, "--threshold", help="Stack override, e.g. rmse=max:4.5 (repeatable).")
+ENV = typer.Option(None, "--env", help="dev or prod (default: the global --env).")
 
 
 def _evaluation_table(evaluation) -> Table:
@@ -41,12 +42,12 @@ def register(app: typer.Typer) -> None:
                         no_args_is_help=True)
 
     @watch.command("monitor")
-    def monitor(model: str = MODEL, granularity: str = GRANULARITY) -> None:
+    def monitor(model: str = MODEL, granularity: str = GRANULARITY, env: str = ENV) -> None:
         """Unpack new payloads, refresh the monitor, read and publish the latest window's metrics."""
         from workloads.specs import load_spec
         from workloads.watcher.steps import MONITOR_TASK, step_monitor
 
-        settings = state.settings()
+        settings = state.settings(env)
         with step(f"Monitoring {model}"):
             observed = step_monitor(settings, load_spec(model), _task_values(settings, MONITOR_TASK), granularity)
         console.print(f"window {observed.window_start or '-'}: {observed.rows} rows, {observed.labelled_rows} labelled; "
@@ -55,13 +56,14 @@ def register(app: typer.Typer) -> None:
 
     @watch.command("evaluate")
     def evaluate(model: str = MODEL, granularity: str = GRANULARITY, threshold: list[str] = THRESHOLDS,
-                 force: bool = typer.Option(False, "--force", help="Retrain regardless of the metrics.")) -> None:
+                 force: bool = typer.Option(False, "--force", help="Retrain regardless of the metrics."),
+                 env: str = ENV) -> None:
         """Judge the latest window against the thresholds; publish retrain_needed and the reasons."""
         from workloads.specs import load_spec
         from workloads.watcher.evaluation import parse_overrides
         from workloads.watcher.steps import EVALUATE_TASK, step_evaluate
 
-        settings = state.settings()
+        settings = state.settings(env)
         evaluation, _, skipped = step_evaluate(settings, load_spec(model), _task_values(settings, EVALUATE_TASK),
                                                granularity, parse_overrides(threshold), force)
         console.print(_evaluation_table(evaluation))
@@ -71,13 +73,13 @@ def register(app: typer.Typer) -> None:
             console.print(f"  - {escape(reason)}")
 
     @watch.command("retrain")
-    def retrain(model: str = MODEL, threshold: list[str] = THRESHOLDS) -> None:
+    def retrain(model: str = MODEL, threshold: list[str] = THRESHOLDS, env: str = ENV) -> None:
         """Train a challenger on fresh data; promote it only if it passes the gate and beats the champion."""
         from workloads.specs import load_spec
         from workloads.watcher.evaluation import parse_overrides
         from workloads.watcher.steps import RETRAIN_TASK, step_retrain
 
-        settings = state.settings()
+        settings = state.settings(env)
         with step(f"Retraining {model}"):
             outcome = step_retrain(settings, load_spec(model), _task_values(settings, RETRAIN_TASK),
                                    parse_overrides(threshold))
@@ -85,14 +87,15 @@ def register(app: typer.Typer) -> None:
 
     @watch.command("run")
     def run(model: str = MODEL, granularity: str = GRANULARITY, threshold: list[str] = THRESHOLDS,
-            force: bool = typer.Option(False, "--force", help="Retrain regardless of the metrics.")) -> None:
+            force: bool = typer.Option(False, "--force", help="Retrain regardless of the metrics."),
+            env: str = ENV) -> None:
         """The whole watcher graph in one command, like the Databricks job."""
         from workloads.ports.task_values import LocalTaskValues
         from workloads.specs import load_spec
         from workloads.watcher.evaluation import parse_overrides
         from workloads.watcher.steps import run_watcher
 
-        settings = state.settings()
+        settings = state.settings(env)
         run_id = f"watch-{uuid.uuid4().hex[:12]}"
         with step(f"Watching {model} (run {run_id})"):
             result = run_watcher(settings, load_spec(model), LocalTaskValues(settings.home, run_id), granularity,

@@ -51,7 +51,8 @@ class Check:
         if self.status == MISSING:
             return f"{where}{self.metric}: missing (not read as healthy)"
         if self.status == TOO_FEW_ROWS:
-            return f"{where}{self.metric}: too few labelled rows to judge"
+            rows = "labelled rows" if self.scope == "quality" else "rows in the window"
+            return f"{where}{self.metric}: too few {rows} to judge"
         op = {"max": ">", "min": "<"}[self.direction] if self.status == BREACH else "within"
         return f"{where}{self.metric} {self.observed:.4g} {op} {self.direction} {self.threshold:g}"
 
