@@ -325,8 +325,10 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
         base_cat = np.concatenate([b.values for b in bases]) if bases else np.zeros(0)
         base_cum = np.concatenate([b.cum for b in bases]) if bases else np.zeros(0)
         out_g, out_s = np.empty(m), np.empty(m)
-        g_rank = np.zeros((m, 4), dtype=np.int32)
-        s_rank = np.zeros((m, 4), dtype=np.int32)
+        # Rank columns (base <, base <=, previous <, previous <=) are read only where the pair exists, and the
+        # pass writes them there.
+        g_rank = np.empty((m, 4), dtype=np.int32)
+        s_rank = np.empty((m, 4), dtype=np.int32)
         order = np.argsort(vals)
         sv, sg = vals[order], gid_small[order]
         del order

@@ -262,6 +262,33 @@ def _column_ranks(sv, sg, n_versions, prev_g, prev_s, tgt_g, tgt_s, base_cat, ba
             while j < hi and base_cat[j] <= x:
                 j += 1
             j_le[t] = j
+        if k2 == k + 1:  # a value of its own (the usual case): '<' and '<=' counts of other groups coincide
+            g = sg[k]
+            s = g // n_versions
+            pg = prev_g[g]
+            ps = prev_s[s]
+            pos_g = off_g[g] + fill_g[g]
+            fill_g[g] += 1
+            pos_s = off_s[s] + fill_s[s]
+            fill_s[s] += 1
+            out_g[pos_g] = x
+            out_s[pos_s] = x
+            t = tgt_g[g]
+            if t >= 0:
+                g_rank[pos_g, 0] = j_lt[t] - base_off[t]
+                g_rank[pos_g, 1] = j_le[t] - base_off[t]
+            t = tgt_s[s]
+            if t >= 0:
+                s_rank[pos_s, 0] = j_lt[t] - base_off[t]
+                s_rank[pos_s, 1] = j_le[t] - base_off[t]
+            c = fill_g[pg] if pg >= 0 else 0
+            g_rank[pos_g, 2] = c
+            g_rank[pos_g, 3] = c
+            c = fill_s[ps] if ps >= 0 else 0
+            s_rank[pos_s, 2] = c
+            s_rank[pos_s, 3] = c
+            k = k2
+            continue
         # '<' counts of the previous windows' groups, before this run's values are placed
         for q in range(k, k2):
             pg = prev_g[sg[q]]
