@@ -72,11 +72,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(home, spec, port: int) -> subprocess.Popen:
+def _start(home, spec, port: int, flush_interval: float = 0.2) -> subprocess.Popen:
     env = {**os.environ, "MLOPS_HOME": str(home)}
     process = subprocess.Popen(
         [sys.executable, "-m", "workloads.cli", "serve", "--model", spec.name, "--port", str(port),
-         "--flush-interval", "0.2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+         "--flush-interval", str(flush_interval)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -139,6 +139,24 @@ def test_kill_9_during_a_burst_then_restart_keeps_every_acknowledged_request_onc
     assert not missing, f"{len(missing)} acknowledged requests lost, e.g. {missing[:3]}"
     assert counts.max() == 1, counts[counts > 1].head()
     assert set(counts.index) <= set(sent)
+
+
+def test_sigterm_flushes_every_acknowledged_request_before_exiting(serving_settings, spec, holdout):
+    """``kill <pid>`` (a supervisor's stop) is a graceful stop like Ctrl-C: the table has every row at exit."""
+    port = _free_port()
+    body = request_body(holdout[spec.feature_names].head(2), "dataframe_split", None)
+    url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}/invocations"
+    server = _start(serving_settings.home, spec, port, flush_interval=600)  # no timed flush before the signal
+    try:
+        with httpx.Client(timeout=10) as client:
+            for i in range(20):
+                assert client.post(url, json={**body, "client_request_id": f"t{i}"}).status_code == 200
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+    assert code == 0, server.stderr.read().decode()[-2000:]
+    rows = LocalTables(serving_settings.warehouse).read(serving_settings.table(spec.payload_table))
+    assert sorted(rows["client_request_id"]) == sorted(f"t{i}" for i in range(20))
 
 
 @pytest.mark.parametrize("fsync", [False, True])

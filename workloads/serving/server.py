@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 import threading
 import time
@@ -147,7 +148,7 @@ def start_server(settings: Settings, model: str | ModelSpec, host: str = "127.0.
 def serve_forever(settings: Settings, model: str, host: str = "127.0.0.1", port: int = 8080,
                   poll_interval: float = 1.0, flush_interval: float = 1.0, fsync: bool = False,
                   on_ready=None) -> None:
-    """Run the endpoint in the foreground until interrupted (Ctrl-C flushes the payload log)."""
+    """Run the endpoint in the foreground until interrupted (Ctrl-C or SIGTERM flushes the payload log)."""
     spec = load_spec(model)
     _check_port(host, port)
     champion, logger, app = _components(settings, spec, utc_now, poll_interval, flush_interval, fsync,
@@ -155,8 +156,21 @@ def serve_forever(settings: Settings, model: str, host: str = "127.0.0.1", port:
     server = uvicorn.Server(_uvicorn_config(app, host, port))
     if on_ready is not None:
         on_ready(spec, champion, logger)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: with the default handler the process
+    # would die before the payload log is flushed (rows left in the write-ahead log until the next start).
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm) if _main_thread() else None
     try:
         server.run()
     finally:
         champion.stop()
         logger.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
