@@ -37,7 +37,7 @@ class StackConfigError(MlopsError):
     def __init__(self, stack: str, problems: list[str]):
         self.problems = problems
         super().__init__(f"invalid config for stack {stack!r}: " + "; ".join(problems)
-                         + " (fix Pulumi.<stack>.yaml or `pulumi config set`)")
+                         + f" (fix Pulumi.{stack}.yaml or `pulumi config set --stack {stack}`)")
 
 
 class _Model(BaseModel):

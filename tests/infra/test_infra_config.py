@@ -63,6 +63,7 @@ def test_bad_config_names_every_bad_key(changes, bad_keys):
     for key in bad_keys:
         assert key in message
     assert len(caught.value.problems) == len(bad_keys)
+    assert message.endswith("(fix Pulumi.dev.yaml or `pulumi config set --stack dev`)")
 
 
 def test_prod_cross_checks_run_as_protect_and_overrides_are_all_reported():
