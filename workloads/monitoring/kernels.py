@@ -4,6 +4,10 @@ For each distinct value ``x`` of the window ``a`` it finds ``#b < x`` and ``#b <
 the sorted comparison sample ``b`` (O(n_a log(n_b / n_a)) in all, not a binary search per value), and in the
 same pass accumulates the KS statistic, the Wasserstein integral and the PSI bin counts, with exactly the
 formulas of :mod:`workloads.monitoring.stats` (which is the reference and the fallback without numba).
+
+The refresh itself uses the column kernels at the end: :func:`column_ranks` walks one column in value order
+once for all groups (ranks in the previous window and the baseline become counters), then
+:func:`segment_pairs` evaluates every pair from those ranks with the same formulas (``_ranked_pair``).
 """
 
 from __future__ import annotations
