@@ -62,3 +62,15 @@ def test_commands_without_prerequisites_fail_clearly(home, capsys, command):
     assert main(command) == 1
     err = capsys.readouterr().err
     assert ("no MLflow store" in err) or ("give --model NAME or --all" in err)
+
+
+def test_demo_refuses_a_used_home_and_reset_refuses_a_home_with_foreign_files(tmp_path, capsys):
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "mlflow.db").write_bytes(b"")
+    assert main(["--home", str(home), "demo"]) == 1
+    assert f"{home} already holds an MLflow store" in capsys.readouterr().err
+    (home / "notes.txt").write_text("mine")
+    assert main(["--home", str(home), "demo", "--reset"]) == 1
+    assert "it holds files mlops did not write (notes.txt)" in capsys.readouterr().err.replace("\n", "")
+    assert (home / "notes.txt").exists() and (home / "mlflow.db").exists()

@@ -200,11 +200,27 @@ CHAPTERS: list[tuple[str, Callable[[Story], None]]] = [
 ]
 
 
+# What mlops writes directly under a local home (sqlite may add mlflow.db-journal etc.).
+HOME_ENTRIES = ("mlflow.db", "mlartifacts", "warehouse", "runs", "serving", "monitor", "reports", "locks",
+                "alerts.jsonl")
+
+
 def reset_home(settings: Settings) -> None:
-    """Remove the demo's local state (warehouse, MLflow store, run state) under the home directory."""
+    """Remove the local home (warehouse, MLflow store, run state), only if it holds nothing but mlops's own files.
+
+    A home given by mistake (``--home .``, ``MLOPS_HOME=$HOME``) is refused, not deleted.
+    """
+    from workloads.errors import MlopsError
+
     home = settings.home.resolve()
-    if home.exists():
-        shutil.rmtree(home)
+    if not home.exists():
+        return
+    foreign = sorted(p.name for p in home.iterdir() if not p.name.startswith(HOME_ENTRIES))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise MlopsError(f"not resetting {home}: it holds files mlops did not write ({shown}); "
+                         "pick another --home, or empty it yourself")
+    shutil.rmtree(home)
 
 
 def run_story(settings: Settings, progress: Callable[[str], object] | None = None, seed: int = 42,

@@ -28,8 +28,8 @@ def register(app: typer.Typer) -> None:
         if reset:
             reset_home(settings)
         elif (settings.home / "mlflow.db").exists():
-            raise MlopsError(f"{settings.home} already holds a demo run; rerun with --reset to start clean, "
-                             "or pick another --home")
+            raise MlopsError(f"{settings.home} already holds an MLflow store (an earlier demo or training); "
+                             "rerun with --reset to delete that home and start clean, or pick another --home")
         start = time.perf_counter()
         story = run_story(settings, progress=step, seed=seed)
         elapsed = time.perf_counter() - start
