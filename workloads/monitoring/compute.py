@@ -278,6 +278,29 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
     return out
 
 
+_LEVELS = np.array([*stats.QUANTILE_LEVELS, 0.5])
+
+
+def _segment_profiles(out: np.ndarray, off: np.ndarray, count: int) -> list[stats.NumericProfile]:
+    """:func:`stats.numeric_profile` of every sorted segment, in one compiled pass."""
+    res = np.zeros((count, 4))
+    quantiles = np.zeros((count, _LEVELS.shape[0]))
+    distinct = np.zeros(count, dtype=np.int64)
+    kernels.segment_profiles(out, off, _LEVELS, res, quantiles, distinct)
+    sizes = np.diff(off)
+    profiles = []
+    for i in range(count):
+        n = int(sizes[i])
+        if n == 0:
+            profiles.append(stats.NumericProfile(0, None, None, None, None, None, None, 0))
+            continue
+        std = float(np.sqrt(res[i, 1] / (n - 1))) if n > 1 else None
+        qs = quantiles[i].tolist()
+        profiles.append(stats.NumericProfile(n, float(res[i, 0]), std, float(res[i, 2]), float(res[i, 3]), qs[:-1],
+                                             qs[-1], int(distinct[i])))
+    return profiles
+
+
 def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarray, n_versions: int,
                   prev_w: np.ndarray, targets: list, baseline_all: GroupStats | None,
                   groups: dict[int, GroupStats], star: dict[int, GroupStats]) -> None:
@@ -352,10 +375,9 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
                                   res_d, res_w, res_c)
             del cum
             # Profiles and own PSI proportions now, so the sorted values need not outlive this column.
-            segments = [out[off[i]:off[i + 1]] for i in range(count)]
-            profiles = [stats.numeric_profile(stats.Sorted(seg)) for seg in segments]
-            props = [kernels.self_psi_counts(seg, stats.PSI_BINS) / seg.shape[0] if seg.shape[0] else None
-                     for seg in segments]
+            profiles = _segment_profiles(out, off, count)
+            props = [kernels.self_psi_counts(out[off[i]:off[i + 1]], stats.PSI_BINS) / profiles[i].count
+                     if profiles[i].count else None for i in range(count)]
             drift = [{} for _ in range(count)]
             for i in range(count):
                 na = profiles[i].count

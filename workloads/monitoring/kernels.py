@@ -388,6 +388,38 @@ def _ranked_pair(av, a_lt, a_le, bv, bcum, nbins):
     return d, w, counts
 
 
+def _segment_profiles(values, off, levels, res, quantiles, distinct):
+    """Per sorted segment: ``res`` = (sum / n, sum of squared deviations, min, max); ``quantiles`` at ``levels``
+    by linear interpolation (as ``stats.quantiles_sorted``); ``distinct`` values."""
+    for g in range(off.shape[0] - 1):
+        lo = off[g]
+        n = off[g + 1] - lo
+        if n == 0:
+            continue
+        acc = 0.0
+        runs = 1
+        for i in range(lo, lo + n):
+            acc += values[i]
+            if i > lo and values[i] != values[i - 1]:
+                runs += 1
+        avg = acc / n
+        ss = 0.0
+        for i in range(lo, lo + n):
+            dev = values[i] - avg
+            ss += dev * dev
+        res[g, 0] = avg
+        res[g, 1] = ss
+        res[g, 2] = values[lo]
+        res[g, 3] = values[lo + n - 1]
+        distinct[g] = runs
+        for q in range(levels.shape[0]):
+            pos = levels[q] * (n - 1)
+            k = np.int64(np.floor(pos))
+            k2 = min(k + 1, n - 1)
+            lo_v = values[lo + k]
+            quantiles[g, q] = lo_v + (values[lo + k2] - lo_v) * (pos - k)
+
+
 def _segment_cums(values, off, cum):
     """Prefix sums of each segment ``values[off[g]:off[g+1]]`` into ``cum[off[g] + g : off[g+1] + g + 1]``
     (the same sequential sums as ``np.cumsum``)."""
@@ -439,6 +471,7 @@ if njit is not None:
     group_counts = njit(cache=True, nogil=True)(_group_counts)
     _ranked_pair = njit(cache=True, nogil=True)(_ranked_pair)
     segment_cums = njit(cache=True, nogil=True)(_segment_cums)
+    segment_profiles = njit(cache=True, nogil=True)(_segment_profiles)
     segment_pairs = njit(cache=True, nogil=True)(_segment_pairs)
 else:  # pragma: no cover
-    numeric_pair = self_psi_counts = column_ranks = group_counts = segment_cums = segment_pairs = None
+    numeric_pair = self_psi_counts = column_ranks = group_counts = segment_cums = segment_pairs = segment_profiles = None
