@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -26,6 +27,9 @@ def register(app: typer.Typer) -> None:
         if not db.exists():
             raise MlopsError(f"no MLflow store at {db}; run `mlops demo` or `mlops train` first")
         console.print(f"MLflow UI on http://{host}:{port} (store {db}); Ctrl+C to stop")
+        # One person browsing a local store: one server process (mlflow's default is 4) and no background
+        # job runner (its huey consumers are for server-side GenAI jobs) unless the environment asks for it.
         cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
-               "--host", host, "--port", str(port)]
-        raise typer.Exit(subprocess.call(cmd))
+               "--host", host, "--port", str(port), "--workers", "1"]
+        env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+        raise typer.Exit(subprocess.call(cmd, env=env))
