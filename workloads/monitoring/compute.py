@@ -472,7 +472,7 @@ class _Pending:
                            population_stability_index=drift.population_stability_index)
         if self.ks:
             values = stats.ks_pvalues([k[1] for k in self.ks], [k[2] for k in self.ks], [k[3] for k in self.ks],
-                                      exact=exact)
+                                      exact=exact, workers=workers)
             for (test, *_), p in zip(self.ks, values, strict=True):
                 test["pvalue"] = float(p)
         if self.chi:

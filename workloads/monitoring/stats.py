@@ -208,11 +208,12 @@ def _pelz_good_cdf(x: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.where(-pi2 / 8 / z2 < -708, 0.0, acc.sum(axis=0))
 
 
-def ks_pvalues(d, n1, n2, exact: bool = False) -> np.ndarray:
+def ks_pvalues(d, n1, n2, exact: bool = False, workers: int = 1) -> np.ndarray:
     """Two-sided KS p-values for statistics ``d`` between samples of sizes ``n1`` and ``n2`` (arrays).
 
     ``exact=True`` follows scipy's ``ks_2samp(method="auto")``; the default (fast) method is described in
-    the module docstring. Smirnov's formula is evaluated in one vectorised call.
+    the module docstring. Smirnov's formula is evaluated in one vectorised call; the exact lattice-path
+    probabilities (scipy's compiled routine releases the GIL) on ``workers`` threads when there are many.
     """
     from scipy.stats import distributions
 
@@ -226,8 +227,19 @@ def ks_pvalues(d, n1, n2, exact: bool = False) -> np.ndarray:
     use_exact = np.maximum(n1, n2) <= SCIPY_EXACT_MAX_N
     if not exact:
         use_exact &= en < FAST_KS_EXACT_BELOW
-    for i in np.flatnonzero(use_exact):
-        prob = _exact_ks_pvalue(float(d[i]), int(n1[i]), int(n2[i]))
+    todo = np.flatnonzero(use_exact).tolist()
+
+    def exact_one(i):
+        return _exact_ks_pvalue(float(d[i]), int(n1[i]), int(n2[i]))
+
+    if workers > 1 and len(todo) > 16:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            probs = list(pool.map(exact_one, todo))
+    else:
+        probs = [exact_one(i) for i in todo]
+    for i, prob in zip(todo, probs, strict=True):
         if prob is not None:
             out[i] = prob
     rest = np.isnan(out)
