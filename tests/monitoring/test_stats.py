@@ -161,3 +161,36 @@ def test_quality_matches_sklearn():
     for avg in ("macro", "weighted"):
         assert c["f1_score"][avg] == pytest.approx(skm.f1_score(yc, pc, average=avg))
         assert c["precision"][avg] == pytest.approx(skm.precision_score(yc, pc, average=avg, zero_division=0))
+
+
+@pytest.mark.parametrize("case", ["normal", "near_ties", "nonfinite", "integers", "constant", "coarse"])
+def test_value_order_matches_argsort(case):
+    """The packed-key value ordering of the numeric pass equals an argsort's (finite values, any order in ties)."""
+    from workloads.monitoring import kernels
+
+    if kernels.order_keys is None:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(3)
+    n = 20_000
+    vals = rng.normal(size=n)
+    if case == "near_ties":  # values that differ only in their lowest bits, in other groups
+        vals[1::2] = np.nextafter(vals[::2], np.inf)
+        vals[::7] = -0.0
+        vals[::11] = 0.0
+    elif case == "nonfinite":
+        vals[::5] = np.nan
+        vals[::13] = np.inf
+        vals[::17] = -np.inf
+    elif case == "integers":
+        vals = np.round(vals * 3)
+    elif case == "constant":
+        vals = np.full(n, 2.5)
+    elif case == "coarse":  # large values with many near collisions: falls back to an argsort
+        vals = 1.7e18 + rng.integers(0, 10**12, n).astype(float)
+    gid = rng.integers(0, 60, n).astype(np.uint16)
+    sv, sg = kernels.value_order(vals, gid)
+    finite = np.isfinite(vals)
+    assert np.array_equal(sv, np.sort(vals[finite]))
+    got = np.lexsort((sg, sv))
+    want = np.lexsort((gid[finite], vals[finite]))
+    assert np.array_equal(sg[got], gid[finite][want])

@@ -356,9 +356,7 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
         # pass writes them there.
         g_rank = np.empty((m, 4), dtype=np.int32)
         s_rank = np.empty((m, 4), dtype=np.int32)
-        order = np.argsort(vals)
-        sv, sg = vals[order], gid_small[order]
-        del order
+        sv, sg = kernels.value_order(vals, gid_small)
         scratch = np.empty((2, vals.shape[0]), dtype=np.int32)
         kernels.column_ranks(sv, sg, n_versions, prev_g, prev_w, tgt_g, tgt_s, base_cat, base_off,
                              off_g, off_s, out_g, out_s, g_rank, s_rank, scratch)
