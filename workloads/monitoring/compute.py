@@ -303,12 +303,14 @@ def _segment_profiles(out: np.ndarray, off: np.ndarray, count: int) -> list[stat
 
 def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarray, n_versions: int,
                   prev_w: np.ndarray, targets: list, baseline_all: GroupStats | None,
-                  groups: dict[int, GroupStats], star: dict[int, GroupStats]) -> None:
+                  summaries) -> None:
     """Numeric columns of every window x version group and window ('*') group, with their drift against the
     previous window and the baseline, in one ordered pass per column (see :func:`kernels.column_ranks`):
     one argsort of the column replaces the per-group sorts, and every rank lookup becomes a counter read.
     Fills the groups' numeric profiles, ``nulls``, ``nonfinite`` and ``drift`` (the sorted values live only
     while their column is processed, which bounds memory to about one column's working set per thread).
+    ``summaries()`` returns the (window x version, window) groups to fill; it is called only after the columns
+    are done, so the categorical and quality summaries can be computed meanwhile.
     """
     n_windows = prev_w.shape[0]
     n_groups = n_windows * n_versions
@@ -329,8 +331,6 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
     gid_small = gid.astype(small)
     rows_g = np.bincount(gid, minlength=n_groups)
     rows_s = np.bincount(sid, minlength=n_windows)
-    for group in (*groups.values(), *star.values()):
-        group.drift = {}
     workers = _workers()
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and rows.n > 200_000 else None
 
@@ -393,6 +393,9 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
     finally:
         if pool is not None:
             pool.shutdown()
+    groups, star = summaries()
+    for group in (*groups.values(), *star.values()):
+        group.drift = {}
     for name, per_kind, nulls in done:
         for (profiles, drift), (null, inf), members, step in zip(per_kind, nulls, (groups, star), (1, n_versions),
                                                                   strict=True):
@@ -591,25 +594,39 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
     # Version groups of one window are adjacent ids, so a span of n_versions ids is the window's '*' group.
     gid = wi * n_versions + rows.version
     one_pass = stats.USE_KERNEL
-    groups, star = _summaries(data, rows, gid, n_windows * n_versions, spans=(1, n_versions),
-                              numeric=not one_pass)
-    baseline_groups: dict[int, GroupStats] = {}
-    baseline_all = None
-    if base_rows is not None and base_rows.n:
-        present = np.flatnonzero(np.bincount(base_rows.version, minlength=n_versions))
-        if present.shape[0] == 1:  # one version's rows are the whole baseline: summarise them once
-            (baseline_groups,) = _summaries(data, base_rows, base_rows.version, n_versions, shared=True)
-            baseline_all = baseline_groups[int(present[0])]
+    # With the compiled pass, the categorical and quality summaries (mostly GIL-bound) run on a thread of
+    # their own while the numeric columns are sorted and walked (in nogil kernels).
+    background = ThreadPoolExecutor(max_workers=1) if one_pass and rows.n > 200_000 and _workers() > 1 else None
+    try:
+        if background is not None:
+            future = background.submit(_summaries, data, rows, gid, n_windows * n_versions, (1, n_versions),
+                                       False, False)
+            summaries = future.result
         else:
-            baseline_groups, baseline_star = _summaries(data, base_rows, base_rows.version, n_versions,
-                                                        spans=(1, n_versions), shared=True)
-            baseline_all = baseline_star[0]
+            summed = _summaries(data, rows, gid, n_windows * n_versions, spans=(1, n_versions),
+                                numeric=not one_pass)
+            summaries = lambda: summed
+        baseline_groups: dict[int, GroupStats] = {}
+        baseline_all = None
+        if base_rows is not None and base_rows.n:
+            present = np.flatnonzero(np.bincount(base_rows.version, minlength=n_versions))
+            if present.shape[0] == 1:  # one version's rows are the whole baseline: summarise them once
+                (baseline_groups,) = _summaries(data, base_rows, base_rows.version, n_versions, shared=True)
+                baseline_all = baseline_groups[int(present[0])]
+            else:
+                baseline_groups, baseline_star = _summaries(data, base_rows, base_rows.version, n_versions,
+                                                            spans=(1, n_versions), shared=True)
+                baseline_all = baseline_star[0]
+        index_of = {int(s): i for i, s in enumerate(window_starts)}
+        if one_pass:
+            prev_w = np.array([index_of.get(int(p), -1) for p in prev_starts], dtype=np.int64)
+            targets = [baseline_groups.get(v, baseline_all) for v in range(n_versions)]
+            _numeric_pass(data, rows, gid, wi, n_versions, prev_w, targets, baseline_all, summaries)
+        groups, star = summaries()
+    finally:
+        if background is not None:
+            background.shutdown()
     common = {"granularity": gran.text, "slice_key": slice_key, "slice_value": slice_value}
-    index_of = {int(s): i for i, s in enumerate(window_starts)}
-    if one_pass:
-        prev_w = np.array([index_of.get(int(p), -1) for p in prev_starts], dtype=np.int64)
-        targets = [baseline_groups.get(v, baseline_all) for v in range(n_versions)]
-        _numeric_pass(data, rows, gid, wi, n_versions, prev_w, targets, baseline_all, groups, star)
     consecutive, against_baseline = [], []
     for w in range(n_windows):
         start = int(window_starts[w])
