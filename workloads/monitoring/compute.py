@@ -374,8 +374,9 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
             del cum
             # Profiles and own PSI proportions now, so the sorted values need not outlive this column.
             profiles = _segment_profiles(out, off, count)
-            props = [kernels.self_psi_counts(out[off[i]:off[i + 1]], stats.PSI_BINS) / profiles[i].count
-                     if profiles[i].count else None for i in range(count)]
+            own = np.zeros((count, stats.PSI_BINS), dtype=np.int64)
+            kernels.segment_psi_counts(out, off, stats.PSI_BINS, own)
+            props = [own[i] / profiles[i].count if profiles[i].count else None for i in range(count)]
             drift = [{} for _ in range(count)]
             for i in range(count):
                 na = profiles[i].count

@@ -507,6 +507,13 @@ def _segment_profiles(values, off, levels, res, quantiles, distinct):
             quantiles[g, q] = lo_v + (values[lo + k2] - lo_v) * (pos - k)
 
 
+def _segment_psi_counts(values, off, nbins, counts):
+    """:func:`self_psi_counts` of every sorted segment ``values[off[g]:off[g+1]]`` into ``counts[g]``."""
+    for g in range(off.shape[0] - 1):
+        if off[g + 1] > off[g]:
+            counts[g, :] = self_psi_counts(values[off[g]:off[g + 1]], nbins)
+
+
 def _segment_cums(values, off, cum):
     """Prefix sums of each segment ``values[off[g]:off[g+1]]`` into ``cum[off[g] + g : off[g+1] + g + 1]``
     (the same sequential sums as ``np.cumsum``)."""
@@ -561,7 +568,8 @@ if njit is not None:
     _ranked_pair = njit(cache=True, nogil=True)(_ranked_pair)
     segment_cums = njit(cache=True, nogil=True)(_segment_cums)
     segment_profiles = njit(cache=True, nogil=True)(_segment_profiles)
+    segment_psi_counts = njit(cache=True, nogil=True)(_segment_psi_counts)
     segment_pairs = njit(cache=True, nogil=True)(_segment_pairs)
 else:  # pragma: no cover
     numeric_pair = self_psi_counts = column_ranks = group_counts = segment_cums = segment_pairs = segment_profiles = None
-    order_keys = gather_order = None
+    order_keys = gather_order = segment_psi_counts = None
