@@ -40,8 +40,6 @@ class CrossPromotion:
 
 def promote_across(settings: Settings, spec: ModelSpec, source_env: str = "dev", target_env: str = "prod") -> CrossPromotion:
     """Copy ``source_env``'s champion into ``target_env`` and gate it there."""
-    from mlflow import MlflowClient
-
     if source_env == target_env:
         raise CrossEnvironmentPromotionError(f"--from and --to are both {source_env!r}; promote between two environments")
     source = settings.for_env(source_env)
@@ -56,8 +54,7 @@ def promote_across(settings: Settings, spec: ModelSpec, source_env: str = "dev",
         raise CrossEnvironmentPromotionError(
             f"{target.registered_model(spec.name)} champion v{target_champion.version} already is "
             f"{champion.name} v{champion.version}; nothing to promote")
-    registry._client(target)
-    client = MlflowClient(tracking_uri=target.tracking_uri, registry_uri=target.registry_uri)
+    client = registry._client(target)
     source_uri = registry.model_uri(source, spec, version=champion.version)
     copied = client.copy_model_version(source_uri, target.registered_model(spec.name))
     version = int(copied.version)

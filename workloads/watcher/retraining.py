@@ -64,18 +64,20 @@ def _stable_bucket(ids: pd.Series) -> np.ndarray:
     return np.array([int(hashlib.sha1(str(i).encode()).hexdigest()[:8], 16) % 100 for i in ids])
 
 
-def fresh_traffic(settings: Settings, spec: ModelSpec, since: pd.Timestamp | None = None) -> pd.DataFrame:
+def fresh_traffic(settings: Settings, spec: ModelSpec, since: pd.Timestamp | None = None,
+                  with_timestamp: bool = False) -> pd.DataFrame:
     """Labelled examples of the processed inference table (since ``since``), in feature-frame shape."""
     tables = get_tables(settings)
     name = settings.table(spec.processed_table)
+    columns = [*spec.feature_names, spec.label.name, EXAMPLE_ID_COLUMN, *([TIMESTAMP_COLUMN] if with_timestamp else [])]
     if not tables.exists(name):
-        return pd.DataFrame(columns=[*spec.feature_names, spec.label.name, EXAMPLE_ID_COLUMN])
+        return pd.DataFrame(columns=columns)
     frame = tables.read(name)
     frame = frame[frame[spec.label.name].notna()]
     if since is not None:
         frame = frame[frame[TIMESTAMP_COLUMN] >= pd.Timestamp(since)]
     frame = frame.drop_duplicates(EXAMPLE_ID_COLUMN)
-    out = frame[[*spec.feature_names, spec.label.name, EXAMPLE_ID_COLUMN]].reset_index(drop=True)
+    out = frame[columns].reset_index(drop=True)
     if spec.label.type in ("bigint", "int"):
         out[spec.label.name] = out[spec.label.name].astype("int64")
     return out
@@ -87,14 +89,11 @@ def latest_labelled_window(settings: Settings, spec: ModelSpec, days: float = 1.
 
     ``held_out_only`` keeps only the examples a retrain never trains on (the fresh holdout share).
     """
-    fresh = fresh_traffic(settings, spec)
+    fresh = fresh_traffic(settings, spec, with_timestamp=True)
     if held_out_only and len(fresh):
         fresh = fresh[_stable_bucket(fresh[EXAMPLE_ID_COLUMN]) < FRESH_HOLDOUT_PERCENT]
     if fresh.empty:
-        return fresh
-    tables = get_tables(settings)
-    stamps = tables.read(settings.table(spec.processed_table), columns=[EXAMPLE_ID_COLUMN, TIMESTAMP_COLUMN])
-    fresh = fresh.merge(stamps.drop_duplicates(EXAMPLE_ID_COLUMN), on=EXAMPLE_ID_COLUMN, how="left")
+        return fresh.drop(columns=[TIMESTAMP_COLUMN])
     latest = fresh[TIMESTAMP_COLUMN].max()
     recent = fresh[fresh[TIMESTAMP_COLUMN] > latest - pd.Timedelta(days=days)]
     return recent.drop(columns=[TIMESTAMP_COLUMN]).reset_index(drop=True)
@@ -116,14 +115,14 @@ def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Times
     bucket = _stable_bucket(fresh[EXAMPLE_ID_COLUMN]) if len(fresh) else np.array([], dtype=int)
     fresh_holdout = fresh[bucket < FRESH_HOLDOUT_PERCENT]
     fresh_train = fresh[bucket >= FRESH_HOLDOUT_PERCENT]
+    original_train, original_holdout = split_holdout(load_feature_frame(settings))
     if len(fresh_holdout) >= spec.min_rows:
         holdout, holdout_name = fresh_holdout.drop(columns=[EXAMPLE_ID_COLUMN]), "recent labelled traffic"
     else:
-        holdout = label_frame(split_holdout(load_feature_frame(settings))[1], spec)
-        holdout_name = "original holdout"
+        holdout, holdout_name = label_frame(original_holdout, spec), "original holdout"
     weight = 1.0
     if len(fresh_train):
-        base_rows = len(split_holdout(load_feature_frame(settings))[0])
+        base_rows = len(original_train)
         weight = max(1.0, FRESH_WEIGHT_SHARE / (1 - FRESH_WEIGHT_SHARE) * base_rows / len(fresh_train))
     fresh_alone = quality_breach and len(fresh_train) >= MIN_FRESH_ROWS_ALONE
     result = train_model(settings, spec, extra_data=fresh_train.drop(columns=[EXAMPLE_ID_COLUMN]) if len(fresh_train)
