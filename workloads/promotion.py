@@ -90,8 +90,7 @@ def follow_champion(settings: Settings, spec: ModelSpec, version: int) -> str:
         return "local endpoint follows the champion alias"
     from workloads.serving.databricks import deploy_endpoint
 
-    status = deploy_endpoint(settings, spec, version=version)
-    return status.describe() if hasattr(status, "describe") else str(status)
+    return deploy_endpoint(settings, spec, version=version).describe()
 
 
 def _change_champion(settings: Settings, spec: ModelSpec, to_version: int, *, action: str, reason: str,
