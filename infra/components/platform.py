@@ -52,17 +52,18 @@ class Platform(pulumi.ComponentResource):
                 storage_root=config.catalog.storage_root, owner=config.grants.owner,
                 properties={"purpose": "mlops", "environment": config.environment}, opts=protected)
             catalog_name: pulumi.Input[str] = self.catalog.name
-            databricks.Grants(
+            self.catalog_grants = [databricks.Grants(
                 "catalog-grants", catalog=catalog_name,
                 grants=[databricks.GrantsGrantArgs(principal=p, privileges=CATALOG_READ) for p in principals],
-                opts=child)
+                opts=child)]
         else:
             # A reused catalog is not ours: grant additively, never authoritatively.
             self.catalog = None
             catalog_name = config.catalog.name
-            for principal in principals:
+            self.catalog_grants = [
                 databricks.Grant(f"catalog-use-{_slug(principal)}", catalog=catalog_name, principal=principal,
                                  privileges=CATALOG_READ, opts=child)
+                for principal in principals]
 
         self.models_schema = databricks.Schema(
             "models-schema", catalog_name=catalog_name, name=config.models_schema, owner=config.grants.owner,

@@ -58,7 +58,9 @@ def test_platform_reuses_an_existing_catalog_with_additive_grants(platform_parts
                                                            "0f1e2d3c-4b5a-4697-8887-a9b8c7d6e5f4"}
         assert all(g.inputs["privileges"] == ["USE_CATALOG"] for g in grants)
 
-    return resolved(platform.catalog_name, platform.models_schema.id).apply(lambda a: check(a[0]))
+    # Wait for every catalog grant, not only the schema: the check reads them all from the mocks.
+    ids = [g.id for g in platform.catalog_grants]
+    return resolved(platform.catalog_name, platform.models_schema.id, *ids).apply(lambda a: check(a[0]))
 
 
 @pulumi.runtime.test
