@@ -386,26 +386,24 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
         base_cat = np.concatenate([b.values for b in bases]) if bases else np.zeros(0)
         base_cum = np.concatenate([b.cum for b in bases]) if bases else np.zeros(0)
         out_g, out_s = np.empty(m), np.empty(m)
-        # Rank columns (base <, base <=, previous <, previous <=) are read only where the pair exists, and the
-        # pass writes them there.
-        g_rank = np.empty((m, 4), dtype=np.int32)
-        s_rank = np.empty((m, 4), dtype=np.int32)
+        cum_g, cum_s = np.empty(m + n_groups), np.empty(m + n_windows)
+        # Rank columns (base <=, previous <=) are read only where the pair exists, and the pass writes them there.
+        g_rank = np.empty((m, 2), dtype=np.int32)
+        s_rank = np.empty((m, 2), dtype=np.int32)
         sv, sg = kernels.value_order(vals, gid_small)
         scratch = np.empty((2, vals.shape[0]), dtype=np.int32)
         kernels.column_ranks(sv, sg, n_versions, prev_g, prev_w, tgt_g, tgt_s, base_cat, base_off,
                              off_g, off_s, out_g, out_s, g_rank, s_rank, scratch)
         del sv, sg, scratch
         per_kind = []
-        for out, rank, off, prev, tgt, count in ((out_g, g_rank, off_g, prev_g, tgt_g, n_groups),
-                                                 (out_s, s_rank, off_s, prev_w, tgt_s, n_windows)):
-            cum = np.empty(m + count)
+        for out, cum, rank, off, prev, tgt, count in ((out_g, cum_g, g_rank, off_g, prev_g, tgt_g, n_groups),
+                                                      (out_s, cum_s, s_rank, off_s, prev_w, tgt_s, n_windows)):
             kernels.segment_cums(out, off, cum)
             res_d = np.full((2, count), np.nan)
             res_w = np.full((2, count), np.nan)
             res_c = np.zeros((2, count, stats.PSI_BINS), dtype=np.int64)
             kernels.segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off, stats.PSI_BINS,
                                   res_d, res_w, res_c)
-            del cum
             # Profiles and own PSI proportions now, so the sorted values need not outlive this column.
             profiles = _segment_profiles(out, off, count)
             own = np.zeros((count, stats.PSI_BINS), dtype=np.int64)
@@ -420,7 +418,7 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
                         psi = stats.psi_from_proportions(res_c[row, i] / na, pb)
                         drift[i][kind] = (float(res_d[row, i]), float(res_w[row, i]), psi)
             per_kind.append((profiles, drift))
-        del out_g, out_s, g_rank, s_rank
+        del out_g, out_s, cum_g, cum_s, g_rank, s_rank
         return name, per_kind, ((rows_g - fin_g, inf_g), (rows_s - fin_s, inf_s))
 
     try:

@@ -232,17 +232,17 @@ def _column_ranks(sv, sg, n_versions, prev_g, prev_s, tgt_g, tgt_s, base_cat, ba
     window x version ids ordered by value; window id = group id // ``n_versions``; non-finite values skipped), and
     - write every group's values, sorted, into its segment of ``out_g`` (window x version groups) and ``out_s``
       (window groups over all versions): segments start at ``off_g`` / ``off_s``;
-    - record, for each value written, its ranks ``#b < x`` and ``#b <= x`` in the samples it is compared with:
-      the previous window's group (``prev_g`` / ``prev_s``, -1 for none: its values met so far are exactly the
-      smaller ones) and its baseline target (``tgt_g`` / ``tgt_s`` index into ``base_off`` segments of the sorted
-      ``base_cat``, -1 for none; one merge pointer per target).
+    - record, for each value written, its rank ``#b <= x`` in the samples it is compared with: its baseline
+      target (``tgt_g`` / ``tgt_s`` index into ``base_off`` segments of the sorted ``base_cat``, -1 for none; one
+      merge pointer per target) and the previous window's group (``prev_g`` / ``prev_s``, -1 for none: its values
+      met so far are exactly those up to ``x``, so the rank is a counter). ``#b < x`` is found from it by
+      :func:`_ranked_pair`, looking back in ``b`` over values equal to ``x``.
 
-    ``g_rank`` / ``s_rank`` columns: base_lt, base_le, prev_lt, prev_le. A run of equal values is handled as a block
-    (``<`` counts before it, ``<=`` counts after it), so ties are exact.
+    ``g_rank`` / ``s_rank`` columns: base_le, prev_le (written only where the pair exists). A run of equal values
+    is placed as a block before the ``<=`` counts of the previous windows' groups are read, so ties are exact.
     """
     n = sv.shape[0]
     n_targets = base_off.shape[0] - 1
-    j_lt = base_off[:-1].copy()
     j_le = base_off[:-1].copy()
     fill_g = np.zeros(off_g.shape[0] - 1, dtype=np.int64)
     fill_s = np.zeros(off_s.shape[0] - 1, dtype=np.int64)
@@ -257,75 +257,56 @@ def _column_ranks(sv, sg, n_versions, prev_g, prev_s, tgt_g, tgt_s, base_cat, ba
             k2 += 1
         for t in range(n_targets):
             hi = base_off[t + 1]
-            j = j_lt[t]
-            while j < hi and base_cat[j] < x:
-                j += 1
-            j_lt[t] = j
-            j_le[t] = max(j_le[t], j)
             j = j_le[t]
             while j < hi and base_cat[j] <= x:
                 j += 1
             j_le[t] = j
-        if k2 == k + 1:  # a value of its own (the usual case): '<' and '<=' counts of other groups coincide
+        if k2 == k + 1:  # a value of its own (the usual case)
             g = sg[k]
             s = g // n_versions
-            pg = prev_g[g]
-            ps = prev_s[s]
             pos_g = off_g[g] + fill_g[g]
-            fill_g[g] += 1
             pos_s = off_s[s] + fill_s[s]
-            fill_s[s] += 1
             out_g[pos_g] = x
             out_s[pos_s] = x
+            fill_g[g] += 1
+            fill_s[s] += 1
             t = tgt_g[g]
             if t >= 0:
-                g_rank[pos_g, 0] = j_lt[t] - base_off[t]
-                g_rank[pos_g, 1] = j_le[t] - base_off[t]
+                g_rank[pos_g, 0] = j_le[t] - base_off[t]
             t = tgt_s[s]
             if t >= 0:
-                s_rank[pos_s, 0] = j_lt[t] - base_off[t]
-                s_rank[pos_s, 1] = j_le[t] - base_off[t]
-            c = fill_g[pg] if pg >= 0 else 0
-            g_rank[pos_g, 2] = c
-            g_rank[pos_g, 3] = c
-            c = fill_s[ps] if ps >= 0 else 0
-            s_rank[pos_s, 2] = c
-            s_rank[pos_s, 3] = c
+                s_rank[pos_s, 0] = j_le[t] - base_off[t]
+            pg = prev_g[g]
+            ps = prev_s[s]
+            g_rank[pos_g, 1] = fill_g[pg] if pg >= 0 else 0
+            s_rank[pos_s, 1] = fill_s[ps] if ps >= 0 else 0
             k = k2
             continue
-        # '<' counts of the previous windows' groups, before this run's values are placed
-        for q in range(k, k2):
-            pg = prev_g[sg[q]]
-            ps = prev_s[sg[q] // n_versions]
-            scratch[0, q - k] = fill_g[pg] if pg >= 0 else 0
-            scratch[1, q - k] = fill_s[ps] if ps >= 0 else 0
         for q in range(k, k2):
             g = sg[q]
             s = g // n_versions
             pos_g = off_g[g] + fill_g[g]
-            fill_g[g] += 1
             pos_s = off_s[s] + fill_s[s]
-            fill_s[s] += 1
             out_g[pos_g] = x
             out_s[pos_s] = x
+            fill_g[g] += 1
+            fill_s[s] += 1
             t = tgt_g[g]
             if t >= 0:
-                g_rank[pos_g, 0] = j_lt[t] - base_off[t]
-                g_rank[pos_g, 1] = j_le[t] - base_off[t]
+                g_rank[pos_g, 0] = j_le[t] - base_off[t]
             t = tgt_s[s]
             if t >= 0:
-                s_rank[pos_s, 0] = j_lt[t] - base_off[t]
-                s_rank[pos_s, 1] = j_le[t] - base_off[t]
-            g_rank[pos_g, 2] = scratch[0, q - k]
-            s_rank[pos_s, 2] = scratch[1, q - k]
+                s_rank[pos_s, 0] = j_le[t] - base_off[t]
             scratch[0, q - k] = pos_g
             scratch[1, q - k] = pos_s
-        # '<=' counts, after the run's values are placed
+        # '<=' counts of the previous windows' groups, after the run's values are placed (a group is never its
+        # own previous group, so for a value of its own the counter is read as is)
         for q in range(k, k2):
-            pg = prev_g[sg[q]]
-            ps = prev_s[sg[q] // n_versions]
-            g_rank[scratch[0, q - k], 3] = fill_g[pg] if pg >= 0 else 0
-            s_rank[scratch[1, q - k], 3] = fill_s[ps] if ps >= 0 else 0
+            g = sg[q]
+            pg = prev_g[g]
+            ps = prev_s[g // n_versions]
+            g_rank[scratch[0, q - k], 1] = fill_g[pg] if pg >= 0 else 0
+            s_rank[scratch[1, q - k], 1] = fill_s[ps] if ps >= 0 else 0
         k = k2
 
 
@@ -426,8 +407,9 @@ def _group_counts(vals, gid, fin_g, inf_g):
             inf_g[gid[r]] += 1
 
 
-def _ranked_pair(av, a_lt, a_le, bv, bcum, nbins):
-    """:func:`numeric_pair` given the ranks of ``a``'s values in ``b`` (``#b < x``, ``#b <= x``)."""
+def _ranked_pair(av, a_le, bv, bcum, nbins):
+    """:func:`numeric_pair` given the ranks ``#b <= x`` of ``a``'s values in ``b`` (``#b < x`` is found by looking
+    back over the values of ``b`` equal to ``x``: ranks grow along ``a``, so those reads go forward in ``b``)."""
     na = av.shape[0]
     nb = bv.shape[0]
     inv_nb = 1.0 / nb
@@ -446,8 +428,10 @@ def _ranked_pair(av, a_lt, a_le, bv, bcum, nbins):
         i2 = i + 1
         while i2 < na and av[i2] == x:
             i2 += 1
-        j_lt = np.int64(a_lt[i])
         j_le = np.int64(a_le[i])
+        j_lt = j_le
+        while j_lt > 0 and bv[j_lt - 1] == x:
+            j_lt -= 1
         d = max(d, abs(i * inv_na - j_lt * inv_nb))
         d = max(d, abs(i2 * inv_na - j_le * inv_nb))
         h_x = _h(x, j_le, bcum, inv_nb)
@@ -538,7 +522,7 @@ def _segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off,
         if t >= 0 and base_off[t + 1] > base_off[t]:
             bv = base_cat[base_off[t]:base_off[t + 1]]
             bc = base_cum[base_off[t] + t:base_off[t + 1] + t + 1]
-            d, w, c = _ranked_pair(av, rank[lo:hi, 0], rank[lo:hi, 1], bv, bc, nbins)
+            d, w, c = _ranked_pair(av, rank[lo:hi, 0], bv, bc, nbins)
             res_d[0, g] = d
             res_w[0, g] = w
             res_c[0, g, :] = c
@@ -546,7 +530,7 @@ def _segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off,
         if p >= 0 and off[p + 1] > off[p]:
             bv = out[off[p]:off[p + 1]]
             bc = cum[off[p] + p:off[p + 1] + p + 1]
-            d, w, c = _ranked_pair(av, rank[lo:hi, 2], rank[lo:hi, 3], bv, bc, nbins)
+            d, w, c = _ranked_pair(av, rank[lo:hi, 1], bv, bc, nbins)
             res_d[1, g] = d
             res_w[1, g] = w
             res_c[1, g, :] = c
@@ -566,9 +550,9 @@ if njit is not None:
     gather_order = njit(cache=True, nogil=True)(_gather_order)
     group_counts = njit(cache=True, nogil=True)(_group_counts)
     _ranked_pair = njit(cache=True, nogil=True)(_ranked_pair)
-    segment_cums = njit(cache=True, nogil=True)(_segment_cums)
     segment_profiles = njit(cache=True, nogil=True)(_segment_profiles)
     segment_psi_counts = njit(cache=True, nogil=True)(_segment_psi_counts)
+    segment_cums = njit(cache=True, nogil=True)(_segment_cums)
     segment_pairs = njit(cache=True, nogil=True)(_segment_pairs)
 else:  # pragma: no cover
     numeric_pair = self_psi_counts = column_ranks = group_counts = segment_cums = segment_pairs = segment_profiles = None
