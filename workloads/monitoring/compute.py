@@ -315,24 +315,29 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
 _LEVELS = np.array([*stats.QUANTILE_LEVELS, 0.5])
 
 
-def _segment_profiles(out: np.ndarray, off: np.ndarray, count: int) -> list[stats.NumericProfile]:
-    """:func:`stats.numeric_profile` of every sorted segment, in one compiled pass."""
+def _segment_summaries(out: np.ndarray, off: np.ndarray, count: int, cum: np.ndarray
+                       ) -> tuple[list[stats.NumericProfile], list[np.ndarray | None]]:
+    """:func:`stats.numeric_profile` and the own PSI bin proportions of every sorted segment, with their prefix
+    sums written to ``cum``, in one compiled call."""
     res = np.zeros((count, 4))
     quantiles = np.zeros((count, _LEVELS.shape[0]))
     distinct = np.zeros(count, dtype=np.int64)
-    kernels.segment_profiles(out, off, _LEVELS, res, quantiles, distinct)
+    own = np.zeros((count, stats.PSI_BINS), dtype=np.int64)
+    kernels.segment_summaries(out, off, _LEVELS, stats.PSI_BINS, res, quantiles, distinct, own, cum)
     sizes = np.diff(off)
-    profiles = []
+    profiles, props = [], []
     for i in range(count):
         n = int(sizes[i])
         if n == 0:
             profiles.append(stats.NumericProfile(0, None, None, None, None, None, None, 0))
+            props.append(None)
             continue
         std = float(np.sqrt(res[i, 1] / (n - 1))) if n > 1 else None
         qs = quantiles[i].tolist()
         profiles.append(stats.NumericProfile(n, float(res[i, 0]), std, float(res[i, 2]), float(res[i, 3]), qs[:-1],
                                              qs[-1], int(distinct[i])))
-    return profiles
+        props.append(own[i] / n)
+    return profiles, props
 
 
 def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarray, n_versions: int,
@@ -398,17 +403,13 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
         per_kind = []
         for out, cum, rank, off, prev, tgt, count in ((out_g, cum_g, g_rank, off_g, prev_g, tgt_g, n_groups),
                                                       (out_s, cum_s, s_rank, off_s, prev_w, tgt_s, n_windows)):
-            kernels.segment_cums(out, off, cum)
+            # Profiles and own PSI proportions now, so the sorted values need not outlive this column.
+            profiles, props = _segment_summaries(out, off, count, cum)
             res_d = np.full((2, count), np.nan)
             res_w = np.full((2, count), np.nan)
             res_c = np.zeros((2, count, stats.PSI_BINS), dtype=np.int64)
             kernels.segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off, stats.PSI_BINS,
                                   res_d, res_w, res_c)
-            # Profiles and own PSI proportions now, so the sorted values need not outlive this column.
-            profiles = _segment_profiles(out, off, count)
-            own = np.zeros((count, stats.PSI_BINS), dtype=np.int64)
-            kernels.segment_psi_counts(out, off, stats.PSI_BINS, own)
-            props = [own[i] / profiles[i].count if profiles[i].count else None for i in range(count)]
             drift = [{} for _ in range(count)]
             for i in range(count):
                 na = profiles[i].count

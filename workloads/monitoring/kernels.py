@@ -459,29 +459,43 @@ def _ranked_pair(av, a_le, bv, bcum, nbins):
     return d, w, counts
 
 
-def _segment_profiles(values, off, levels, res, quantiles, distinct):
-    """Per sorted segment: ``res`` = (sum / n, sum of squared deviations, min, max); ``quantiles`` at ``levels``
-    by linear interpolation (as ``stats.quantiles_sorted``); ``distinct`` values."""
+def _segment_summaries(values, off, levels, nbins, res, quantiles, distinct, psi, cum):
+    """Per sorted segment ``values[off[g]:off[g+1]]``: ``res`` = (sum / n, sum of squared deviations, min, max);
+    ``quantiles`` at ``levels`` by linear interpolation (as ``stats.quantiles_sorted``); ``distinct`` values;
+    ``psi`` = :func:`self_psi_counts`; prefix sums into ``cum[off[g] + g : off[g+1] + g + 1]`` (the same
+    sequential sums as ``np.cumsum``). Two passes over each segment."""
     for g in range(off.shape[0] - 1):
         lo = off[g]
-        n = off[g + 1] - lo
+        hi = off[g + 1]
+        n = hi - lo
+        cum[lo + g] = 0.0
         if n == 0:
             continue
         acc = 0.0
-        runs = 1
-        for i in range(lo, lo + n):
-            acc += values[i]
-            if i > lo and values[i] != values[i - 1]:
-                runs += 1
+        runs = 0
+        b = 0
+        i = lo
+        while i < hi:
+            x = values[i]
+            i2 = i
+            while i2 < hi and values[i2] == x:
+                acc += x
+                i2 += 1
+                cum[i2 + g] = acc
+            runs += 1
+            while b < nbins - 1 and (b + 1) * n < (i2 - lo) * nbins:
+                b += 1
+            psi[g, b] += i2 - i
+            i = i2
         avg = acc / n
         ss = 0.0
-        for i in range(lo, lo + n):
+        for i in range(lo, hi):
             dev = values[i] - avg
             ss += dev * dev
         res[g, 0] = avg
         res[g, 1] = ss
         res[g, 2] = values[lo]
-        res[g, 3] = values[lo + n - 1]
+        res[g, 3] = values[hi - 1]
         distinct[g] = runs
         for q in range(levels.shape[0]):
             pos = levels[q] * (n - 1)
@@ -489,25 +503,6 @@ def _segment_profiles(values, off, levels, res, quantiles, distinct):
             k2 = min(k + 1, n - 1)
             lo_v = values[lo + k]
             quantiles[g, q] = lo_v + (values[lo + k2] - lo_v) * (pos - k)
-
-
-def _segment_psi_counts(values, off, nbins, counts):
-    """:func:`self_psi_counts` of every sorted segment ``values[off[g]:off[g+1]]`` into ``counts[g]``."""
-    for g in range(off.shape[0] - 1):
-        if off[g + 1] > off[g]:
-            counts[g, :] = self_psi_counts(values[off[g]:off[g + 1]], nbins)
-
-
-def _segment_cums(values, off, cum):
-    """Prefix sums of each segment ``values[off[g]:off[g+1]]`` into ``cum[off[g] + g : off[g+1] + g + 1]``
-    (the same sequential sums as ``np.cumsum``)."""
-    for g in range(off.shape[0] - 1):
-        base = off[g] + g
-        acc = 0.0
-        cum[base] = 0.0
-        for i in range(off[g], off[g + 1]):
-            acc += values[i]
-            cum[base + i - off[g] + 1] = acc
 
 
 def _segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off, nbins, res_d, res_w, res_c):
@@ -550,10 +545,8 @@ if njit is not None:
     gather_order = njit(cache=True, nogil=True)(_gather_order)
     group_counts = njit(cache=True, nogil=True)(_group_counts)
     _ranked_pair = njit(cache=True, nogil=True)(_ranked_pair)
-    segment_profiles = njit(cache=True, nogil=True)(_segment_profiles)
-    segment_psi_counts = njit(cache=True, nogil=True)(_segment_psi_counts)
-    segment_cums = njit(cache=True, nogil=True)(_segment_cums)
+    segment_summaries = njit(cache=True, nogil=True)(_segment_summaries)
     segment_pairs = njit(cache=True, nogil=True)(_segment_pairs)
 else:  # pragma: no cover
-    numeric_pair = self_psi_counts = column_ranks = group_counts = segment_cums = segment_pairs = segment_profiles = None
-    order_keys = gather_order = segment_psi_counts = None
+    numeric_pair = self_psi_counts = column_ranks = group_counts = segment_pairs = segment_summaries = None
+    order_keys = gather_order = None
