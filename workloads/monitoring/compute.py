@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -65,14 +66,17 @@ def _tune_malloc() -> None:
 
 
 def _trim_malloc() -> None:
+    """Return the refresh's freed memory to the OS, on a thread of its own (``malloc_trim`` takes milliseconds and
+    nothing waits for it)."""
     if not _MALLOC_TUNED:
         return
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
-        pass
+        return
+    threading.Thread(target=trim, args=(0,), name="mlops-malloc-trim", daemon=True).start()
 
 
 def _workers() -> int:

@@ -344,10 +344,15 @@ def _gather_order(keys, vals, gid, bits, sv, sg, limit):
     m = keys.shape[0]
     low = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
     high = ~low
+    ordered = True
     for k in range(m):
         r = keys[k] & low
         sv[k] = vals[r]
         sg[k] = gid[r]
+        if k > 0 and sv[k] < sv[k - 1]:
+            ordered = False
+    if ordered:  # the usual case: no near-ties out of order
+        return True
     fixed = 0
     k = 0
     while k < m:

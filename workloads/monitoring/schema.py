@@ -84,22 +84,22 @@ DRIFT_SCHEMA = pa.schema([
 
 
 class Rows:
-    """Column-wise accumulator of metric rows for one schema (missing fields are null)."""
+    """Accumulator of metric rows for one schema (missing fields are null), turned into columns once at the end."""
 
     def __init__(self, schema: pa.Schema):
         self.schema = schema
-        self.columns: dict[str, list] = {f.name: [] for f in schema}
-        self.n = 0
+        self.rows: list[dict] = []
+
+    @property
+    def n(self) -> int:
+        return len(self.rows)
 
     def add(self, **values) -> None:
-        for name, column in self.columns.items():
-            column.append(values.get(name))
-        self.n += 1
+        self.rows.append(values)
 
     def extend(self, other: Rows) -> None:
-        for name, column in self.columns.items():
-            column.extend(other.columns[name])
-        self.n += other.n
+        self.rows.extend(other.rows)
 
     def to_arrow(self) -> pa.Table:
-        return pa.Table.from_pydict(self.columns, schema=self.schema)
+        rows = self.rows
+        return pa.Table.from_pydict({f.name: [r.get(f.name) for r in rows] for f in self.schema}, schema=self.schema)
