@@ -107,15 +107,52 @@ def monitored_columns(spec: ModelSpec) -> list[tuple[Column, bool]]:
     return out
 
 
+class _Deferred:
+    """A value computed on a thread of its own, awaited on first use (exceptions surface there)."""
+
+    def __init__(self, compute, background: bool):
+        self._value = None
+        self._future = None
+        if background:
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-monitor-prepare")
+            self._future = pool.submit(compute)
+            pool.shutdown(wait=False)
+        else:
+            self._value = compute()
+
+    def get(self):
+        if self._future is not None:
+            self._value, self._future = self._future.result(), None
+        return self._value
+
+
+class _Part(_Deferred):
+    """Item ``index`` of a deferred tuple."""
+
+    def __init__(self, whole: _Deferred, index: int):
+        self._whole, self._index = whole, index
+
+    def get(self):
+        return self._whole.get()[self._index]
+
+
 @dataclass
 class Rowset:
     """Monitored columns of some rows as numpy arrays: numeric as float64 (NaN = null), categorical as codes."""
 
     numeric: dict[str, np.ndarray]
-    codes: dict[str, np.ndarray]
+    _codes: dict[str, np.ndarray] | _Deferred
     version: np.ndarray  # int codes into MonitorData.versions
     ts_ns: np.ndarray | None
     n: int
+
+    @property
+    def codes(self) -> dict[str, np.ndarray]:
+        """Categorical columns as codes into ``MonitorData.categories`` (-1 = null); may wait for :func:`prepare`'s
+        background factorization."""
+        if isinstance(self._codes, _Deferred):
+            self._codes = self._codes.get()
+        return self._codes
 
     def subset(self, mask: np.ndarray) -> Rowset:
         return Rowset({k: v[mask] for k, v in self.numeric.items()}, {k: v[mask] for k, v in self.codes.items()},
@@ -129,8 +166,14 @@ class MonitorData:
     spec: ModelSpec
     inputs: Rowset
     baseline: Rowset | None
-    categories: dict[str, np.ndarray] = field(default_factory=dict)
+    _categories: dict[str, np.ndarray] | _Deferred = field(default_factory=dict)
     versions: list[str] = field(default_factory=list)
+
+    @property
+    def categories(self) -> dict[str, np.ndarray]:
+        if isinstance(self._categories, _Deferred):
+            self._categories = self._categories.get()
+        return self._categories
 
 
 def _numeric(series: pd.Series) -> np.ndarray:
@@ -166,24 +209,37 @@ def _factorize(series_in: pd.Series, series_b: pd.Series | None, fill: str | Non
 
 
 def prepare(frame: pd.DataFrame, baseline: pd.DataFrame | None, spec: ModelSpec) -> MonitorData:
-    """Turn the processed table and baseline frames into :class:`MonitorData`."""
+    """Turn the processed table and baseline frames into :class:`MonitorData`.
+
+    For large inputs the categorical columns are factorized on a thread of their own: the numeric columns,
+    model versions and timestamps are ready on return, and the numeric pass runs while the category
+    dictionaries are built (:attr:`Rowset.codes` waits for them).
+    """
     columns = monitored_columns(spec)
     n_in = len(frame)
     base = baseline if baseline is not None and len(baseline) else None
-    numeric_in, codes_in, numeric_b, codes_b, categories = {}, {}, {}, {}, {}
+
+    def column_of(source: pd.DataFrame, name: str) -> pd.Series:
+        return source[name] if name in source else pd.Series([None] * len(source), dtype="object")
+
+    numeric_in, numeric_b = {}, {}
     for col, categorical in columns:
-        series_in = frame[col.name] if col.name in frame else pd.Series([None] * n_in, dtype="object")
-        series_b = None
-        if base is not None:
-            series_b = base[col.name] if col.name in base else pd.Series([None] * len(base), dtype="object")
-        if categorical:
-            codes_in[col.name], in_base, categories[col.name] = _factorize(series_in, series_b)
-            if series_b is not None:
-                codes_b[col.name] = in_base
-        else:
-            numeric_in[col.name] = _numeric(series_in)
-            if series_b is not None:
-                numeric_b[col.name] = _numeric(series_b)
+        if not categorical:
+            numeric_in[col.name] = _numeric(column_of(frame, col.name))
+            if base is not None:
+                numeric_b[col.name] = _numeric(column_of(base, col.name))
+
+    def factorize_categorical():
+        codes_in, codes_b, categories = {}, {}, {}
+        for col, categorical in columns:
+            if categorical:
+                series_b = None if base is None else column_of(base, col.name)
+                codes_in[col.name], in_base, categories[col.name] = _factorize(column_of(frame, col.name), series_b)
+                if series_b is not None:
+                    codes_b[col.name] = in_base
+        return codes_in, codes_b, categories
+
+    factorized = _Deferred(factorize_categorical, background=n_in > 200_000 and _workers() > 1)
     versions_in = _as_text(frame[MODEL_ID_COLUMN]) if MODEL_ID_COLUMN in frame else pd.Series(
         [None] * n_in, dtype="string")
     versions_b = None
@@ -192,11 +248,11 @@ def prepare(frame: pd.DataFrame, baseline: pd.DataFrame | None, spec: ModelSpec)
             [None] * len(base), dtype="string")
     vcodes_in, vcodes_b, vuniques = _factorize(versions_in, versions_b, fill="unknown")
     ts = to_ns(frame[TIMESTAMP_COLUMN]) if n_in else np.zeros(0, dtype=np.int64)
-    inputs = Rowset(numeric_in, codes_in, vcodes_in, ts, n_in)
+    inputs = Rowset(numeric_in, _Part(factorized, 0), vcodes_in, ts, n_in)
     base_rows = None
     if base is not None:
-        base_rows = Rowset(numeric_b, codes_b, vcodes_b, None, len(base))
-    return MonitorData(spec, inputs, base_rows, categories, [str(v) for v in vuniques])
+        base_rows = Rowset(numeric_b, _Part(factorized, 1), vcodes_b, None, len(base))
+    return MonitorData(spec, inputs, base_rows, _Part(factorized, 2), [str(v) for v in vuniques])
 
 
 # ------------------------------------------------------------------------------------------- group summaries
@@ -255,12 +311,13 @@ def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
-               spans: tuple[int, ...] = (1,), shared: bool = False, numeric: bool = True
-               ) -> list[dict[int, GroupStats]]:
+               spans: tuple[int, ...] = (1,), shared: bool = False, numeric: bool = True,
+               categorical: bool = True) -> list[dict[int, GroupStats]]:
     """Stats for every non-empty group id, per span: with span ``k`` > 1, for runs of ``k`` adjacent ids.
 
     Rows are ordered by group once; each group's columns are then sorted (on a small thread pool for large
-    inputs: numpy's sort releases the GIL).
+    inputs: numpy's sort releases the GIL). ``numeric`` / ``categorical`` False leave out the numeric columns /
+    the categorical columns and quality metrics (see :func:`_merged`).
     """
     spec = data.spec
     perm = _order_by_group(gid, n_groups)
@@ -293,14 +350,15 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
             nonfinite[name] = [d[1] for d in done]
             nulls[name] = [(job[3] - job[2]) - d[0].n for job, d in zip(jobs, done, strict=True)]
             del ordered
-        for name, codes in rows.codes.items():
+        for name, codes in (rows.codes.items() if categorical else ()):
             ordered = codes[perm]
             size = len(data.categories[name])
             parts = [ordered[lo:hi] for _, _, lo, hi in jobs]
             counts[name] = [np.bincount(p[p >= 0], minlength=size) for p in parts]
             nulls[name] = [p.shape[0] - int(c.sum()) for p, c in zip(parts, counts[name], strict=True)]
             del ordered
-        quality = each(lambda job: _quality(spec, data, rows, slice(job[2], job[3]), perm))
+        quality = each(lambda job: _quality(spec, data, rows, slice(job[2], job[3]), perm)) if categorical else [
+            ({}, 0)] * len(jobs)
     finally:
         if pool is not None:
             pool.shutdown()
@@ -314,6 +372,18 @@ def _summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: int,
     for (k, g, _, _), stats_ in zip(jobs, built, strict=True):
         out[k][g] = stats_
     return out
+
+
+def _merged(numeric: list[dict[int, GroupStats]], categorical: list[dict[int, GroupStats]]
+            ) -> list[dict[int, GroupStats]]:
+    """The groups of a ``categorical=False`` summary completed with those of a ``numeric=False`` one."""
+    for by_id, others in zip(numeric, categorical, strict=True):
+        for key, group in by_id.items():
+            other = others[key]
+            group.counts.update(other.counts)
+            group.nulls.update(other.nulls)
+            group.quality, group.labelled = other.quality, other.labelled
+    return numeric
 
 
 _LEVELS = np.array([*stats.QUANTILE_LEVELS, 0.5])
@@ -415,19 +485,25 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
             kernels.segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off, stats.PSI_BINS,
                                   res_d, res_w, res_c)
             drift = [{} for _ in range(count)]
-            for i in range(count):
-                na = profiles[i].count
-                for row, kind, pb in ((0, "base", None if tgt[i] < 0 else base_props[tgt[i]]),
-                                      (1, "prev", None if prev[i] < 0 else props[prev[i]])):
-                    if na and pb is not None and not np.isnan(res_d[row, i]):
-                        psi = stats.psi_from_proportions(res_c[row, i] / na, pb)
-                        drift[i][kind] = (float(res_d[row, i]), float(res_w[row, i]), psi)
+            sizes = np.diff(off)
+            for row, kind, partner, partner_props in ((0, "base", tgt, base_props), (1, "prev", prev, props)):
+                # a pair exists where the kernel computed it (both samples have values)
+                paired = np.flatnonzero((sizes > 0) & (partner >= 0) & ~np.isnan(res_d[row]))
+                if paired.shape[0] == 0:
+                    continue
+                psi = stats.psi_rows(res_c[row, paired] / sizes[paired, None],
+                                     np.stack([partner_props[partner[i]] for i in paired]))
+                for i, d, w, p in zip(paired.tolist(), res_d[row, paired].tolist(), res_w[row, paired].tolist(),
+                                      psi.tolist(), strict=True):
+                    drift[i][kind] = (d, w, p)
             per_kind.append((profiles, drift))
         del out_g, out_s, cum_g, cum_s, g_rank, s_rank
         return name, per_kind, ((rows_g - fin_g, inf_g), (rows_s - fin_s, inf_s))
 
     try:
-        done = _pool_map(pool, column, list(rows.numeric.items()), workers)
+        # One task per column: a few long tasks, so chunking them would leave a thread idle at the end.
+        items = list(rows.numeric.items())
+        done = list(pool.map(column, items)) if pool is not None else [column(item) for item in items]
     finally:
         if pool is not None:
             pool.shutdown()
@@ -488,8 +564,21 @@ class _Pending:
 
     rows: list = field(default_factory=list)
     numeric: list = field(default_factory=list)
+    categorical: dict = field(default_factory=dict)  # column -> [(row, counts a, counts b)]
     ks: list = field(default_factory=list)
     chi: list = field(default_factory=list)
+
+    def _categorical(self) -> None:
+        """Chi-squared statistics and distances of every categorical pair, vectorised per column."""
+        for pairs in self.categorical.values():
+            valid, stat, dof, tv, linf, js = stats.categorical_drift_rows(np.stack([p[1] for p in pairs]),
+                                                                          np.stack([p[2] for p in pairs]))
+            for (row, _, _), ok, s, k, t, li, j in zip(pairs, valid.tolist(), stat.tolist(), dof.tolist(),
+                                                      tv.tolist(), linf.tolist(), js.tolist(), strict=True):
+                if ok:
+                    test = {"statistic": s, "pvalue": None}
+                    self.chi.append((test, s, k))
+                    row.update(chi_squared_test=test, tv_distance=t, l_infinity_distance=li, js_distance=j)
 
     def resolve(self, exact: bool, out: Rows) -> None:
         def run(task):
@@ -514,6 +603,7 @@ class _Pending:
                                       exact=exact, workers=workers)
             for (test, *_), p in zip(self.ks, values, strict=True):
                 test["pvalue"] = float(p)
+        self._categorical()
         if self.chi:
             values = stats.chi2_pvalues([c[1] for c in self.chi], [c[2] for c in self.chi])
             for (test, *_), p in zip(self.chi, values, strict=True):
@@ -524,6 +614,7 @@ class _Pending:
         self.numeric.clear()
         self.ks.clear()
         self.chi.clear()
+        self.categorical.clear()
 
 
 def _emit_drift(data: MonitorData, a: GroupStats, b: GroupStats, base: dict, pending: _Pending,
@@ -537,13 +628,9 @@ def _emit_drift(data: MonitorData, a: GroupStats, b: GroupStats, base: dict, pen
             na, nb = int(ca.sum()), int(cb.sum())
             fields = {"count_delta": float(na - nb),
                       "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
-            drift = stats.categorical_drift(ca, cb, pvalue=False)
-            if drift is not None:
-                test = {"statistic": drift.chi_squared_statistic, "pvalue": None}
-                pending.chi.append((test, drift.chi_squared_statistic, drift.chi_squared_dof))
-                fields.update(chi_squared_test=test, tv_distance=drift.tv_distance,
-                              l_infinity_distance=drift.l_infinity_distance, js_distance=drift.js_distance)
-            pending.rows.append({**base, "column_name": name, "data_type": col.type, **fields})
+            row = {**base, "column_name": name, "data_type": col.type, **fields}
+            pending.rows.append(row)
+            pending.categorical.setdefault(name, []).append((row, ca, cb))
         else:
             na, nb = a.profile(name).count, b.profile(name).count
             row = {**base, "column_name": name, "data_type": col.type, "count_delta": float(na - nb),
@@ -648,21 +735,29 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
             summaries = lambda: summed
         baseline_groups: dict[int, GroupStats] = {}
         baseline_all = None
+        complete_baseline = None
         if base_rows is not None and base_rows.n:
             present = np.flatnonzero(np.bincount(base_rows.version, minlength=n_versions))
-            if present.shape[0] == 1:  # one version's rows are the whole baseline: summarise them once
-                (baseline_groups,) = _summaries(data, base_rows, base_rows.version, n_versions, shared=True)
-                baseline_all = baseline_groups[int(present[0])]
+            # one version's rows are the whole baseline: summarise them once
+            spans = (1,) if present.shape[0] == 1 else (1, n_versions)
+            if background is not None:  # categorical columns and quality with the input's, off this thread
+                later = background.submit(_summaries, data, base_rows, base_rows.version, n_versions, spans, True,
+                                          False)
+                summed_base = _summaries(data, base_rows, base_rows.version, n_versions, spans, shared=True,
+                                         categorical=False)
+                complete_baseline = lambda: _merged(summed_base, later.result())
             else:
-                baseline_groups, baseline_star = _summaries(data, base_rows, base_rows.version, n_versions,
-                                                            spans=(1, n_versions), shared=True)
-                baseline_all = baseline_star[0]
+                summed_base = _summaries(data, base_rows, base_rows.version, n_versions, spans, shared=True)
+            baseline_groups = summed_base[0]
+            baseline_all = baseline_groups[int(present[0])] if len(spans) == 1 else summed_base[1][0]
         index_of = {int(s): i for i, s in enumerate(window_starts)}
         if one_pass:
             prev_w = np.array([index_of.get(int(p), -1) for p in prev_starts], dtype=np.int64)
             targets = [baseline_groups.get(v, baseline_all) for v in range(n_versions)]
             _numeric_pass(data, rows, gid, wi, n_versions, prev_w, targets, baseline_all, summaries)
         groups, star = summaries()
+        if complete_baseline is not None:
+            complete_baseline()
     finally:
         if background is not None:
             background.shutdown()

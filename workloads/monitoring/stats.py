@@ -381,9 +381,14 @@ def _psi(a_le: np.ndarray, b_le_at_a: np.ndarray, b: Sorted, na: int) -> float:
 
 
 def psi_from_proportions(pa: np.ndarray, pb: np.ndarray) -> float:
+    return float(psi_rows(pa, pb))
+
+
+def psi_rows(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
+    """PSI of each row of bin proportions ``pa`` against the same row of ``pb`` (empty bins count as epsilon)."""
     pa = np.where(pa == 0, PSI_EPSILON, pa)
     pb = np.where(pb == 0, PSI_EPSILON, pb)
-    return float(np.sum((pa - pb) * np.log(pa / pb)))
+    return np.sum((pa - pb) * np.log(pa / pb), axis=-1)
 
 
 def psi_bin_edges(b_sorted: np.ndarray) -> np.ndarray:
@@ -417,6 +422,37 @@ def categorical_drift(a_counts: np.ndarray, b_counts: np.ndarray, pvalue: bool =
     p, q = a_counts / na, b_counts / nb
     diff = np.abs(p - q)
     return CategoricalDrift(stat, float(p_value), float(0.5 * diff.sum()), float(diff.max()), _js(p, q), dof)
+
+
+def categorical_drift_rows(a_counts: np.ndarray, b_counts: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`categorical_drift` of each row of ``a_counts`` against the same row of ``b_counts`` (pairs x
+    categories), vectorised: ``(valid, chi-squared statistic, dof, tv, l-infinity, js)``; rows where either side
+    is empty are not ``valid`` (their values are meaningless)."""
+    a = np.asarray(a_counts, dtype=np.float64)
+    b = np.asarray(b_counts, dtype=np.float64)
+    na, nb = a.sum(axis=1), b.sum(axis=1)
+    valid = (na > 0) & (nb > 0)
+    na_, nb_ = np.where(valid, na, 1.0), np.where(valid, nb, 1.0)
+    col = a + b
+    seen = col > 0
+    dof = seen.sum(axis=1) - 1
+    total = (na_ + nb_)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.zeros(a.shape)
+        for obs, rows in ((a, na_), (b, nb_)):
+            expected = rows[:, None] * col / total
+            diff = expected - obs
+            # Yates' continuity correction for 2 x 2 tables, as scipy.stats.chi2_contingency applies it
+            corrected = np.where((dof == 1)[:, None], obs + np.minimum(0.5, np.abs(diff)) * np.sign(diff), obs)
+            terms += np.where(seen, (corrected - expected) ** 2 / np.where(seen, expected, 1.0), 0.0)
+    stat = np.where(dof > 0, terms.sum(axis=1), 0.0)
+    p, q = a / na_[:, None], b / nb_[:, None]
+    diff = np.abs(p - q)
+    from scipy.special import rel_entr
+
+    m = (p + q) / 2.0
+    js = (np.sum(rel_entr(p, m), axis=1) + np.sum(rel_entr(q, m), axis=1)) / np.log(2.0)
+    return valid, stat, np.maximum(dof, 0), 0.5 * diff.sum(axis=1), diff.max(axis=1), np.sqrt(js / 2.0)
 
 
 def chi2_pvalues(stat, dof) -> np.ndarray:
