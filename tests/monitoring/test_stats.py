@@ -188,9 +188,12 @@ def test_value_order_matches_argsort(case):
     elif case == "coarse":  # large values with many near collisions: falls back to an argsort
         vals = 1.7e18 + rng.integers(0, 10**12, n).astype(float)
     gid = rng.integers(0, 60, n).astype(np.uint16)
-    sv, sg = kernels.value_order(vals, gid)
-    finite = np.isfinite(vals)
-    assert np.array_equal(sv, np.sort(vals[finite]))
-    got = np.lexsort((sg, sv))
-    want = np.lexsort((gid[finite], vals[finite]))
-    assert np.array_equal(sg[got], gid[finite][want])
+    # Without buffers, and in reused buffers larger than needed and holding an earlier column's leftovers.
+    leftovers = (np.full(n + 99, 7, dtype=np.uint64), np.full(n + 99, 9.5), np.full(n + 99, 3, dtype=np.uint16))
+    for buffers in (None, leftovers):
+        sv, sg = kernels.value_order(vals, gid, buffers)
+        finite = np.isfinite(vals)
+        assert np.array_equal(sv, np.sort(vals[finite]))
+        got = np.lexsort((sg, sv))
+        want = np.lexsort((gid[finite], vals[finite]))
+        assert np.array_equal(sg[got], gid[finite][want])

@@ -414,6 +414,27 @@ def _segment_summaries(out: np.ndarray, off: np.ndarray, count: int, cum: np.nda
     return profiles, props
 
 
+class _Workspace:
+    """Scratch arrays of one thread, reused from column to column: a fresh array of several MB per column would
+    be page-faulted in (and zeroed by the kernel) again each time."""
+
+    def __init__(self):
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape, dtype=np.float64) -> np.ndarray:
+        size = int(np.prod(shape))
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape[0] < size or buffer.dtype != np.dtype(dtype):
+            buffer = self._buffers[name] = np.empty(size, dtype=dtype)
+        return buffer[:size].reshape(shape)
+
+
+def _thread_workspace(local: threading.local) -> _Workspace:
+    if not hasattr(local, "workspace"):
+        local.workspace = _Workspace()
+    return local.workspace
+
+
 def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarray, n_versions: int,
                   prev_w: np.ndarray, targets: list, baseline_all: GroupStats | None,
                   summaries) -> None:
@@ -447,6 +468,8 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
     workers = _workers()
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and rows.n > 200_000 else None
 
+    local = threading.local()
+
     def column(item):
         name, vals = item
         fin_g, inf_g = np.zeros(n_groups, dtype=np.int64), np.zeros(n_groups, dtype=np.int64)
@@ -464,13 +487,16 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
         np.cumsum([b.n for b in bases], out=base_off[1:])
         base_cat = np.concatenate([b.values for b in bases]) if bases else np.zeros(0)
         base_cum = np.concatenate([b.cum for b in bases]) if bases else np.zeros(0)
-        out_g, out_s = np.empty(m), np.empty(m)
-        cum_g, cum_s = np.empty(m + n_groups), np.empty(m + n_windows)
+        space = _thread_workspace(local)
+        out_g, out_s = space.array("out_g", m), space.array("out_s", m)
+        cum_g, cum_s = space.array("cum_g", m + n_groups), space.array("cum_s", m + n_windows)
         # Rank columns (base <=, previous <=) are read only where the pair exists, and the pass writes them there.
-        g_rank = np.empty((m, 2), dtype=np.int32)
-        s_rank = np.empty((m, 2), dtype=np.int32)
-        sv, sg = kernels.value_order(vals, gid_small)
-        scratch = np.empty((2, vals.shape[0]), dtype=np.int32)
+        g_rank = space.array("g_rank", (m, 2), np.int32)
+        s_rank = space.array("s_rank", (m, 2), np.int32)
+        n = vals.shape[0]
+        sv, sg = kernels.value_order(vals, gid_small, (space.array("keys", n, np.uint64), space.array("sv", n),
+                                                       space.array("sg", n, gid_small.dtype)))
+        scratch = space.array("scratch", (2, n), np.int32)
         kernels.column_ranks(sv, sg, n_versions, prev_g, prev_w, tgt_g, tgt_s, base_cat, base_off,
                              off_g, off_s, out_g, out_s, g_rank, s_rank, scratch)
         del sv, sg, scratch

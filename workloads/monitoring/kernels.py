@@ -310,17 +310,13 @@ def _column_ranks(sv, sg, n_versions, prev_g, prev_s, tgt_g, tgt_s, base_cat, ba
         k = k2
 
 
-def _order_keys(vals, bits):
-    """Sort keys of ``vals``' finite values: the value's order-preserving bit pattern (sign flipped for positives,
-    all bits flipped for negatives) with its low ``bits`` bits replaced by the row index (``len(vals) <= 2**bits``).
-    Sorting the keys as unsigned integers orders the rows by value, except among values that agree in all but
-    the low ``bits`` bits (see :func:`_gather_order`)."""
+def _order_keys(vals, bits, keys):
+    """Sort keys of ``vals``' finite values, written to the front of ``keys`` (their count is returned): the
+    value's order-preserving bit pattern (sign flipped for positives, all bits flipped for negatives) with its low
+    ``bits`` bits replaced by the row index (``len(vals) <= 2**bits``). Sorting the keys as unsigned integers
+    orders the rows by value, except among values that agree in all but the low ``bits`` bits (see
+    :func:`_gather_order`)."""
     n = vals.shape[0]
-    m = 0
-    for r in range(n):
-        if np.isfinite(vals[r]):
-            m += 1
-    keys = np.empty(m, dtype=np.uint64)
     u = vals.view(np.uint64)
     low = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
     sign = np.uint64(1) << np.uint64(63)
@@ -334,7 +330,7 @@ def _order_keys(vals, bits):
                 x = x | sign
             keys[j] = (x & ~low) | np.uint64(r)
             j += 1
-    return keys
+    return j
 
 
 def _gather_order(keys, vals, gid, bits, sv, sg, limit):
@@ -383,19 +379,25 @@ def _gather_order(keys, vals, gid, bits, sv, sg, limit):
     return True
 
 
-def value_order(vals: np.ndarray, gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def value_order(vals: np.ndarray, gid: np.ndarray, buffers: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The finite values of ``vals`` in increasing order and the matching entries of ``gid``: as
     ``vals[o], gid[o]`` for ``o = np.argsort(vals)`` restricted to finite values (ties in any order), but by one
-    unsigned-integer ``np.sort`` of packed (value, row) keys, about half an argsort's cost."""
+    unsigned-integer ``np.sort`` of packed (value, row) keys, about half an argsort's cost.
+
+    ``buffers``: optional (uint64 keys, float64 values, ``gid``-typed ids) arrays of at least ``len(vals)``
+    entries to work in; the results are then views of the last two.
+    """
     vals = np.ascontiguousarray(vals, dtype=np.float64)
     n = vals.shape[0]
     bits = max(1, int(n - 1).bit_length())
     if order_keys is not None and bits <= 32:
-        keys = order_keys(vals, bits)
+        if buffers is None:
+            buffers = (np.empty(n, dtype=np.uint64), np.empty(n), np.empty(n, dtype=gid.dtype))
+        m = order_keys(vals, bits, buffers[0])
+        keys = buffers[0][:m]
         keys.sort()
-        sv = np.empty(keys.shape[0])
-        sg = np.empty(keys.shape[0], dtype=gid.dtype)
-        if gather_order(keys, vals, gid, bits, sv, sg, max(64, keys.shape[0] // 64)):
+        sv, sg = buffers[1][:m], buffers[2][:m]
+        if gather_order(keys, vals, gid, bits, sv, sg, max(64, m // 64)):
             return sv, sg
     finite = np.flatnonzero(np.isfinite(vals))
     order = finite[np.argsort(vals[finite])]
