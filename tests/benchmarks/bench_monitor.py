@@ -7,7 +7,8 @@ Data: a synthetic processed inference table (8 numeric + 3 categorical features,
 files. Measured in one run on one machine:
 
 - the monitor's computation of every window x version (+ ``*``), both drift types, profile and quality
-  (fast KS p-values, then exact ones), and the end-to-end local refresh through Delta tables;
+  (fast KS p-values, then exact ones), and the end-to-end local refresh through Delta tables (each the best
+  of 3 runs: sub-second timings on a shared 2-core machine vary by 10-20% from run to run);
 - a straightforward scipy/pandas loop computing the same drift statistics and a profile per window;
 - Evidently's DataDriftPreset on one window (the whole table as current, the baseline as reference), in an
   environment of its own (Evidently needs pandas < 3; it is not a project dependency);
@@ -66,7 +67,7 @@ def monitor_compute(spec, current: Path, reference: Path, exact: bool = False):
     def run():
         return compute_metrics(prepare(frame, baseline, spec), "1 day", exact_pvalues=exact)
 
-    return _timed(run)
+    return _timed(run, repeat=3)
 
 
 def monitor_peak_memory(spec, current: Path, reference: Path) -> tuple[int, int]:
@@ -90,7 +91,7 @@ def monitor_refresh_end_to_end(spec, current: Path, reference: Path, folder: Pat
     tables = get_tables(settings)
     tables.write(settings.table(spec.processed_table), pd.read_parquet(current), mode="overwrite")
     tables.write(settings.table(spec.baseline_table), pd.read_parquet(reference), mode="overwrite")
-    seconds, _ = _timed(lambda: refresh_local(settings, spec, full=True))
+    seconds, _ = _timed(lambda: refresh_local(settings, spec, full=True), repeat=3)
     return seconds
 
 
@@ -168,8 +169,10 @@ def sort_bound(spec, current: Path) -> float:
     return seconds
 
 
-def ks_pvalue_check(samples: int = 60) -> float:
-    """Largest |fast - scipy| KS p-value over random sample sizes up to 12,000 (shifted and tied data)."""
+def ks_pvalue_check(samples: int = 90) -> float:
+    """Largest |fast - scipy| KS p-value over random sample sizes up to 12,000 (shifted and tied data; a third
+    of the pairs of equal or commensurate sizes, whose coarse lattice of D is the asymptotic formula's worst
+    case)."""
     from scipy import stats as sps
 
     from workloads.monitoring import stats
@@ -178,7 +181,9 @@ def ks_pvalue_check(samples: int = 60) -> float:
     worst = 0.0
     for i in range(samples):
         n1, n2 = (int(np.exp(rng.uniform(np.log(5), np.log(12000)))) for _ in range(2))
-        a, b = rng.normal(0, 1, n1), rng.normal(rng.uniform(0, 0.2), 1, n2)
+        if i % 3 == 1:
+            n2 = min(n1 * int(rng.integers(1, 4)), 12000)
+        a, b = rng.normal(0, 1, n1), rng.normal(rng.uniform(0, 3 / np.sqrt(min(n1, n2))), 1, n2)
         if i % 3 == 0:
             a, b = np.round(a, 1), np.round(b, 1)
         got = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b)).ks_pvalue
@@ -263,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ratios.add_row("scipy loop / monitor full refresh", f"{results['scipy'] / fast:.1f}x", "")
     ratios.add_row("peak traced memory / input in-memory size", f"{peak / input_bytes:.2f}x", "< 3x")
     ratios.add_row("max |fast - exact| KS p-value in this refresh", f"{pdiff:.2e}", "<= 0.005")
-    ratios.add_row("max |fast - scipy ks_2samp| KS p-value, random sizes <= 12k", f"{scipy_pdiff:.2e}", "<= 0.005")
+    ratios.add_row("max |fast - scipy ks_2samp| KS p-value, random and equal sizes <= 12k", f"{scipy_pdiff:.2e}",
+                   "<= 0.005")
     console.print(ratios)
 
     grow = Table(title="Growth (fast refresh computation)")

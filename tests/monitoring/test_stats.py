@@ -48,6 +48,23 @@ def test_fast_ks_pvalue_within_0_005_of_scipy():
     print(f"largest fast KS p-value difference: {worst:.2e}")
 
 
+@pytest.mark.parametrize("n1,n2", [(2000, 2000), (2500, 2500), (4000, 4000), (1500, 3000), (3000, 6000),
+                                   (2001, 2500)])
+def test_fast_ks_pvalue_within_0_005_on_coarse_lattices(n1, n2):
+    """Equal or commensurate sizes put D on a coarse lattice, the hardest case for the asymptotic formula:
+    every lattice value of D across the bulk of the distribution, fast against scipy's exact p-value."""
+    import math
+
+    en = n1 * n2 / (n1 + n2)
+    step = math.gcd(n1, n2) / (n1 * n2)
+    ds = np.arange(int(0.3 / math.sqrt(en) / step), int(2.0 / math.sqrt(en) / step) + 1) * step
+    ds = ds[:: max(1, len(ds) // 60)]
+    sizes = (np.full(len(ds), n1), np.full(len(ds), n2))
+    fast, exact = stats.ks_pvalues(ds, *sizes), stats.ks_pvalues(ds, *sizes, exact=True)
+    assert np.all(np.isfinite(exact)) and exact.max() > 0.5 > exact.min()
+    assert np.abs(fast - exact).max() < 0.005
+
+
 def test_fast_ks_pvalue_identical_to_scipy_for_large_samples():
     a, b = RNG.normal(size=12000), RNG.normal(0.02, 1, size=15000)
     got = stats.numeric_drift(stats.Sorted.of(a), stats.Sorted.of(b))

@@ -10,9 +10,13 @@ Agreement with scipy, on the same data:
   ``a`` and at the left limits that stand for ``b``'s points; equal to within an ulp).
 - ``ks_pvalue``: ``exact=True`` reproduces ``ks_2samp(method="auto")``: the lattice-path exact distribution
   when both samples have at most 10,000 rows, else Smirnov's ``kstwo.sf(d, round(n1*n2/(n1+n2)))``.
-  The default fast method uses the exact lattice-path distribution only while the effective size
-  ``en = n1*n2/(n1+n2)`` is below 1,000 (where it costs well under a few milliseconds) and Smirnov's formula
-  above; it is therefore identical to scipy whenever a sample exceeds 10,000 rows and within 0.005 otherwise.
+  The default fast method is identical to scipy whenever a sample exceeds 10,000 rows (Smirnov's formula, as
+  scipy). Otherwise it uses the exact lattice-path distribution while the effective size
+  ``en = n1*n2/(n1+n2)`` is below 1,250 (well under a few milliseconds each), and above that Smirnov's formula
+  with a continuity correction: ``D`` lives on the lattice of multiples of ``gcd(n1, n2)/(n1*n2)``, so the
+  formula is evaluated half a lattice step below ``D``. Without it, equal or commensurate sample sizes (a
+  coarse lattice) put the formula up to 0.009 from scipy's exact value at ``en`` = 1,000; with it the largest
+  difference is about ``0.14/sqrt(en)`` (0.004 at 1,250; measured in the tests), within 0.005 everywhere.
 - ``wasserstein``: ``scipy.stats.wasserstein_distance`` by integrating ``|Fa - Fb|`` between consecutive
   points of ``a``, using prefix sums of ``b`` (O(n_a) after sorting, not O(n_a + n_b)).
 
@@ -40,7 +44,7 @@ from workloads.monitoring import kernels
 
 PSI_BINS = 10
 PSI_EPSILON = 1e-4
-FAST_KS_EXACT_BELOW = 1000.0  # effective size below which the fast method still uses the exact distribution
+FAST_KS_EXACT_BELOW = 1250.0  # effective size below which the fast method still uses the exact distribution
 SCIPY_EXACT_MAX_N = 10000  # scipy's ks_2samp 'auto' rule
 USE_KERNEL = kernels.numeric_pair is not None  # compiled one-pass pair kernel; numpy formulas otherwise
 # The bucket index pays off only when the comparison sample is much larger than the window: for sorted
@@ -248,6 +252,9 @@ def ks_pvalues(d, n1, n2, exact: bool = False, workers: int = 1) -> np.ndarray:
         if rest.any():
             out[rest] = np.clip(distributions.kstwo.sf(d[rest], n[rest]), 0.0, 1.0)
         return out
+    # Where scipy would be exact, the continuity correction (module docstring); elsewhere scipy's own formula.
+    lattice = np.gcd(n1, n2) / (n1.astype(np.float64) * n2)
+    d = np.where(rest & (np.maximum(n1, n2) <= SCIPY_EXACT_MAX_N), np.maximum(d - 0.5 * lattice, 0.0), d)
     small = rest & (n <= 140)
     if small.any():
         out[small] = np.clip(distributions.kstwo.sf(d[small], n[small]), 0.0, 1.0)
