@@ -98,6 +98,36 @@ def test_categorical_drift_matches_scipy(k):
     assert got.l_infinity_distance == pytest.approx(np.abs(p - q).max(), abs=1e-12)
 
 
+def test_categorical_drift_rows_match_scipy_pair_by_pair():
+    """The vectorised form the refresh uses: many pairs at once, with categories unseen on one side, two-category
+    tables (Yates), single-category tables and empty sides, each against scipy."""
+    k = 5
+    a = RNG.integers(0, 40, (300, k)) * (RNG.random((300, k)) < 0.7)
+    b = RNG.integers(0, 60, (300, k)) * (RNG.random((300, k)) < 0.7)
+    a[::9, 2:] = 0
+    b[::9, 2:] = 0  # two categories seen: Yates' correction
+    a[1::9], b[1::9] = 0, 0
+    a[1::9, 0], b[1::9, 0] = 4, 9  # one category: no test
+    a[2::9] = 0  # an empty side: no statistics
+    valid, stat, dof, tv, linf, js = stats.categorical_drift_rows(a, b)
+    assert not valid[2::9].any() and valid[1::9].all()
+    checked = 0
+    for i in np.flatnonzero(valid):
+        seen = (a[i] + b[i]) > 0
+        p, q = a[i] / a[i].sum(), b[i] / b[i].sum()
+        assert dof[i] == seen.sum() - 1
+        if dof[i] > 0:
+            ref = sps.chi2_contingency(np.vstack([a[i], b[i]])[:, seen])
+            assert stat[i] == pytest.approx(ref.statistic, abs=1e-9)
+            checked += 1
+        else:
+            assert stat[i] == 0.0
+        assert js[i] == pytest.approx(jensenshannon(p, q, base=2), abs=1e-9)
+        assert tv[i] == pytest.approx(0.5 * np.abs(p - q).sum(), abs=1e-12)
+        assert linf[i] == pytest.approx(np.abs(p - q).max(), abs=1e-12)
+    assert checked > 200
+
+
 def test_category_unseen_in_baseline():
     got = stats.categorical_drift(np.array([10.0, 5.0, 5.0]), np.array([30.0, 10.0, 0.0]))
     ref = sps.chi2_contingency(np.array([[10, 5, 5], [30, 10, 0]]))
