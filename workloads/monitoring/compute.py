@@ -450,6 +450,7 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
     n_groups = n_windows * n_versions
     sid = wi
     g_ids = np.arange(n_groups)
+    window_of = g_ids // n_versions
     prev_g = np.where(prev_w[g_ids // n_versions] >= 0, prev_w[g_ids // n_versions] * n_versions
                       + g_ids % n_versions, -1)
     unique_targets = []
@@ -497,7 +498,7 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
         sv, sg = kernels.value_order(vals, gid_small, (space.array("keys", n, np.uint64), space.array("sv", n),
                                                        space.array("sg", n, gid_small.dtype)))
         scratch = space.array("scratch", (2, n), np.int32)
-        kernels.column_ranks(sv, sg, n_versions, prev_g, prev_w, tgt_g, tgt_s, base_cat, base_off,
+        kernels.column_ranks(sv, sg, window_of, prev_g, prev_w, tgt_g, tgt_s, base_cat, base_off,
                              off_g, off_s, out_g, out_s, g_rank, s_rank, scratch)
         del sv, sg, scratch
         per_kind = []

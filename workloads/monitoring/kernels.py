@@ -226,10 +226,10 @@ NO_INDEX = np.zeros(1, dtype=np.int32)
 
 
 # ------------------------------------------------------------------------------- one pass per column, all groups
-def _column_ranks(sv, sg, n_versions, prev_g, prev_s, tgt_g, tgt_s, base_cat, base_off,
+def _column_ranks(sv, sg, window_of, prev_g, prev_s, tgt_g, tgt_s, base_cat, base_off,
                   off_g, off_s, out_g, out_s, g_rank, s_rank, scratch):
     """Walk one column's values in increasing order once (``sv``, with their group ids ``sg``: the column and its
-    window x version ids ordered by value; window id = group id // ``n_versions``; non-finite values skipped), and
+    window x version ids ordered by value; ``window_of[g]`` is group ``g``'s window; non-finite values skipped), and
     - write every group's values, sorted, into its segment of ``out_g`` (window x version groups) and ``out_s``
       (window groups over all versions): segments start at ``off_g`` / ``off_s``;
     - record, for each value written, its rank ``#b <= x`` in the samples it is compared with: its baseline
@@ -263,7 +263,7 @@ def _column_ranks(sv, sg, n_versions, prev_g, prev_s, tgt_g, tgt_s, base_cat, ba
             j_le[t] = j
         if k2 == k + 1:  # a value of its own (the usual case)
             g = sg[k]
-            s = g // n_versions
+            s = window_of[g]
             pos_g = off_g[g] + fill_g[g]
             pos_s = off_s[s] + fill_s[s]
             out_g[pos_g] = x
@@ -284,7 +284,7 @@ def _column_ranks(sv, sg, n_versions, prev_g, prev_s, tgt_g, tgt_s, base_cat, ba
             continue
         for q in range(k, k2):
             g = sg[q]
-            s = g // n_versions
+            s = window_of[g]
             pos_g = off_g[g] + fill_g[g]
             pos_s = off_s[s] + fill_s[s]
             out_g[pos_g] = x
@@ -304,7 +304,7 @@ def _column_ranks(sv, sg, n_versions, prev_g, prev_s, tgt_g, tgt_s, base_cat, ba
         for q in range(k, k2):
             g = sg[q]
             pg = prev_g[g]
-            ps = prev_s[g // n_versions]
+            ps = prev_s[window_of[g]]
             g_rank[scratch[0, q - k], 1] = fill_g[pg] if pg >= 0 else 0
             s_rank[scratch[1, q - k], 1] = fill_s[ps] if ps >= 0 else 0
         k = k2
