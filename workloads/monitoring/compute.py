@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from workloads.monitoring import kernels, stats
+from workloads.monitoring.categories import as_text, factorize
 from workloads.monitoring.granularity import Granularity, parse_granularity, to_ns
 from workloads.monitoring.schema import (
     ALL_MODELS,
@@ -182,32 +183,6 @@ def _numeric(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _as_text(series: pd.Series) -> pd.Series:
-    return series if isinstance(series.dtype, pd.StringDtype) else series.astype("string")
-
-
-def _factorize(series_in: pd.Series, series_b: pd.Series | None, fill: str | None = None
-               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Codes of the input and baseline values over one shared dictionary, as ``pd.factorize`` of the two
-    concatenated would give them (same codes, same order of first appearance), without the concatenation."""
-    def codes_of(series):
-        text = _as_text(series)
-        if fill is not None:
-            text = text.fillna(fill)
-        codes, uniques = pd.factorize(text, use_na_sentinel=True)
-        return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
-
-    codes_in, uniques = codes_of(series_in)
-    if series_b is None:
-        return codes_in, None, uniques
-    codes_b, uniques_b = codes_of(series_b)
-    where = pd.Index(uniques, dtype=object).get_indexer(pd.Index(uniques_b, dtype=object)).astype(np.int64)
-    new = where < 0
-    where[new] = uniques.shape[0] + np.arange(int(new.sum()))
-    codes_b = np.where(codes_b >= 0, where[np.maximum(codes_b, 0)], -1)
-    return codes_in, codes_b, np.concatenate([uniques, uniques_b[new]])
-
-
 def prepare(frame: pd.DataFrame, baseline: pd.DataFrame | None, spec: ModelSpec) -> MonitorData:
     """Turn the processed table and baseline frames into :class:`MonitorData`.
 
@@ -234,19 +209,19 @@ def prepare(frame: pd.DataFrame, baseline: pd.DataFrame | None, spec: ModelSpec)
         for col, categorical in columns:
             if categorical:
                 series_b = None if base is None else column_of(base, col.name)
-                codes_in[col.name], in_base, categories[col.name] = _factorize(column_of(frame, col.name), series_b)
+                codes_in[col.name], in_base, categories[col.name] = factorize(column_of(frame, col.name), series_b)
                 if series_b is not None:
                     codes_b[col.name] = in_base
         return codes_in, codes_b, categories
 
     factorized = _Deferred(factorize_categorical, background=n_in > 200_000 and _workers() > 1)
-    versions_in = _as_text(frame[MODEL_ID_COLUMN]) if MODEL_ID_COLUMN in frame else pd.Series(
+    versions_in = as_text(frame[MODEL_ID_COLUMN]) if MODEL_ID_COLUMN in frame else pd.Series(
         [None] * n_in, dtype="string")
     versions_b = None
     if base is not None:
-        versions_b = _as_text(base[MODEL_ID_COLUMN]) if MODEL_ID_COLUMN in base else pd.Series(
+        versions_b = as_text(base[MODEL_ID_COLUMN]) if MODEL_ID_COLUMN in base else pd.Series(
             [None] * len(base), dtype="string")
-    vcodes_in, vcodes_b, vuniques = _factorize(versions_in, versions_b, fill="unknown")
+    vcodes_in, vcodes_b, vuniques = factorize(versions_in, versions_b, fill="unknown")
     ts = to_ns(frame[TIMESTAMP_COLUMN]) if n_in else np.zeros(0, dtype=np.int64)
     inputs = Rowset(numeric_in, _Part(factorized, 0), vcodes_in, ts, n_in)
     base_rows = None
