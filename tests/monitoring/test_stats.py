@@ -210,7 +210,8 @@ def test_quality_matches_sklearn():
         assert c["precision"][avg] == pytest.approx(skm.precision_score(yc, pc, average=avg, zero_division=0))
 
 
-@pytest.mark.parametrize("case", ["normal", "near_ties", "nonfinite", "integers", "constant", "coarse"])
+@pytest.mark.parametrize("case", ["normal", "near_ties", "nonfinite", "integers", "constant", "coarse",
+                                  "many_groups"])
 def test_value_order_matches_argsort(case):
     """The packed-key value ordering of the numeric pass equals an argsort's (finite values, any order in ties)."""
     from workloads.monitoring import kernels
@@ -235,8 +236,12 @@ def test_value_order_matches_argsort(case):
     elif case == "coarse":  # large values with many near collisions: falls back to an argsort
         vals = 1.7e18 + rng.integers(0, 10**12, n).astype(float)
     gid = rng.integers(0, 60, n).astype(np.uint16)
+    if case == "many_groups":  # group ids too wide to pack beside the row index: gathered from gid itself
+        gid = rng.integers(0, 10**6, n)
+        vals[::9] = np.nan
     # Without buffers, and in reused buffers larger than needed and holding an earlier column's leftovers.
-    leftovers = (np.full(n + 99, 7, dtype=np.uint64), np.full(n + 99, 9.5), np.full(n + 99, 3, dtype=np.uint16))
+    leftovers = (np.full(n + 99, 7, dtype=np.uint64), np.full(n + 99, 9.5), np.full(n + 99, 3, dtype=gid.dtype),
+                 np.full(n + 99, 5, dtype=np.uint32))
     for buffers in (None, leftovers):
         sv, sg = kernels.value_order(vals, gid, buffers)
         finite = np.isfinite(vals)

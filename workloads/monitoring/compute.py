@@ -471,7 +471,8 @@ def _numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarr
         s_rank = space.array("s_rank", (m, 2), np.int32)
         n = vals.shape[0]
         sv, sg = kernels.value_order(vals, gid_small, (space.array("keys", n, np.uint64), space.array("sv", n),
-                                                       space.array("sg", n, gid_small.dtype)))
+                                                       space.array("sg", n, gid_small.dtype),
+                                                       space.array("aux", n, np.uint32)))
         scratch = space.array("scratch", (2, n), np.int32)
         kernels.column_ranks(sv, sg, window_of, prev_g, prev_w, tgt_g, tgt_s, base_cat, base_off,
                              off_g, off_s, out_g, out_s, g_rank, s_rank, scratch)

@@ -310,12 +310,13 @@ def _column_ranks(sv, sg, window_of, prev_g, prev_s, tgt_g, tgt_s, base_cat, bas
         k = k2
 
 
-def _order_keys(vals, bits, keys):
+def _order_keys(vals, bits, keys, gid, aux, compact):
     """Sort keys of ``vals``' finite values, written to the front of ``keys`` (their count is returned): the
     value's order-preserving bit pattern (sign flipped for positives, all bits flipped for negatives) with its low
     ``bits`` bits replaced by the row index (``len(vals) <= 2**bits``). Sorting the keys as unsigned integers
     orders the rows by value, except among values that agree in all but the low ``bits`` bits (see
-    :func:`_gather_order`)."""
+    :func:`_gather_order`). With ``compact``, ``aux[r]`` gets the replaced bits and ``gid[r]`` above them, so the
+    gather reads one small array instead of the values and the group ids."""
     n = vals.shape[0]
     u = vals.view(np.uint64)
     low = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
@@ -329,53 +330,50 @@ def _order_keys(vals, bits, keys):
             else:
                 x = x | sign
             keys[j] = (x & ~low) | np.uint64(r)
+            if compact:
+                aux[r] = np.uint32((x & low) | (np.uint64(gid[r]) << np.uint64(bits)))
             j += 1
     return j
 
 
-def _gather_order(keys, vals, gid, bits, sv, sg, limit):
-    """From the sorted keys of :func:`_order_keys`: the finite values in increasing order (``sv``) and their group
-    ids (``sg``). Rows whose keys agree above the low ``bits`` bits are put in exact order by value here; returns
-    False (the caller falls back to an argsort) when more than ``limit`` values need that."""
+def _gather_order(keys, vals, gid, aux, compact, bits, sv, sv_bits, sg, limit):
+    """From the sorted keys of :func:`_order_keys`: the finite values in increasing order (``sv``, with
+    ``sv_bits`` the same memory as integers) and their group ids (``sg``). Rows whose keys agree above the low
+    ``bits`` bits may come out of order by value: each such value is moved back into place as it is read (an
+    insertion sort that stops at the first smaller value, so it never leaves its run of equal high bits);
+    returns False (the caller falls back to an argsort) when more than ``limit`` moves are needed."""
     m = keys.shape[0]
     low = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
     high = ~low
-    ordered = True
+    sign = np.uint64(1) << np.uint64(63)
+    moved = 0
+    last = np.uint64(0)
     for k in range(m):
         r = keys[k] & low
-        sv[k] = vals[r]
-        sg[k] = gid[r]
+        if compact:
+            a = np.uint64(aux[r])
+            t = (keys[k] & high) | (a & low)  # the value's order-preserving bits: compared as integers
+            sv_bits[k] = t ^ sign if t & sign else ~t  # the order transform undone
+            sg[k] = a >> np.uint64(bits)
+            if t >= last:
+                last = t
+                continue
+        else:
+            sv[k] = vals[r]
+            sg[k] = gid[r]
         if k > 0 and sv[k] < sv[k - 1]:
-            ordered = False
-    if ordered:  # the usual case: no near-ties out of order
-        return True
-    fixed = 0
-    k = 0
-    while k < m:
-        hk = keys[k] & high
-        k2 = k + 1
-        while k2 < m and (keys[k2] & high) == hk:
-            k2 += 1
-        ordered = True
-        for a in range(k + 1, k2):
-            if sv[a] < sv[a - 1]:
-                ordered = False
-                break
-        if not ordered:
-            fixed += k2 - k
-            if fixed > limit:
+            x = sv[k]
+            y = sg[k]
+            b = k - 1
+            while b >= 0 and sv[b] > x:
+                sv[b + 1] = sv[b]
+                sg[b + 1] = sg[b]
+                b -= 1
+                moved += 1
+            sv[b + 1] = x
+            sg[b + 1] = y
+            if moved > limit:
                 return False
-            for a in range(k + 1, k2):  # insertion sort: such runs are short (``limit`` bounds the total)
-                x = sv[a]
-                y = sg[a]
-                b = a - 1
-                while b >= k and sv[b] > x:
-                    sv[b + 1] = sv[b]
-                    sg[b + 1] = sg[b]
-                    b -= 1
-                sv[b + 1] = x
-                sg[b + 1] = y
-        k = k2
     return True
 
 
@@ -384,20 +382,24 @@ def value_order(vals: np.ndarray, gid: np.ndarray, buffers: tuple | None = None)
     ``vals[o], gid[o]`` for ``o = np.argsort(vals)`` restricted to finite values (ties in any order), but by one
     unsigned-integer ``np.sort`` of packed (value, row) keys, about half an argsort's cost.
 
-    ``buffers``: optional (uint64 keys, float64 values, ``gid``-typed ids) arrays of at least ``len(vals)``
-    entries to work in; the results are then views of the last two.
+    ``buffers``: optional (uint64 keys, float64 values, ``gid``-typed ids, uint32 scratch) arrays of at least
+    ``len(vals)`` entries to work in; the results are then views of the second and third.
     """
     vals = np.ascontiguousarray(vals, dtype=np.float64)
     n = vals.shape[0]
     bits = max(1, int(n - 1).bit_length())
     if order_keys is not None and bits <= 32:
         if buffers is None:
-            buffers = (np.empty(n, dtype=np.uint64), np.empty(n), np.empty(n, dtype=gid.dtype))
-        m = order_keys(vals, bits, buffers[0])
+            buffers = (np.empty(n, dtype=np.uint64), np.empty(n), np.empty(n, dtype=gid.dtype),
+                       np.empty(n, dtype=np.uint32))
+        # group ids fit above the row bits of a 32-bit word: gather from that one array
+        compact = n > 0 and bits < 32 and int(gid.max()) < (1 << (32 - bits))
+        aux = buffers[3]
+        m = order_keys(vals, bits, buffers[0], gid, aux, compact)
         keys = buffers[0][:m]
         keys.sort()
         sv, sg = buffers[1][:m], buffers[2][:m]
-        if gather_order(keys, vals, gid, bits, sv, sg, max(64, m // 64)):
+        if gather_order(keys, vals, gid, aux, compact, bits, sv, sv.view(np.uint64), sg, max(64, m // 64)):
             return sv, sg
     finite = np.flatnonzero(np.isfinite(vals))
     order = finite[np.argsort(vals[finite])]
