@@ -44,42 +44,6 @@ from workloads.specs import MODEL_ID_COLUMN, TIMESTAMP_COLUMN, Column, ModelSpec
 MAX_SLICE_VALUES = 20
 
 
-_MALLOC_TUNED = False
-
-
-def _tune_malloc() -> None:
-    """Once per process (glibc only; ``MLOPS_MONITOR_MALLOC_TUNING=0`` turns it off): serve the refresh's large
-    temporary arrays (a few to tens of MB per column) from the heap and keep freed memory for reuse, instead of
-    glibc's default of a fresh ``mmap`` per array, whose pages are faulted in and zeroed again for every column
-    (about 0.1 s of a 1M-row refresh). ``malloc_trim`` after each computation returns the memory to the OS."""
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or os.environ.get("MLOPS_MONITOR_MALLOC_TUNING", "1") == "0":
-        return
-    _MALLOC_TUNED = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 * 1024 * 1024)  # M_MMAP_THRESHOLD (glibc's maximum)
-        libc.mallopt(-1, 1024 * 1024 * 1024)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-def _trim_malloc() -> None:
-    """Return the refresh's freed memory to the OS, on a thread of its own (``malloc_trim`` takes milliseconds and
-    nothing waits for it)."""
-    if not _MALLOC_TUNED:
-        return
-    try:
-        import ctypes
-
-        trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return
-    threading.Thread(target=trim, args=(0,), name="mlops-malloc-trim", daemon=True).start()
-
-
 def _workers() -> int:
     """Threads for sorting groups and for the drift pairs: ``MLOPS_MONITOR_THREADS``, default min(4, CPUs)."""
     configured = os.environ.get("MLOPS_MONITOR_THREADS", "")
@@ -677,13 +641,11 @@ def compute_metrics(data: MonitorData, granularity: str | Granularity, windows: 
     # whole heap (the input frames included) - up to ~0.1 s per 1M-row refresh. Nothing here makes cycles.
     collecting = gc.isenabled()
     gc.disable()
-    _tune_malloc()
     try:
         return _compute_metrics(data, granularity, windows, exact_pvalues, baseline_window)
     finally:
         if collecting:
             gc.enable()
-        _trim_malloc()
 
 
 def _compute_metrics(data: MonitorData, granularity: str | Granularity, windows: set[int] | None,
