@@ -54,8 +54,9 @@ def check_payload_table(settings: Settings, spec: ModelSpec, max_age_hours: floa
         newest = pd.to_datetime(frame["request_time"], utc=True).max()
         now = now or pd.Timestamp.now(tz="UTC")
         age_h = (now - newest).total_seconds() / 3600.0
+        when = f"{age_h:.1f} h ago" if age_h >= 0 else f"{-age_h:.1f} h ahead of this clock"
         report.checks.append(Check("recent", age_h <= max_age_hours,
-                                   f"newest request {newest:%Y-%m-%d %H:%M} UTC ({age_h:.1f} h ago)"))
+                                   f"newest request {newest:%Y-%m-%d %H:%M} UTC ({when})"))
     if len(frame) and "status_code" in frame.columns:
         codes = pd.to_numeric(frame["status_code"], errors="coerce")
         rate = float(((codes < 200) | (codes >= 300) | codes.isna()).mean())
