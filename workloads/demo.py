@@ -123,7 +123,7 @@ def _watch(story: Story, label: str) -> None:
     outcome = f"{ev.health}, retrain {'needed' if ev.retrain_needed else 'not needed'}; window {_metrics(quality)}"
     if ev.health == "breach":
         outcome += "; " + "; ".join(r for r in ev.reasons[:2])
-    story.note(f"watch ({label})", outcome, story.settings.table(story.spec.profile_metrics_table))
+    story.note(f"watch ({label})", outcome, story.settings.metrics_table(story.spec.profile_metrics_table))
     if result.retrain is not None:
         r = result.retrain
         verdict = "promoted" if r.promoted else "kept champion: " + "; ".join(r.reasons)

@@ -6,6 +6,8 @@ Resolved from (highest first) explicit arguments, environment variables, default
 - ``MLOPS_BACKEND``: ``local`` (embedded default) or ``databricks``
 - ``MLOPS_ENV``: ``dev`` or ``prod`` (selects the catalog when not given)
 - ``MLOPS_CATALOG`` / ``MLOPS_SCHEMA``: Unity Catalog names for the models' tables and registry
+- ``MLOPS_MONITORING_SCHEMA`` (``--monitoring-schema``): schema of the monitors' metric tables (the stack's
+  ``schemas.monitoring``), default the models' schema
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class Settings(BaseModel):
     env: Literal["dev", "prod"] = Field("dev", description="Deployment environment the step acts on.")
     catalog: str = Field("", description="Unity Catalog catalog for models and tables.")
     schema_name: str = Field(DEFAULT_SCHEMA, description="Unity Catalog schema for models and tables.")
+    monitoring_schema: str | None = Field(None, description="Schema of the monitors' metric tables; None: the "
+                                                            "models' schema.")
     samples_catalog: str = Field(SAMPLES_CATALOG, description="Catalog holding the bakehouse source tables.")
     samples_schema: str = Field(SAMPLES_SCHEMA, description="Schema holding the bakehouse source tables.")
 
@@ -66,6 +70,11 @@ class Settings(BaseModel):
         """Three-level name of a table in the models' schema."""
         return f"{self.catalog}.{self.schema_name}.{name}"
 
+    def metrics_table(self, name: str) -> str:
+        """Three-level name of a monitor metric table (``<table>_profile_metrics`` / ``_drift_metrics``), in the
+        monitoring schema, where Lakehouse Monitoring writes them."""
+        return f"{self.catalog}.{self.monitoring_schema or self.schema_name}.{name}"
+
     def source_table(self, name: str) -> str:
         """Three-level name of a bakehouse source table."""
         return f"{self.samples_catalog}.{self.samples_schema}.{name}"
@@ -82,7 +91,8 @@ class Settings(BaseModel):
 
 
 def load_settings(home: str | Path | None = None, backend: str | None = None, env: str | None = None,
-                  catalog: str | None = None, schema: str | None = None) -> Settings:
+                  catalog: str | None = None, schema: str | None = None,
+                  monitoring_schema: str | None = None) -> Settings:
     """Settings from explicit values, then ``MLOPS_*`` environment variables, then defaults."""
     home_value = Path(home or os.environ.get("MLOPS_HOME") or ".mlops").expanduser()
     if home_value.exists() and not home_value.is_dir():
@@ -100,4 +110,5 @@ def load_settings(home: str | Path | None = None, backend: str | None = None, en
         env=env_value,
         catalog=catalog_value,
         schema_name=schema or os.environ.get("MLOPS_SCHEMA") or DEFAULT_SCHEMA,
+        monitoring_schema=monitoring_schema or os.environ.get("MLOPS_MONITORING_SCHEMA") or None,
     )

@@ -24,7 +24,7 @@ RETRAIN_VALUE = "{{tasks.evaluate.values.retrain_needed}}"
 def global_args(config: StackConfig) -> list[str]:
     """The ``mlops`` global options every job task passes: the Databricks backend on this stack's names."""
     return ["--backend", "databricks", "--env", config.environment, "--catalog", config.catalog.name,
-            "--schema", config.models_schema]
+            "--schema", config.models_schema, "--monitoring-schema", config.monitoring_schema]
 
 
 def step_args(config: StackConfig, command: list[str], model: str, *extra: str) -> list[str]:

@@ -172,13 +172,23 @@ def test_monitor_profiles_the_processed_table_against_the_baseline(harness, plat
                              m.notifications, m.assets_dir, m.slicing_exprs).apply(check)
 
 
+def test_job_tasks_read_the_metric_tables_where_the_monitor_writes_them():
+    from infra.components.jobs import global_args
+
+    config = typed_config("dev", schemas={"models": "bakehouse_ml", "monitoring": "bakehouse_monitoring"})
+    args = global_args(config)
+    assert args[args.index("--schema") + 1] == "bakehouse_ml"
+    assert args[args.index("--monitoring-schema") + 1] == "bakehouse_monitoring"
+
+
 @pulumi.runtime.test
 def test_watcher_job_chains_unpack_monitor_evaluate_condition_retrain(harness):
     from infra.components.jobs import ModelJobs
 
     config = typed_config("prod")
     jobs = ModelJobs("j", resolve_spec("bakehouse_autolog"), config, "/Volumes/x/y/z/w.whl", "dest-1")
-    base = ["--backend", "databricks", "--env", "prod", "--catalog", "mlops_prod", "--schema", "bakehouse_ml"]
+    base = ["--backend", "databricks", "--env", "prod", "--catalog", "mlops_prod", "--schema", "bakehouse_ml",
+            "--monitoring-schema", "bakehouse_ml"]
 
     def check(args):
         tasks, schedule, run_as, max_runs, environments, emails, hooks = args

@@ -90,3 +90,16 @@ def test_failed_refresh_and_missing_monitor_are_clear_errors(fake, databricks):
             refresh_monitor(settings, spec, tables=tables, workspace=fake.client(), timeout_s=5, poll_s=0.01)
     finally:
         fake.start_status = 200
+
+
+def test_metric_tables_are_read_from_the_monitoring_schema(fake, databricks, refreshed):
+    """Lakehouse Monitoring writes the metric tables to the monitor's output schema: with a separate monitoring
+    schema the Databricks path reads them there."""
+    settings, spec, tables = databricks
+    monitoring = settings.model_copy(update={"monitoring_schema": "bakehouse_monitoring"})
+    for name in (spec.profile_metrics_table, spec.drift_metrics_table):  # as the monitor would have written them
+        tables.write(monitoring.metrics_table(name), tables.read(settings.table(name)), mode="overwrite")
+    fake.states = ["SUCCESS"]
+    result = refresh_monitor(monitoring, spec, tables=tables, workspace=fake.client(), timeout_s=5, poll_s=0.01)
+    assert result.profile_rows > 0
+    assert latest_window_metrics(monitoring, spec, tables=tables) == latest_window_metrics(refreshed[0], spec)

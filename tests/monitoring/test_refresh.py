@@ -253,3 +253,33 @@ def test_one_pass_column_kernel_matches_numpy_path_on_ties_gaps_and_versioned_ba
                 assert a == b, column
     ks = compiled.drift.to_pandas()["ks_test"]
     assert sum(t is not None for t in ks) > 0
+
+
+def test_metric_tables_live_in_the_monitoring_schema(tmp_path, monkeypatch):
+    """A stack with ``schemas.monitoring`` set: the jobs pass ``--monitoring-schema``, and the refresh, the
+    readers and the CLI all use the metric tables there, not in the models' schema."""
+    from typer.testing import CliRunner
+
+    from workloads.cli import app
+    from workloads.settings import load_settings
+
+    monkeypatch.setenv("MLOPS_MONITORING_SCHEMA", "from_env")
+    assert load_settings(home=tmp_path).metrics_table("t") == "mlops_dev.from_env.t"
+    monkeypatch.delenv("MLOPS_MONITORING_SCHEMA")
+    assert load_settings(home=tmp_path).metrics_table("t") == "mlops_dev.bakehouse_ml.t"
+    settings = load_settings(home=tmp_path, monitoring_schema="bakehouse_monitoring")
+    spec = load_spec("bakehouse_autolog").model_copy(update={"slices": []})
+    seed_tables(settings, spec, rows=300, days=2, baseline_rows=100)
+    refresh_local(settings, spec)
+    tables = get_tables(settings)
+    for name in (spec.profile_metrics_table, spec.drift_metrics_table):
+        assert tables.exists(f"mlops_dev.bakehouse_monitoring.{name}")
+        assert not tables.exists(settings.table(name))
+    profile, _ = read_metric_tables(settings, spec)
+    assert len(profile) > 0
+    with pytest.raises(MetricsNotFoundError, match="bakehouse_ml"):
+        read_metric_tables(load_settings(home=tmp_path), spec)  # the models' schema holds none
+    runner = CliRunner()
+    base = ["--home", str(tmp_path), "--monitoring-schema", "bakehouse_monitoring"]
+    done = runner.invoke(app, [*base, "drift", "analyze", "--model", spec.name, "--days", "7"])
+    assert done.exit_code == 0, done.output

@@ -33,10 +33,14 @@ def _global(
     env: str | None = typer.Option(None, "--env", help="dev (default) or prod. Env: MLOPS_ENV"),
     catalog: str | None = typer.Option(None, "--catalog", help="Unity Catalog catalog. Env: MLOPS_CATALOG"),
     schema: str | None = typer.Option(None, "--schema", help="Unity Catalog schema. Env: MLOPS_SCHEMA"),
+    monitoring_schema: str | None = typer.Option(
+        None, "--monitoring-schema",
+        help="Schema of the monitors' metric tables (default: --schema). Env: MLOPS_MONITORING_SCHEMA"),
     debug: bool = typer.Option(False, "--debug", help="Show full stack traces on errors."),
 ) -> None:
     state.home, state.backend, state.env = home, backend, env
     state.catalog, state.schema, state.debug = catalog, schema, debug
+    state.monitoring_schema = monitoring_schema
     state._settings = None
 
 

@@ -20,15 +20,17 @@ class CliState:
     env: str | None = None
     catalog: str | None = None
     schema: str | None = None
+    monitoring_schema: str | None = None
     debug: bool = False
     _settings: Settings | None = field(default=None, repr=False)
 
     def settings(self, env: str | None = None) -> Settings:
         """Settings from the global options (``env`` overrides ``--env`` for commands that take one)."""
         if env is not None and env != (self.env or None):
-            return load_settings(self.home, self.backend, env, None, self.schema)
+            return load_settings(self.home, self.backend, env, None, self.schema, self.monitoring_schema)
         if self._settings is None:
-            self._settings = load_settings(self.home, self.backend, self.env, self.catalog, self.schema)
+            self._settings = load_settings(self.home, self.backend, self.env, self.catalog, self.schema,
+                                           self.monitoring_schema)
         return self._settings
 
 

@@ -72,7 +72,7 @@ def read_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables | Non
                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both metric tables as pandas, with ``window_start`` / ``window_end`` columns added (UTC)."""
     tables = tables or get_tables(settings)
-    names = settings.table(spec.profile_metrics_table), settings.table(spec.drift_metrics_table)
+    names = settings.metrics_table(spec.profile_metrics_table), settings.metrics_table(spec.drift_metrics_table)
     missing = [n for n in names if not tables.exists(n)]
     if missing:
         raise MetricsNotFoundError(f"no monitor metrics for {spec.name} yet ({', '.join(missing)} missing); "

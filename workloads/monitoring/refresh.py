@@ -162,8 +162,8 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
     frame = frame[[n for n in names if n in frame.columns]]
     baseline_name = settings.table(spec.baseline_table)
     baseline = tables.read(baseline_name) if tables.exists(baseline_name) else None
-    profile_name = settings.table(spec.profile_metrics_table)
-    drift_name = settings.table(spec.drift_metrics_table)
+    profile_name = settings.metrics_table(spec.profile_metrics_table)
+    drift_name = settings.metrics_table(spec.drift_metrics_table)
 
     state_path = _state_path(settings, processed)
     state = {} if full else _load_state(state_path)
@@ -264,7 +264,7 @@ def refresh_databricks(settings: Settings, spec: ModelSpec, *, tables: Tables | 
         raise MonitorError(f"monitor refresh {info.refresh_id} on {table} ended {state}: "
                            f"{info.message or 'no message'}")
     tables = tables or get_tables(settings)
-    profile = tables.read(settings.table(spec.profile_metrics_table))
-    drift = tables.read(settings.table(spec.drift_metrics_table))
+    profile = tables.read(settings.metrics_table(spec.profile_metrics_table))
+    drift = tables.read(settings.metrics_table(spec.drift_metrics_table))
     return RefreshResult(spec.name, "databricks", [], profile_rows=len(profile), drift_rows=len(drift),
                          seconds=time.perf_counter() - started, refresh_id=info.refresh_id, state=info.state.value)
