@@ -283,3 +283,20 @@ def test_metric_tables_live_in_the_monitoring_schema(tmp_path, monkeypatch):
     base = ["--home", str(tmp_path), "--monitoring-schema", "bakehouse_monitoring"]
     done = runner.invoke(app, [*base, "drift", "analyze", "--model", spec.name, "--days", "7"])
     assert done.exit_code == 0, done.output
+
+
+@pytest.mark.parametrize("gran", ["5 minutes", "1 hour", "1 day", "1 week", "1 month"])
+def test_window_index_of_time_ordered_and_shuffled_rows(gran):
+    """Time-ordered rows take the run-per-window path: the same windows and indexes as floor + unique."""
+    from workloads.monitoring.compute import _unique_inverse, _windows
+
+    granularity = g.parse_granularity(gran)
+    rng = np.random.default_rng(2)
+    start = pd.Timestamp("2026-01-01", tz="UTC").value
+    ts = np.sort(rng.integers(start, start + 70 * 86_400 * 10**9, 20_000))
+    ts[3000:9000] = ts[3000]  # a long gap with no rows
+    for rows in (ts, rng.permutation(ts), ts[:1]):
+        starts, index = _windows(granularity, rows)
+        want_starts, want_index = _unique_inverse(granularity.floor(rows))
+        assert np.array_equal(starts, want_starts) and np.array_equal(index, want_index)
+        assert np.all(np.diff(starts) > 0) and np.array_equal(starts[index], granularity.floor(rows))
