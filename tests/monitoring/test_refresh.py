@@ -300,3 +300,16 @@ def test_window_index_of_time_ordered_and_shuffled_rows(gran):
         want_starts, want_index = _unique_inverse(granularity.floor(rows))
         assert np.array_equal(starts, want_starts) and np.array_equal(index, want_index)
         assert np.all(np.diff(starts) > 0) and np.array_equal(starts[index], granularity.floor(rows))
+
+
+def test_metric_rows_refuse_fields_the_schema_lacks():
+    from workloads.monitoring.schema import Rows
+
+    rows = Rows(DRIFT_SCHEMA)
+    assert rows.to_arrow().schema == DRIFT_SCHEMA and rows.to_arrow().num_rows == 0
+    rows.add(column_name="x0", count_delta=1.0)
+    with pytest.raises(ValueError, match="wasserstein_distanse"):
+        rows.add(column_name="x0", wasserstein_distanse=0.1)
+    table = rows.to_arrow()
+    assert table.num_rows == 1 and table.column("count_delta").to_pylist() == [1.0]
+    assert table.column("wasserstein_distance").to_pylist() == [None]

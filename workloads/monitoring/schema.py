@@ -88,6 +88,7 @@ class Rows:
 
     def __init__(self, schema: pa.Schema):
         self.schema = schema
+        self._template = dict.fromkeys(schema.names)
         self.rows: list[dict] = []
 
     @property
@@ -95,11 +96,20 @@ class Rows:
         return len(self.rows)
 
     def add(self, **values) -> None:
-        self.rows.append(values)
+        row = self._template.copy()  # every row holds every field, in schema order
+        row.update(values)
+        if len(row) != len(self._template):
+            unknown = sorted(set(values) - set(self._template))
+            raise ValueError(f"metric row has fields the schema lacks: {unknown}")
+        self.rows.append(row)
 
     def extend(self, other: Rows) -> None:
         self.rows.extend(other.rows)
 
     def to_arrow(self) -> pa.Table:
-        rows = self.rows
-        return pa.Table.from_pydict({f.name: [r.get(f.name) for r in rows] for f in self.schema}, schema=self.schema)
+        if not self.rows:
+            return self.schema.empty_table()
+        columns = zip(*(row.values() for row in self.rows), strict=True)
+        return pa.Table.from_arrays([pa.array(list(values), type=f.type) for f, values in zip(self.schema, columns,
+                                                                                               strict=True)],
+                                    schema=self.schema)
