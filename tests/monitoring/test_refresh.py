@@ -288,7 +288,7 @@ def test_metric_tables_live_in_the_monitoring_schema(tmp_path, monkeypatch):
 @pytest.mark.parametrize("gran", ["5 minutes", "1 hour", "1 day", "1 week", "1 month"])
 def test_window_index_of_time_ordered_and_shuffled_rows(gran):
     """Time-ordered rows take the run-per-window path: the same windows and indexes as floor + unique."""
-    from workloads.monitoring.compute import _unique_inverse, _windows
+    from workloads.monitoring.groups import unique_inverse, window_index
 
     granularity = g.parse_granularity(gran)
     rng = np.random.default_rng(2)
@@ -296,8 +296,8 @@ def test_window_index_of_time_ordered_and_shuffled_rows(gran):
     ts = np.sort(rng.integers(start, start + 70 * 86_400 * 10**9, 20_000))
     ts[3000:9000] = ts[3000]  # a long gap with no rows
     for rows in (ts, rng.permutation(ts), ts[:1]):
-        starts, index = _windows(granularity, rows)
-        want_starts, want_index = _unique_inverse(granularity.floor(rows))
+        starts, index = window_index(granularity, rows)
+        want_starts, want_index = unique_inverse(granularity.floor(rows))
         assert np.array_equal(starts, want_starts) and np.array_equal(index, want_index)
         assert np.all(np.diff(starts) > 0) and np.array_equal(starts[index], granularity.floor(rows))
 

@@ -1,0 +1,143 @@
+"""Where data leaves the monitor: profile and drift rows of the Databricks metric tables, built from the group
+summaries (drift statistics and p-values resolved together once every pair is known)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from workloads.monitoring import stats
+from workloads.monitoring.groups import GroupStats
+from workloads.monitoring.inputs import MonitorData, monitored_columns
+from workloads.monitoring.parallel import pool_map, worker_count
+from workloads.monitoring.schema import TABLE_COLUMN, Rows
+
+
+def window_struct(start_ns: int, end_ns: int) -> dict:
+    return {"start": pd.Timestamp(start_ns, unit="ns", tz="UTC").to_pydatetime(),
+            "end": pd.Timestamp(end_ns, unit="ns", tz="UTC").to_pydatetime()}
+
+
+def emit_profile(out: Rows, data: MonitorData, g: GroupStats, base: dict) -> None:
+    spec = data.spec
+    out.add(**base, column_name=TABLE_COLUMN, data_type="table", count=g.rows, num_nulls=0, num_nan=0,
+            **g.quality)
+    for col, categorical in monitored_columns(spec):
+        name = col.name
+        nulls = g.nulls[name]
+        if categorical:
+            counts = g.counts[name]
+            present = int(counts.sum())
+            distinct = int(np.count_nonzero(counts))
+            top = np.argsort(-counts, kind="stable")[: stats.FREQUENT_ITEMS]
+            items = [{"item": str(data.categories[name][i]), "count": int(counts[i])} for i in top if counts[i] > 0]
+            out.add(**base, column_name=name, data_type=col.type, count=present, num_nulls=nulls, num_nan=0,
+                    distinct_count=distinct, percent_null=_pct(nulls, present + nulls),
+                    percent_distinct=_pct(distinct, present), frequent_items=items)
+        else:
+            p = g.profile(name)
+            out.add(**base, column_name=name, data_type=col.type, count=p.count, num_nulls=nulls,
+                    num_nan=g.nonfinite[name], avg=p.avg, stddev=p.stddev, min=p.min, max=p.max,
+                    quantiles=p.quantiles, median=p.median, distinct_count=p.distinct_count,
+                    percent_null=_pct(nulls, p.count + nulls), percent_distinct=_pct(p.distinct_count, p.count))
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return None if whole == 0 else 100.0 * part / whole
+
+
+@dataclass
+class PendingDrift:
+    """Drift rows whose numeric statistics and p-values are computed together once every pair is known:
+    numeric pairs run on a small thread pool (the compiled kernel releases the GIL), p-values in one
+    vectorised call each."""
+
+    rows: list = field(default_factory=list)
+    numeric: list = field(default_factory=list)
+    categorical: dict = field(default_factory=dict)  # column -> [(row, counts a, counts b)]
+    ks: list = field(default_factory=list)
+    chi: list = field(default_factory=list)
+
+    def _categorical(self) -> None:
+        """Chi-squared statistics and distances of every categorical pair, vectorised per column."""
+        for pairs in self.categorical.values():
+            valid, stat, dof, tv, linf, js = stats.categorical_drift_rows(np.stack([p[1] for p in pairs]),
+                                                                          np.stack([p[2] for p in pairs]))
+            for (row, _, _), ok, s, k, t, li, j in zip(pairs, valid.tolist(), stat.tolist(), dof.tolist(),
+                                                      tv.tolist(), linf.tolist(), js.tolist(), strict=True):
+                if ok:
+                    test = {"statistic": s, "pvalue": None}
+                    self.chi.append((test, s, k))
+                    row.update(chi_squared_test=test, tv_distance=t, l_infinity_distance=li, js_distance=j)
+
+    def resolve(self, exact: bool, out: Rows) -> None:
+        def run(task):
+            row, sa, sb, b_le = task
+            return row, sa, sb, stats.numeric_drift(sa, sb, b_le=b_le, pvalue=False)
+
+        tasks = self.numeric
+        workers = worker_count()
+        if stats.USE_KERNEL and workers > 1 and sum(t[1].n for t in tasks) > 200_000:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                done = pool_map(pool, run, tasks, workers)
+        else:
+            done = [run(t) for t in tasks]
+        for row, sa, sb, drift in done:
+            if drift is not None:
+                test = {"statistic": drift.ks_statistic, "pvalue": None}
+                self.ks.append((test, drift.ks_statistic, sa.n, sb.n))
+                row.update(ks_test=test, wasserstein_distance=drift.wasserstein_distance,
+                           population_stability_index=drift.population_stability_index)
+        if self.ks:
+            values = stats.ks_pvalues([k[1] for k in self.ks], [k[2] for k in self.ks], [k[3] for k in self.ks],
+                                      exact=exact, workers=workers)
+            for (test, *_), p in zip(self.ks, values, strict=True):
+                test["pvalue"] = float(p)
+        self._categorical()
+        if self.chi:
+            values = stats.chi2_pvalues([c[1] for c in self.chi], [c[2] for c in self.chi])
+            for (test, *_), p in zip(self.chi, values, strict=True):
+                test["pvalue"] = float(p)
+        for row in self.rows:
+            out.add(**row)
+        self.rows.clear()
+        self.numeric.clear()
+        self.ks.clear()
+        self.chi.clear()
+        self.categorical.clear()
+
+
+def emit_drift(data: MonitorData, a: GroupStats, b: GroupStats, base: dict, pending: PendingDrift,
+                b_le: dict[str, np.ndarray] | None = None, kind: str = "") -> None:
+    pending.rows.append({**base, "column_name": TABLE_COLUMN, "data_type": "table",
+                         "count_delta": float(a.rows - b.rows)})
+    for col, categorical in monitored_columns(data.spec):
+        name = col.name
+        if categorical:
+            ca, cb = a.counts[name], b.counts[name]
+            na, nb = int(ca.sum()), int(cb.sum())
+            fields = {"count_delta": float(na - nb),
+                      "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
+            row = {**base, "column_name": name, "data_type": col.type, **fields}
+            pending.rows.append(row)
+            pending.categorical.setdefault(name, []).append((row, ca, cb))
+        else:
+            na, nb = a.profile(name).count, b.profile(name).count
+            row = {**base, "column_name": name, "data_type": col.type, "count_delta": float(na - nb),
+                   "avg_delta": _delta(a.profile(name).avg, b.profile(name).avg),
+                   "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
+            pending.rows.append(row)
+            if a.drift is None:
+                pending.numeric.append((row, a.sorted[name], b.sorted[name], None if b_le is None else b_le.get(name)))
+            elif (name, kind) in a.drift:
+                d, w, psi = a.drift[(name, kind)]
+                test = {"statistic": d, "pvalue": None}
+                pending.ks.append((test, d, na, nb))
+                row.update(ks_test=test, wasserstein_distance=w, population_stability_index=psi)
+
+
+def _delta(x: float | None, y: float | None) -> float | None:
+    return None if x is None or y is None else x - y
