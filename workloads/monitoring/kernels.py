@@ -515,7 +515,8 @@ def _segment_summaries(values, off, levels, nbins, res, quantiles, distinct, psi
 
 
 def _segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off, nbins, res_d, res_w, res_c):
-    """Drift of every non-empty segment against its previous segment (row 1) and its baseline target (row 0)."""
+    """Drift of every non-empty segment against its previous segment (row 1) and its baseline target (row 0), from
+    the ``<=`` ranks :func:`column_ranks` recorded (``rank[:, 0]`` baseline, ``rank[:, 1]`` previous)."""
     for g in range(off.shape[0] - 1):
         lo = off[g]
         hi = off[g + 1]

@@ -72,7 +72,7 @@ def numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarra
                   summaries) -> None:
     """Numeric columns of every window x version group and window ('*') group, with their drift against the
     previous window and the baseline, in one ordered pass per column (see :func:`kernels.column_ranks`):
-    one argsort of the column replaces the per-group sorts, and every rank lookup becomes a counter read.
+    one sort of the column replaces the per-group sorts, and every rank lookup becomes a counter read.
     Fills the groups' numeric profiles, ``nulls``, ``nonfinite`` and ``drift`` (the sorted values live only
     while their column is processed, which bounds memory to about one column's working set per thread).
     ``summaries()`` returns the (window x version, window) groups to fill; it is called only after the columns
@@ -83,8 +83,7 @@ def numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarra
     sid = wi
     g_ids = np.arange(n_groups)
     window_of = g_ids // n_versions
-    prev_g = np.where(prev_w[g_ids // n_versions] >= 0, prev_w[g_ids // n_versions] * n_versions
-                      + g_ids % n_versions, -1)
+    prev_g = np.where(prev_w[window_of] >= 0, prev_w[window_of] * n_versions + g_ids % n_versions, -1)
     unique_targets = []
     for t in [*targets, baseline_all]:
         if t is not None and all(t is not u for u in unique_targets):
