@@ -213,13 +213,22 @@ def test_edge_cases_through_the_whole_refresh(settings):
     assert 0 <= category["chi_squared_test"]["pvalue"] < 0.05
 
 
-def test_one_pass_column_kernel_matches_numpy_path_on_ties_gaps_and_versioned_baselines(monkeypatch):
+@pytest.mark.parametrize("threaded,shuffled", [(False, False), (True, False), (True, True)],
+                         ids=["one-thread", "threads", "threads-shuffled-rows"])
+def test_one_pass_column_kernel_matches_numpy_path_on_ties_gaps_and_versioned_baselines(monkeypatch, threaded,
+                                                                                      shuffled):
     """The one-pass column kernel (ranks as counters in value order) against the per-pair numpy reference:
     heavy ties across windows and baseline, a missing day (no CONSECUTIVE pair across the gap), NaN and inf,
-    a window whose values are all null, and a baseline with rows of both versions (per-version targets)."""
-    from workloads.monitoring import stats
+    a window whose values are all null, and a baseline with rows of both versions (per-version targets).
+    ``threaded``: the paths large inputs take (categories coded in the background, columns and summaries on
+    threads, per-thread scratch arrays reused across columns); ``shuffled``: rows not in time order."""
+    from workloads.monitoring import parallel, stats
     from workloads.monitoring.compute import compute_metrics, prepare
     from workloads.monitoring.synthetic import benchmark_spec, make_frames
+
+    if threaded:
+        monkeypatch.setattr(parallel, "PARALLEL_MIN_ROWS", 0)
+        monkeypatch.setenv("MLOPS_MONITOR_THREADS", "2")
 
     spec = benchmark_spec(numeric=3, categorical=1)
     frame, baseline = make_frames(spec, rows=4000, days=5, baseline_rows=1500, drift_from_day=3, ids=False, seed=3)
@@ -234,6 +243,8 @@ def test_one_pass_column_kernel_matches_numpy_path_on_ties_gaps_and_versioned_ba
     day = frame["timestamp"].dt.floor("D")
     frame.loc[(day == day.unique()[-1]).to_numpy(), "x2"] = np.nan  # one window all null
     baseline["model_version"] = np.where(rng.random(len(baseline)) < 0.6, "1", "2")
+    if shuffled:
+        frame = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
     compiled = compute_metrics(prepare(frame, baseline, spec), "1 day")
     monkeypatch.setattr(stats, "USE_KERNEL", False)
     reference = compute_metrics(prepare(frame, baseline, spec), "1 day")

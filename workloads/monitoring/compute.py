@@ -31,7 +31,7 @@ from workloads.monitoring.groups import GroupStats, complete_summaries, group_su
 from workloads.monitoring.inputs import MonitorData, Rowset, monitored_columns, prepare
 from workloads.monitoring.metric_rows import PendingDrift, emit_drift, emit_profile, window_struct
 from workloads.monitoring.numeric_pass import numeric_pass
-from workloads.monitoring.parallel import worker_count
+from workloads.monitoring.parallel import parallel_rows
 from workloads.monitoring.schema import (
     ALL_MODELS,
     BASELINE,
@@ -117,7 +117,7 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
     one_pass = stats.USE_KERNEL
     # With the compiled pass, the categorical and quality summaries (mostly GIL-bound) run on a thread of
     # their own while the numeric columns are sorted and walked (in nogil kernels).
-    background = ThreadPoolExecutor(max_workers=1) if one_pass and rows.n > 200_000 and worker_count() > 1 else None
+    background = ThreadPoolExecutor(max_workers=1) if one_pass and parallel_rows(rows.n) else None
     try:
         if background is not None:
             future = background.submit(group_summaries, data, rows, gid, n_windows * n_versions, (1, n_versions),

@@ -12,7 +12,7 @@ import pandas as pd
 from workloads.monitoring import stats
 from workloads.monitoring.granularity import Granularity
 from workloads.monitoring.inputs import MonitorData, Rowset
-from workloads.monitoring.parallel import pool_map, worker_count
+from workloads.monitoring.parallel import parallel_rows, pool_map, worker_count
 from workloads.specs import ModelSpec
 
 
@@ -107,7 +107,7 @@ def group_summaries(data: MonitorData, rows: Rowset, gid: np.ndarray, n_groups: 
             if hi > lo:
                 jobs.append((k, g, lo, hi))
     workers = worker_count()
-    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and rows.n > 200_000 else None
+    pool = ThreadPoolExecutor(max_workers=workers) if parallel_rows(rows.n) else None
 
     def each(fn):
         return pool_map(pool, fn, jobs, workers)

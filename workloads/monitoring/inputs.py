@@ -14,7 +14,7 @@ import pandas as pd
 
 from workloads.monitoring.categories import as_text, factorize
 from workloads.monitoring.granularity import to_ns
-from workloads.monitoring.parallel import worker_count
+from workloads.monitoring.parallel import parallel_rows
 from workloads.specs import MODEL_ID_COLUMN, TIMESTAMP_COLUMN, Column, ModelSpec
 
 
@@ -136,7 +136,7 @@ def prepare(frame: pd.DataFrame, baseline: pd.DataFrame | None, spec: ModelSpec)
                     codes_b[col.name] = in_base
         return codes_in, codes_b, categories
 
-    factorized = _Deferred(factorize_categorical, background=n_in > 200_000 and worker_count() > 1)
+    factorized = _Deferred(factorize_categorical, background=parallel_rows(n_in))
     versions_in = as_text(frame[MODEL_ID_COLUMN]) if MODEL_ID_COLUMN in frame else pd.Series(
         [None] * n_in, dtype="string")
     versions_b = None

@@ -12,7 +12,7 @@ import pandas as pd
 from workloads.monitoring import stats
 from workloads.monitoring.groups import GroupStats
 from workloads.monitoring.inputs import MonitorData, monitored_columns
-from workloads.monitoring.parallel import pool_map, worker_count
+from workloads.monitoring.parallel import parallel_rows, pool_map, worker_count
 from workloads.monitoring.schema import TABLE_COLUMN, Rows
 
 
@@ -80,7 +80,7 @@ class PendingDrift:
 
         tasks = self.numeric
         workers = worker_count()
-        if stats.USE_KERNEL and workers > 1 and sum(t[1].n for t in tasks) > 200_000:
+        if stats.USE_KERNEL and parallel_rows(sum(t[1].n for t in tasks)):
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 done = pool_map(pool, run, tasks, workers)
         else:

@@ -16,7 +16,7 @@ import numpy as np
 from workloads.monitoring import kernels, stats
 from workloads.monitoring.groups import GroupStats
 from workloads.monitoring.inputs import MonitorData, Rowset
-from workloads.monitoring.parallel import worker_count
+from workloads.monitoring.parallel import parallel_rows, worker_count
 
 _LEVELS = np.array([*stats.QUANTILE_LEVELS, 0.5])
 
@@ -98,7 +98,7 @@ def numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarra
     rows_g = np.bincount(gid, minlength=n_groups)
     rows_s = np.bincount(sid, minlength=n_windows)
     workers = worker_count()
-    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and rows.n > 200_000 else None
+    pool = ThreadPoolExecutor(max_workers=workers) if parallel_rows(rows.n) else None
 
     local = threading.local()
 

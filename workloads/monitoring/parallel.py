@@ -5,6 +5,14 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+# Below this many rows threads cost more than they save: smaller inputs are computed on the calling thread.
+PARALLEL_MIN_ROWS = 200_000
+
+
+def parallel_rows(n: int) -> bool:
+    """Whether ``n`` rows are worth the threads (more than one worker and ``PARALLEL_MIN_ROWS`` rows)."""
+    return n > PARALLEL_MIN_ROWS and worker_count() > 1
+
 
 def worker_count() -> int:
     """Threads for sorting groups and for the drift pairs: ``MLOPS_MONITOR_THREADS``, default min(4, CPUs)."""
