@@ -104,5 +104,5 @@ def test_report_renders_in_headless_chromium(refreshed, tmp_path):
     image = Image.open(png).convert("L")
     lo, hi = image.getextrema()
     assert hi - lo > 100  # not blank
-    colours = len(set(image.resize((320, 500)).getdata()))
+    colours = len(set(image.resize((320, 500)).get_flattened_data()))
     assert colours > 20
