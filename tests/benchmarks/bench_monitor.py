@@ -36,13 +36,18 @@ HERE = Path(__file__).resolve().parent
 console = Console()
 
 
-def _timed(fn, repeat: int = 1):
-    best, out = float("inf"), None
+SLOWEST: dict[str, float] = {}  # label -> slowest of the repeated runs, shown beside the best
+
+
+def _timed(fn, repeat: int = 1, label: str | None = None):
+    times, out = [], None
     for _ in range(repeat):
         started = time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - started)
-    return best, out
+        times.append(time.perf_counter() - started)
+    if label:
+        SLOWEST[label] = max(times)
+    return min(times), out
 
 
 def make_data(rows: int, baseline_rows: int, folder: Path):
@@ -67,7 +72,7 @@ def monitor_compute(spec, current: Path, reference: Path, exact: bool = False):
     def run():
         return compute_metrics(prepare(frame, baseline, spec), "1 day", exact_pvalues=exact)
 
-    return _timed(run, repeat=3)
+    return _timed(run, repeat=3, label=f"{len(frame)}-{'exact' if exact else 'fast'}")
 
 
 def monitor_peak_memory(spec, current: Path, reference: Path) -> tuple[int, int]:
@@ -247,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(label, f"{seconds:.3f}", f"{seconds / fast:.1f}x", f"{seconds / results['sort']:.1f}x")
 
     row("monitor: full refresh computation, fast KS p-values", fast)
+    slowest = SLOWEST.get(f"{main_rows}-fast")
+    if slowest:
+        row("  (slowest of its 3 runs)", slowest)
     row("monitor: same, exact KS p-values", results["exact"])
     row("monitor: end-to-end local refresh (Delta read + compute + write)", results["end_to_end"])
     row("scipy/pandas loop, same statistics, all windows", results["scipy"])
@@ -264,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     ratios.add_column("goal", justify="right")
     if evidently:
         ratios.add_row("Evidently one window / monitor full refresh", f"{evidently['seconds'] / fast:.1f}x", ">= 40x")
+        if slowest:
+            ratios.add_row("  same, with the slowest of the 3 refresh runs", f"{evidently['seconds'] / slowest:.1f}x",
+                           ">= 40x")
     ratios.add_row("monitor full refresh / sort bound", f"{fast / results['sort']:.1f}x", "<= 10x")
+    if slowest:
+        ratios.add_row("  same, with the slowest of the 3 refresh runs", f"{slowest / results['sort']:.1f}x", "<= 10x")
     ratios.add_row("scipy loop / monitor full refresh", f"{results['scipy'] / fast:.1f}x", "")
     ratios.add_row("peak traced memory / input in-memory size", f"{peak / input_bytes:.2f}x", "< 3x")
     ratios.add_row("max |fast - exact| KS p-value in this refresh", f"{pdiff:.2e}", "<= 0.005")
