@@ -1,9 +1,10 @@
-"""Compiled (numba) kernel for the numeric drift of one sorted pair, in one pass over the window's values.
+"""Compiled (numba) kernels for the numeric drift of sorted pairs.
 
-For each distinct value ``x`` of the window ``a`` it finds ``#b < x`` and ``#b <= x`` by galloping forward in
-the sorted comparison sample ``b`` (O(n_a log(n_b / n_a)) in all, not a binary search per value), and in the
-same pass accumulates the KS statistic, the Wasserstein integral and the PSI bin counts, with exactly the
-formulas of :mod:`workloads.monitoring.stats` (which is the reference and the fallback without numba).
+:func:`_ranked_pair` accumulates the KS statistic, the Wasserstein integral and the PSI bin counts of one pair
+in one pass over the window ``a``'s values, given each value's ``#b <= x`` in the comparison sample ``b``, with
+exactly the formulas of :mod:`workloads.monitoring.stats` (which is the reference and the fallback without
+numba). For one pair (:func:`numeric_pair`) those ranks come from galloping forward in the sorted ``b``
+(O(n_a log(n_b / n_a)) in all, not a binary search per value).
 
 The refresh itself uses the column kernels at the end: :func:`column_ranks` walks one column in value order
 once for all groups (ranks in the previous window and the baseline become counters), then
@@ -18,34 +19,6 @@ try:
     from numba import njit
 except ImportError:  # pragma: no cover - numba is a dependency; the numpy path covers its absence
     njit = None
-
-
-def _count_le(b, x, start):
-    """Smallest index ``>= start`` whose value is ``> x`` (= ``#b <= x``), given ``b[:start] <= x``."""
-    n = b.shape[0]
-    # Short linear probe first: consecutive values usually land a few places further (predictable branches).
-    end = min(start + 16, n)
-    while start < end:
-        if not b[start] <= x:
-            return start
-        start += 1
-    if start >= n or b[start] > x:
-        return start
-    lo = start
-    step = 1
-    hi = lo + step
-    while hi < n and b[hi] <= x:
-        lo = hi
-        step *= 2
-        hi = lo + step
-    hi = min(hi, n)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if b[mid] <= x:
-            lo = mid
-        else:
-            hi = mid
-    return hi
 
 
 def _count_lt(b, x, start):
@@ -136,50 +109,20 @@ def _interval(left, right, ca, na, inv_na, k_left, k_right, bv, bcum, nb, inv_nb
 
 
 def _numeric_pair(av, bv, bcum, nbins, bucket_start, b_min, scale):
+    """KS statistic, Wasserstein distance and PSI bin counts of sorted ``a`` against sorted ``b``: each value's
+    ``#b <= x`` (= ``#b < nextafter(x, +inf)``, exact for finite doubles) found by galloping forward in ``b``, or
+    through ``b``'s bucket index (``bucket_start`` of more than one entry), then :func:`_ranked_pair`."""
     na = av.shape[0]
-    nb = bv.shape[0]
-    # Reciprocals instead of divisions: the ECDF values differ from scipy's count / n by at most an ulp.
-    inv_nb = 1.0 / nb
-    inv_na = 1.0 / na
-    d = 0.0
-    w = 0.0
-    counts = np.zeros(nbins, dtype=np.int64)
-    # PSI edges sit at b[floor(k nb / nbins)], k = 1..nbins-1: a value's bin is #{k: floor(k nb / nbins) < #b<=x}.
-    edge_index = (np.arange(1, nbins) * nb) // nbins
-    psi_bin = 0
-    j_lt = 0
-    j_le = 0
-    i = 0
-    prev_x = 0.0
-    prev_k = 0
-    while i < na:
-        x = av[i]
-        i2 = i + 1
-        while i2 < na and av[i2] == x:
-            i2 += 1
+    a_le = np.empty(na, dtype=np.int64)
+    j = 0
+    for i in range(na):
+        above = np.nextafter(av[i], np.inf)
         if bucket_start.shape[0] > 1:
-            j_lt = _count_lt_indexed(bv, x, bucket_start, b_min, scale)
+            j = _count_lt_indexed(bv, above, bucket_start, b_min, scale)
         else:
-            j_lt = _count_lt(bv, x, j_lt)
-        if j_lt < nb and bv[j_lt] == x:
-            j_le = _count_le(bv, x, j_lt)
-        else:
-            j_le = j_lt
-        d = max(d, abs(i * inv_na - j_lt * inv_nb))
-        d = max(d, abs(i2 * inv_na - j_le * inv_nb))
-        if i == 0:
-            w += _h(x, j_le, bcum, inv_nb)
-        else:
-            w += _interval(prev_x, x, i, na, inv_na, prev_k, j_le, bv, bcum, nb, inv_nb)
-        while psi_bin < nbins - 1 and edge_index[psi_bin] < j_le:
-            psi_bin += 1
-        counts[psi_bin] += i2 - i
-        prev_x = x
-        prev_k = j_le
-        i = i2
-    right = max(prev_x, bv[nb - 1])
-    w += _interval(prev_x, right, na, na, inv_na, prev_k, nb, bv, bcum, nb, inv_nb)
-    return d, w, counts
+            j = _count_lt(bv, above, j)
+        a_le[i] = j
+    return _ranked_pair(av, a_le, bv, bcum, nbins)
 
 
 def _self_psi_counts(bv, nbins):
@@ -542,7 +485,6 @@ def _segment_pairs(out, rank, off, cum, prev, tgt, base_cat, base_cum, base_off,
 
 
 if njit is not None:
-    _count_le = njit(cache=True, nogil=True)(_count_le)
     _count_lt = njit(cache=True, nogil=True)(_count_lt)
     _h = njit(cache=True, nogil=True)(_h)
     _count_lt_indexed = njit(cache=True, nogil=True)(_count_lt_indexed)
