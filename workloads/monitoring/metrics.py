@@ -41,7 +41,9 @@ class MetricsNotFoundError(MlopsError):
     """The monitor has not written metrics for a model (or granularity) yet."""
 
 
-def _field(value, name: str):
+def struct_field(value, name: str):
+    """Field ``name`` of a struct value as read back from a metric table (dict, Spark Row or object); None for
+    a null struct."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, dict):
@@ -80,8 +82,8 @@ def read_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables | Non
     out = []
     for name in names:
         frame = tables.read(name)
-        frame["window_start"] = frame["window"].map(lambda w: _timestamp(_field(w, "start")))
-        frame["window_end"] = frame["window"].map(lambda w: _timestamp(_field(w, "end")))
+        frame["window_start"] = frame["window"].map(lambda w: _timestamp(struct_field(w, "start")))
+        frame["window_end"] = frame["window"].map(lambda w: _timestamp(struct_field(w, "end")))
         out.append(frame)
     return out[0], out[1]
 
@@ -97,7 +99,7 @@ def quality_values(row) -> dict[str, float]:
             out[name] = value
     for name in CLASSIFICATION_AVERAGED:
         for avg in ("macro", "weighted"):
-            value = _num(_field(row.get(name), avg))
+            value = _num(struct_field(row.get(name), avg))
             if value is not None:
                 out[f"{name}.{avg}"] = value
                 if avg == "macro":
@@ -114,7 +116,7 @@ def drift_values(row) -> dict[str, float]:
     for name in DRIFT_METRICS:
         if "." in name:
             struct, part = name.split(".")
-            value = _num(_field(row.get(struct), part))
+            value = _num(struct_field(row.get(struct), part))
         else:
             value = _num(row.get(name))
         if value is not None:

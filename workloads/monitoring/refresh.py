@@ -27,6 +27,8 @@ import pyarrow as pa
 from workloads.errors import MlopsError
 from workloads.monitoring.compute import compute_metrics, monitored_columns, prepare
 from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity, to_ns
+from workloads.monitoring.groups import window_index
+from workloads.monitoring.metrics import struct_field
 from workloads.monitoring.schema import BASELINE, DRIFT_SCHEMA, PROFILE_SCHEMA
 from workloads.ports.tables import Tables, get_tables
 from workloads.settings import Settings
@@ -97,17 +99,21 @@ def _save_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def _fingerprints(frame: pd.DataFrame, starts: np.ndarray, spec: ModelSpec) -> dict[str, list]:
-    """Per window start: row count, labelled count, prediction and label sums (what changes when rows arrive)."""
-    uniq, inv = np.unique(starts, return_inverse=True)
-    label = pd.to_numeric(frame[spec.label.name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    pred = pd.to_numeric(frame[spec.prediction.name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    rows = np.bincount(inv, minlength=len(uniq))
-    labelled = np.bincount(inv, weights=np.isfinite(label), minlength=len(uniq))
-    label_sum = np.bincount(inv, weights=np.nan_to_num(label, nan=0.0, posinf=0.0, neginf=0.0), minlength=len(uniq))
-    pred_sum = np.bincount(inv, weights=np.nan_to_num(pred, nan=0.0, posinf=0.0, neginf=0.0), minlength=len(uniq))
+def _fingerprints(window_starts: np.ndarray, index: np.ndarray, label: np.ndarray, pred: np.ndarray
+                  ) -> dict[str, list]:
+    """Per window start: row count, labelled count, prediction and label sums (what changes when rows arrive);
+    ``index`` is each row's window (see :func:`~workloads.monitoring.groups.window_index`)."""
+    n = len(window_starts)
+    rows = np.bincount(index, minlength=n)
+    labelled = np.bincount(index, weights=np.isfinite(label), minlength=n)
+    label_sum = np.bincount(index, weights=np.nan_to_num(label, nan=0.0, posinf=0.0, neginf=0.0), minlength=n)
+    pred_sum = np.bincount(index, weights=np.nan_to_num(pred, nan=0.0, posinf=0.0, neginf=0.0), minlength=n)
     return {str(int(s)): [int(rows[i]), int(labelled[i]), repr(float(label_sum[i])), repr(float(pred_sum[i]))]
-            for i, s in enumerate(uniq)}
+            for i, s in enumerate(window_starts)}
+
+
+def _numeric_column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _baseline_fingerprint(tables: Tables, name: str) -> str:
@@ -117,14 +123,8 @@ def _baseline_fingerprint(tables: Tables, name: str) -> str:
 
 
 def _window_starts_ns(values: pd.Series) -> np.ndarray:
-    starts = values.map(lambda w: None if w is None else _field(w, "start"))
+    starts = values.map(lambda w: struct_field(w, "start"))
     return to_ns(starts) if len(starts) else np.zeros(0, dtype=np.int64)
-
-
-def _field(value, name: str):
-    if isinstance(value, dict):
-        return value.get(name)
-    return value[name] if hasattr(value, "__getitem__") else getattr(value, name)
 
 
 def _keep_existing(existing: pd.DataFrame, granularity: str, replaced: set[int], baseline_rows: bool) -> pd.DataFrame:
@@ -161,7 +161,7 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
         raise MonitorError(f"{processed} lacks column(s) {missing}; it is not a processed inference table")
     frame = frame[[n for n in names if n in frame.columns]]
     baseline_name = settings.table(spec.baseline_table)
-    baseline = tables.read(baseline_name) if tables.exists(baseline_name) else None
+    baseline: list[pd.DataFrame | None] = []  # read once, and only when a window is recomputed
     profile_name = settings.metrics_table(spec.profile_metrics_table)
     drift_name = settings.metrics_table(spec.drift_metrics_table)
 
@@ -175,11 +175,13 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
     result = RefreshResult(spec.name, "local", [g.text for g in grans])
 
     ts = to_ns(frame[TIMESTAMP_COLUMN]) if len(frame) else np.zeros(0, dtype=np.int64)
+    label, pred = _numeric_column(frame, spec.label.name), _numeric_column(frame, spec.prediction.name)
     profile_parts, drift_parts = [], []
     replaced_by_gran: dict[str, set[int]] = {}
     for gran in grans:
-        starts = gran.floor(ts)
-        prints = _fingerprints(frame, starts, spec)
+        window_starts, index = window_index(gran, ts)
+        starts = window_starts[index]
+        prints = _fingerprints(window_starts, index, label, pred)
         old = state.get("windows", {}).get(gran.text, {})
         changed = {int(s) for s, fp in prints.items() if old.get(s) != fp}
         removed = {int(s) for s in old if s not in prints}
@@ -197,7 +199,9 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
         if recompute:
             needed = recompute | set(gran.shift(np.fromiter(recompute, dtype=np.int64), -1).tolist())
             mask = np.isin(starts, np.fromiter(needed, dtype=np.int64))
-            data = prepare(frame[mask].reset_index(drop=True), baseline, spec)
+            if not baseline:
+                baseline.append(tables.read(baseline_name) if tables.exists(baseline_name) else None)
+            data = prepare(frame[mask].reset_index(drop=True), baseline[0], spec)
             span = (int(present[0]), int(gran.end(present[-1:])[0]))
             tables_out = compute_metrics(data, gran, windows=recompute, exact_pvalues=exact_pvalues,
                                          baseline_window=span)
