@@ -122,7 +122,7 @@ def ingest_labels(settings: Settings, spec: ModelSpec, source: str | None = None
     matched_keys = set(joined[key])
     label_col = spec.label.name
     typed = cast_columns(joined.assign(**{label_col: joined["_label"]}), spec.processed_columns())
-    current = cast_columns(joined, spec.processed_columns())[label_col]
+    current = cast_columns(joined, [spec.label])[label_col]
     changed = typed[current.isna().to_numpy() | (current != typed[label_col]).fillna(True).to_numpy()]
     updated = 0
     if not changed.empty:

@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 
 from workloads.errors import MlopsError
+from workloads.serving.payloads import FORMATS
 from workloads.settings import Settings
 from workloads.specs import EXAMPLE_ID_COLUMN, REQUEST_ID_COLUMN, ModelSpec
 from workloads.unpacking import example_id
 
 Transform = Callable[[pd.DataFrame], pd.DataFrame]
-FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
 class TrafficError(MlopsError):

@@ -60,10 +60,6 @@ def example_id(request_id: str, row: int) -> str:
 
 _PANDAS_TYPES = {"bigint": "Int64", "int": "Int32", "double": "Float64", "float": "Float32",
                  "boolean": "boolean", "string": "object"}
-_SPARK_TYPES = {"bigint": "bigint", "int": "int", "double": "double", "float": "float", "boolean": "boolean",
-                "string": "string", "timestamp": "timestamp", "date": "date"}
-
-
 def cast_columns(frame: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
     """The frame restricted to ``columns`` with nullable dtypes matching their Spark types."""
     out = {}
@@ -83,7 +79,7 @@ def cast_columns(frame: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
 
 def spark_schema(spec: ModelSpec) -> str:
     """DDL schema of the processed table (for ``mapInPandas``)."""
-    return ", ".join(f"`{c.name}` {_SPARK_TYPES[c.type]}" for c in spec.processed_columns())
+    return ", ".join(f"`{c.name}` {c.type}" for c in spec.processed_columns())
 
 
 @dataclass
@@ -191,10 +187,6 @@ class UnpackResult:
     from_version: int | None
     to_version: int | None
 
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
-
 
 def _watermark(tables: Tables, name: str, source: str) -> int | None:
     if not tables.exists(name):
@@ -233,8 +225,9 @@ def unpack(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
     if last is not None:
         seen = tables.read(payload_name, columns=[PAYLOAD_REQUEST_ID], version=last)[PAYLOAD_REQUEST_ID]
         payload = payload[~payload[PAYLOAD_REQUEST_ID].isin(set(seen))]
-    if version_of is None:
-        version_of = served_entity_resolver(tables) if settings.backend == "databricks" else version_of_entity
+    # Databricks' served-entity ids resolve through the system table; the local endpoint's ids (and any id the
+    # table lacks) through our served-entity naming.
+    version_of = version_of or served_entity_resolver(tables)
     batch = unpack_payload(payload, spec, version_of)
     written = 0
     if not batch.frame.empty:

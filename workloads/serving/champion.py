@@ -79,17 +79,12 @@ class Champion:
         settings: where the registry is.
         spec: the model whose champion is served.
         poll_interval: seconds between alias checks.
-        loader: ``(settings, spec, version) -> model``; defaults to loading the pyfunc from the registry.
-        direct: call a scikit-learn model's own predict (see :func:`direct_predictor`).
     """
 
-    def __init__(self, settings: Settings, spec: ModelSpec, poll_interval: float = 1.0,
-                 loader: Callable[[Settings, ModelSpec, int], Any] | None = None, direct: bool = True):
+    def __init__(self, settings: Settings, spec: ModelSpec, poll_interval: float = 1.0):
         self.settings = settings
         self.spec = spec
         self.poll_interval = poll_interval
-        self.direct = direct
-        self._loader = loader or (lambda s, m, v: registry.load_model(s, m, alias=None, version=v))
         self._current: ServedModel | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,10 +119,9 @@ class Champion:
         return True
 
     def _load(self, version: int) -> None:
-        model = self._loader(self.settings, self.spec, version)
+        model = registry.load_model(self.settings, self.spec, alias=None, version=version)
         previous = self._current
-        direct = direct_predictor(model) if self.direct else None
-        self._current = ServedModel(version, served_entity_name(self.spec, version), model, direct)
+        self._current = ServedModel(version, served_entity_name(self.spec, version), model, direct_predictor(model))
         if previous is not None:
             self.swaps += 1
             log.info("now serving %s version %s (was %s)", self.spec.name, version, previous.version)

@@ -134,12 +134,6 @@ def raw_columns(body: dict, feature_names: list[str]) -> tuple[Columns, str]:
     return _rows_columns(body[fmt], fmt, feature_names), fmt
 
 
-def raw_frame(body: dict, feature_names: list[str]) -> tuple[pd.DataFrame, str]:
-    """The input rows of a decoded body as an unvalidated frame, and the format that carried them."""
-    columns, fmt = raw_columns(body, feature_names)
-    return pd.DataFrame(columns, columns=list(columns)), fmt
-
-
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -176,15 +170,14 @@ def _coerce_column(name: str, col_type: str, items: list) -> np.ndarray:
     return pd.to_datetime(pd.Series(items), utc=True, errors="coerce").to_numpy()
 
 
-def conform_columns(data: pd.DataFrame | Columns, spec: ModelSpec) -> dict[str, np.ndarray]:
+def conform_columns(data: Columns, spec: ModelSpec) -> dict[str, np.ndarray]:
     """The spec's feature columns, in order, as arrays of the spec's types.
 
     Raises:
         PayloadError: no rows, missing or unexpected columns, or a value of the wrong type.
     """
-    is_frame = isinstance(data, pd.DataFrame)
-    names_in = list(data.columns) if is_frame else list(data)
-    rows = len(data) if is_frame else (len(next(iter(data.values()))) if data else 0)
+    names_in = list(data)
+    rows = len(next(iter(data.values()))) if data else 0
     if rows == 0:
         raise PayloadError("request has no rows to score")
     names = spec.feature_names
@@ -197,11 +190,10 @@ def conform_columns(data: pd.DataFrame | Columns, spec: ModelSpec) -> dict[str, 
         if extra:
             parts.append(f"unexpected columns {extra}")
         raise PayloadError("input does not match the model's features: " + "; ".join(parts))
-    return {c.name: _coerce_column(c.name, c.type, data[c.name].tolist() if is_frame else data[c.name])
-            for c in spec.features}
+    return {c.name: _coerce_column(c.name, c.type, data[c.name]) for c in spec.features}
 
 
-def conform(data: pd.DataFrame | Columns, spec: ModelSpec) -> pd.DataFrame:
+def conform(data: Columns, spec: ModelSpec) -> pd.DataFrame:
     """A frame with exactly the spec's feature columns, in order, with the spec's types (see :func:`conform_columns`)."""
     return pd.DataFrame(conform_columns(data, spec), columns=spec.feature_names)
 

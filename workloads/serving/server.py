@@ -16,7 +16,7 @@ import uvicorn
 
 from workloads.errors import MlopsError
 from workloads.ports.tables import get_tables
-from workloads.serving.app import Clock, EndpointConfig, create_app, utc_now
+from workloads.serving.app import DEFAULT_MAX_BODY, Clock, EndpointConfig, create_app, utc_now
 from workloads.serving.champion import Champion
 from workloads.serving.payload_log import PayloadLogger
 from workloads.settings import Settings
@@ -102,7 +102,7 @@ def _uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
 
 def start_server(settings: Settings, model: str | ModelSpec, host: str = "127.0.0.1", port: int = 0,
                  clock: Clock | None = None, poll_interval: float = 1.0, flush_interval: float = 1.0,
-                 fsync: bool = False, max_body_bytes: int = 16 * 1024 * 1024,
+                 fsync: bool = False, max_body_bytes: int = DEFAULT_MAX_BODY,
                  startup_timeout: float = 30.0) -> ServingHandle:
     """Start the endpoint for a model's champion in a background thread of this process.
 
@@ -152,7 +152,7 @@ def serve_forever(settings: Settings, model: str, host: str = "127.0.0.1", port:
     spec = load_spec(model)
     _check_port(host, port)
     champion, logger, app = _components(settings, spec, utc_now, poll_interval, flush_interval, fsync,
-                                        16 * 1024 * 1024)
+                                        DEFAULT_MAX_BODY)
     server = uvicorn.Server(_uvicorn_config(app, host, port))
     if on_ready is not None:
         on_ready(spec, champion, logger)
