@@ -12,23 +12,14 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from workloads.clock import ShiftableClock
 from workloads.settings import Settings
 
 DEMO_MODELS = ("bakehouse_autolog", "bakehouse_decorators")
 SERVED_MODEL = "bakehouse_decorators"
 HEALTHY_REQUESTS, DRIFT_REQUESTS, ROWS_PER_REQUEST = 60, 120, 5
-
-
-class SimulatedClock:
-    """Wall-clock time plus an offset the story moves forward ("a day later")."""
-
-    def __init__(self) -> None:
-        self.offset = timedelta(0)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
 
 
 @dataclass
@@ -38,7 +29,7 @@ class Story:
     facts: dict = field(default_factory=dict)
     rows: list[tuple[str, str, str]] = field(default_factory=list)  # (chapter, outcome, where to look)
     timings: dict[str, float] = field(default_factory=dict)
-    clock: SimulatedClock = field(default_factory=SimulatedClock)
+    clock: ShiftableClock = field(default_factory=ShiftableClock)
     endpoint: object = None
 
     def note(self, chapter: str, outcome: str, where: str = "") -> None:
@@ -118,9 +109,8 @@ def _watch(story: Story, label: str) -> None:
     result = run_watcher(story.settings, story.spec, LocalTaskValues(story.settings.home, run_id))
     story.facts[f"watch.{label}"] = result
     ev = result.evaluation
-    quality = {"rmse": result.observed.quality.get("root_mean_squared_error"),
-               "r2": result.observed.quality.get("r2_score")}
-    outcome = f"{ev.health}, retrain {'needed' if ev.retrain_needed else 'not needed'}; window {_metrics(quality)}"
+    outcome = (f"{ev.health}, retrain {'needed' if ev.retrain_needed else 'not needed'}; "
+               f"window {_metrics(result.observed.quality)}")
     if ev.health == "breach":
         outcome += "; " + "; ".join(r for r in ev.reasons[:2])
     story.note(f"watch ({label})", outcome, story.settings.metrics_table(story.spec.profile_metrics_table))

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from workloads.clock import ShiftableClock
 from workloads.errors import MlopsError
 from workloads.ports.tables import get_tables
 from workloads.settings import Settings
@@ -93,7 +94,7 @@ def simulate(settings: Settings, spec: ModelSpec, kind: str = "concept", request
     if url is None:
         from workloads.serving.server import start_server
 
-        with start_server(settings, spec, clock=lambda: datetime.now(UTC) + offset) as handle:
+        with start_server(settings, spec, clock=ShiftableClock(offset)) as handle:
             result = send_traffic(handle.url, spec, frame, n=requests, batch_size=batch_size, seed=seed,
                                   settings=settings, request_prefix=prefix, replace=False)
             handle.flush()

@@ -63,11 +63,11 @@ def promote_across(settings: Settings, spec: ModelSpec, source_env: str = "dev",
         "data_versions": champion.tags.get("data_versions", "{}"), "spec_hash": champion.tags.get("spec_hash", "")})
     holdout, validated_on = validation_data(source, target, spec, source_env, target_env)
     metrics = evaluate(spec, registry.load_model(target, spec, version=version), holdout)
-    registry.set_version_tags(target, spec, version, {"validated_on": validated_on})
     failures = threshold_failures(spec, metrics)
-    registry.set_version_tags(target, spec, version, {"passed_thresholds": str(not failures).lower()})
+    registry.set_version_tags(target, spec, version, {
+        "validated_on": validated_on, "passed_thresholds": str(not failures).lower(),
+        **({"gate_failures": "; ".join(failures)} if failures else {})})
     if failures:
-        registry.set_version_tags(target, spec, version, {"gate_failures": "; ".join(failures)})
         raise CrossEnvironmentPromotionError(
             f"{champion.name} v{champion.version} copied to {target.registered_model(spec.name)} v{version} but failed "
             f"the {target_env} gate on {validated_on}: " + "; ".join(failures) + f"; the {target_env} champion is unchanged")

@@ -94,9 +94,8 @@ def follow_champion(settings: Settings, spec: ModelSpec, version: int) -> str:
 
 
 def _change_champion(settings: Settings, spec: ModelSpec, to_version: int, *, action: str, reason: str,
-                     expected_champion: int | None, from_metrics: dict, to_metrics: dict,
-                     previous_alias_to: int | None = None, lock_timeout: float = 30.0) -> PromotionRecord:
-    with promotion_lock(settings, spec.name, timeout=lock_timeout):
+                     expected_champion: int | None, from_metrics: dict, to_metrics: dict) -> PromotionRecord:
+    with promotion_lock(settings, spec.name, timeout=30.0):
         current = registry.get_alias(settings, spec, registry.CHAMPION)
         current_version = current.version if current else None
         if current_version != expected_champion:
@@ -106,9 +105,7 @@ def _change_champion(settings: Settings, spec: ModelSpec, to_version: int, *, ac
         if current_version == to_version:
             raise PromotionError(f"{spec.name}: v{to_version} is already the champion")
         registry.version_info(settings, spec, to_version)
-        if previous_alias_to is not None:
-            registry.set_alias(settings, spec, registry.PREVIOUS, previous_alias_to)
-        elif current_version is not None:
+        if current_version is not None:
             registry.set_alias(settings, spec, registry.PREVIOUS, current_version)
         registry.set_alias(settings, spec, registry.CHAMPION, to_version)
         challenger = registry.get_alias(settings, spec, registry.CHALLENGER)
@@ -140,5 +137,4 @@ def rollback(settings: Settings, spec: ModelSpec, reason: str = "manual rollback
     if current is None:
         raise PromotionError(f"{spec.name} has no champion to roll back from")
     return _change_champion(settings, spec, previous.version, action="rollback", reason=reason,
-                            expected_champion=current.version, from_metrics={}, to_metrics={},
-                            previous_alias_to=current.version)
+                            expected_champion=current.version, from_metrics={}, to_metrics={})

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from workloads.clock import ShiftableClock
 from workloads.labels import pending_labels_table
 from workloads.ports.tables import get_tables
-from workloads.serving.app import ShiftableClock
 from workloads.serving.champion import direct_predictor
 from workloads.serving.server import start_server
 from workloads.traffic import TrafficError, send_traffic

@@ -18,12 +18,12 @@ import pytest
 from tests.conftest import make_trained_home
 from workloads import registry
 from workloads.alerts import read_outbox
-from workloads.demo import SimulatedClock
+from workloads.clock import ShiftableClock
 from workloads.ports.task_values import DatabricksTaskValues, LocalTaskValues
 from workloads.promotion import read_audit
 from workloads.specs import EXAMPLE_ID_COLUMN, load_spec
 from workloads.watcher.evaluation import ObservedMetrics
-from workloads.watcher.retraining import FRESH_HOLDOUT_PERCENT, _stable_bucket, fresh_traffic
+from workloads.watcher.retraining import _is_fresh_holdout, fresh_traffic
 from workloads.watcher.steps import (
     EVALUATE_TASK,
     MONITOR_TASK,
@@ -51,7 +51,7 @@ def world(tmp_path_factory):
         mp.delenv(var, raising=False)
     settings, results = make_trained_home(path, models=(MODEL,))
     assert results[MODEL].alias == "champion"
-    clock = SimulatedClock()
+    clock = ShiftableClock()
     handle = start_server(settings, SPEC, clock=clock, poll_interval=0.2)
     try:
         yield {"settings": settings, "clock": clock, "handle": handle, "v1": results[MODEL].version}
@@ -162,7 +162,7 @@ def test_concept_drift_is_caught_retrained_validated_promoted_and_served(world, 
     from workloads.training.evaluation import evaluate
 
     fresh = fresh_traffic(settings, SPEC, since=pd.Timestamp(result.observed.window_start))
-    holdout = fresh[_stable_bucket(fresh[EXAMPLE_ID_COLUMN]) < FRESH_HOLDOUT_PERCENT].drop(columns=[EXAMPLE_ID_COLUMN])
+    holdout = fresh[_is_fresh_holdout(fresh[EXAMPLE_ID_COLUMN])].drop(columns=[EXAMPLE_ID_COLUMN])
     assert len(holdout) == retrain.holdout_rows and retrain.fresh_rows == len(fresh) - len(holdout)
     for version, metrics in ((v1, retrain.champion_metrics), (retrain.challenger_version, retrain.challenger_metrics)):
         rescored = evaluate(SPEC, registry.load_model(settings, SPEC, version=version), holdout)

@@ -16,44 +16,23 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from workloads.clock import Clock, utc_now
 from workloads.serving.champion import Champion
 from workloads.serving.payload_log import PayloadLogger, PayloadRecord
 from workloads.serving.payloads import PayloadError, parse_request, predictions_list
 from workloads.settings import Settings
 from workloads.specs import ModelSpec
 
-Clock = Callable[[], datetime]
 # Databricks logs request/response bodies up to 1 MiB and flags larger ones instead.
 LOG_BODY_LIMIT = 1024 * 1024
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class ShiftableClock:
-    """A clock that runs with real time plus an offset the demo can advance (simulates days passing).
-
-    Example: ``clock = ShiftableClock(); start_server(..., clock=clock); clock.advance(timedelta(days=1))``.
-    """
-
-    def __init__(self, offset: timedelta | None = None):
-        self.offset = offset or timedelta(0)
-
-    def advance(self, delta: timedelta) -> None:
-        self.offset += delta
-
-    def __call__(self) -> datetime:
-        return utc_now() + self.offset
 
 
 @dataclass

@@ -60,8 +60,11 @@ class RetrainOutcome:
         return f"{self.model}: champion v{self.champion_version} kept: " + "; ".join(self.reasons)
 
 
-def _stable_bucket(ids: pd.Series) -> np.ndarray:
-    return np.array([int(hashlib.sha1(str(i).encode()).hexdigest()[:8], 16) % 100 for i in ids])
+def _is_fresh_holdout(ids: pd.Series) -> np.ndarray:
+    """Whether each example is in the fresh holdout share: a stable hash of its id, so a retrain never trains on
+    the examples the prod gate validates on."""
+    bucket = np.array([int(hashlib.sha1(str(i).encode()).hexdigest()[:8], 16) % 100 for i in ids], dtype=int)
+    return bucket < FRESH_HOLDOUT_PERCENT
 
 
 def fresh_traffic(settings: Settings, spec: ModelSpec, since: pd.Timestamp | None = None,
@@ -83,19 +86,18 @@ def fresh_traffic(settings: Settings, spec: ModelSpec, since: pd.Timestamp | Non
     return out
 
 
-def latest_labelled_window(settings: Settings, spec: ModelSpec, days: float = 1.0,
-                           held_out_only: bool = False) -> pd.DataFrame:
-    """Labelled traffic of the most recent ``days`` that have any (the freshest ground truth there is).
+def latest_labelled_window(settings: Settings, spec: ModelSpec, held_out_only: bool = False) -> pd.DataFrame:
+    """Labelled traffic of the most recent day that has any (the freshest ground truth there is).
 
     ``held_out_only`` keeps only the examples a retrain never trains on (the fresh holdout share).
     """
     fresh = fresh_traffic(settings, spec, with_timestamp=True)
     if held_out_only and len(fresh):
-        fresh = fresh[_stable_bucket(fresh[EXAMPLE_ID_COLUMN]) < FRESH_HOLDOUT_PERCENT]
+        fresh = fresh[_is_fresh_holdout(fresh[EXAMPLE_ID_COLUMN])]
     if fresh.empty:
         return fresh.drop(columns=[TIMESTAMP_COLUMN])
     latest = fresh[TIMESTAMP_COLUMN].max()
-    recent = fresh[fresh[TIMESTAMP_COLUMN] > latest - pd.Timedelta(days=days)]
+    recent = fresh[fresh[TIMESTAMP_COLUMN] > latest - pd.Timedelta(days=1)]
     return recent.drop(columns=[TIMESTAMP_COLUMN]).reset_index(drop=True)
 
 
@@ -107,14 +109,13 @@ def primary_metric(spec: ModelSpec, overrides: dict[str, Threshold] | None = Non
 
 def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Timestamp | None = None,
                          reason: str = "retrain", overrides: dict[str, Threshold] | None = None,
-                         tags: dict[str, str] | None = None, promote_if_better: bool = True,
                          quality_breach: bool = False) -> RetrainOutcome:
     """Train a challenger on fresh data and promote it only if it passes the gate and beats the champion."""
     champion = registry.require_alias(settings, spec, registry.CHAMPION)
     fresh = fresh_traffic(settings, spec, since)
-    bucket = _stable_bucket(fresh[EXAMPLE_ID_COLUMN]) if len(fresh) else np.array([], dtype=int)
-    fresh_holdout = fresh[bucket < FRESH_HOLDOUT_PERCENT]
-    fresh_train = fresh[bucket >= FRESH_HOLDOUT_PERCENT]
+    held_out = _is_fresh_holdout(fresh[EXAMPLE_ID_COLUMN]) if len(fresh) else np.zeros(0, dtype=bool)
+    fresh_holdout = fresh[held_out]
+    fresh_train = fresh[~held_out]
     original_train, original_holdout = split_holdout(load_feature_frame(settings))
     if len(fresh_holdout) >= spec.min_rows:
         holdout, holdout_name = fresh_holdout.drop(columns=[EXAMPLE_ID_COLUMN]), "recent labelled traffic"
@@ -129,8 +130,7 @@ def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Times
                          else None, holdout=holdout, alias=registry.CHALLENGER, extra_weight=weight,
                          include_original=not fresh_alone,
                          tags={"mlops.trigger": reason, "mlops.fresh_rows": str(len(fresh_train)),
-                               "mlops.training_data": "fresh traffic" if fresh_alone else "original + fresh traffic",
-                               **(tags or {})})
+                               "mlops.training_data": "fresh traffic" if fresh_alone else "original + fresh traffic"})
     champion_model = registry.load_model(settings, spec, version=champion.version)
     champion_metrics = evaluate(spec, champion_model, holdout)
     challenger_metrics = result.metrics
@@ -144,7 +144,7 @@ def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Times
     outcome = RetrainOutcome(spec.name, champion.version, result.version, champion_metrics, challenger_metrics,
                              holdout_name, "fresh traffic" if fresh_alone else "original + fresh traffic",
                              len(holdout), len(fresh_train), promoted=False, reasons=reasons)
-    if not reasons and promote_if_better:
+    if not reasons:
         outcome.record = promote(
             settings, spec, result.version, expected_champion=champion.version,
             reason=f"{reason}; {metric} {ours:.4g} vs {theirs:.4g} on the {holdout_name}",

@@ -44,13 +44,6 @@ class WatchResult:
 
 # --- monitor -----------------------------------------------------------------------------------------
 
-def refresh_monitor(settings: Settings, spec: ModelSpec, granularity: str) -> None:
-    """Refresh the quality monitor (local computation, or ``run_refresh`` on Databricks)."""
-    from workloads.monitoring.refresh import refresh_monitor as refresh
-
-    refresh(settings, spec, granularities=[granularity])
-
-
 def step_monitor(settings: Settings, spec: ModelSpec, task_values: TaskValues, granularity: str = "1 day",
                  unpack_first: bool = True) -> ObservedMetrics:
     """Unpack new payloads, merge waiting labels, refresh the monitor, read and publish the latest window."""
@@ -66,8 +59,10 @@ def step_monitor(settings: Settings, spec: ModelSpec, task_values: TaskValues, g
             pass  # no payload table yet: nothing served; the window read below is then empty and reported
         ingest_labels(settings, spec)
     processed = settings.table(spec.processed_table)
-    if get_tables(settings).exists(processed):
-        refresh_monitor(settings, spec, granularity)
+    if get_tables(settings).exists(processed):  # local computation, or run_refresh on Databricks
+        from workloads.monitoring.refresh import refresh_monitor
+
+        refresh_monitor(settings, spec, granularities=[granularity])
     observed = observe_latest_window(settings, spec, granularity)
     observed.batch = latest_batch_metrics(settings, spec)
     task_values.set("observed", observed.to_dict())
