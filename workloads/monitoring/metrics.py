@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from workloads.errors import MlopsError
+from workloads.metric_names import with_aliases
 from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity
 from workloads.monitoring.schema import (
     ALL_MODELS,
@@ -26,12 +27,6 @@ from workloads.settings import Settings
 from workloads.specs import MODEL_ID_COLUMN, ModelSpec
 
 # Short names used in spec thresholds -> metric table columns.
-ALIASES = {
-    "mse": "mean_squared_error", "rmse": "root_mean_squared_error", "mae": "mean_absolute_error",
-    "r2": "r2_score", "mape": "mean_absolute_percentage_error", "accuracy": "accuracy_score",
-    "f1": "f1_score", "psi": "population_stability_index", "ks": "ks_test.statistic",
-    "chi_squared": "chi_squared_test.statistic",
-}
 DRIFT_METRICS = ("ks_test.statistic", "ks_test.pvalue", "wasserstein_distance", "population_stability_index",
                  "chi_squared_test.statistic", "chi_squared_test.pvalue", "tv_distance", "l_infinity_distance",
                  "js_distance")
@@ -104,10 +99,7 @@ def quality_values(row) -> dict[str, float]:
                 out[f"{name}.{avg}"] = value
                 if avg == "macro":
                     out[name] = value
-    for short, long in ALIASES.items():
-        if long in out:
-            out[short] = out[long]
-    return out
+    return with_aliases(out)
 
 
 def drift_values(row) -> dict[str, float]:
@@ -121,10 +113,7 @@ def drift_values(row) -> dict[str, float]:
             value = _num(row.get(name))
         if value is not None:
             out[name] = value
-    for short, long in ALIASES.items():
-        if long in out:
-            out[short] = out[long]
-    return out
+    return with_aliases(out)
 
 
 @dataclass

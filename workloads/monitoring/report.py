@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from workloads.metric_names import ALIASES
 from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity
-from workloads.monitoring.metrics import ALIASES, drift_values, quality_values, read_metric_tables
+from workloads.monitoring.metrics import drift_values, quality_values, read_metric_tables
 from workloads.monitoring.schema import ALL_MODELS, BASELINE, INPUT, TABLE_COLUMN
 from workloads.ports.tables import Tables, get_tables
 from workloads.settings import Settings

@@ -12,23 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from workloads.metric_names import canonical, with_aliases
 from workloads.specs import ModelSpec
-
-# Short names used in specs and MLflow runs -> monitor (Databricks) names.
-ALIASES = {
-    "rmse": "root_mean_squared_error",
-    "mae": "mean_absolute_error",
-    "r2": "r2_score",
-    "mse": "mean_squared_error",
-    "mape": "mean_absolute_percentage_error",
-    "accuracy": "accuracy_score",
-    "f1": "f1_score",
-}
-
-
-def canonical(metric: str) -> str:
-    """The monitor's name for a metric (``rmse`` -> ``root_mean_squared_error``)."""
-    return ALIASES.get(metric, metric)
 
 
 def quality_metrics(spec: ModelSpec, y_true, y_pred) -> dict[str, float]:
@@ -45,7 +30,6 @@ def quality_metrics(spec: ModelSpec, y_true, y_pred) -> dict[str, float]:
             "recall_weighted": skm.recall_score(y_true, y_pred, average="weighted", zero_division=0),
             "f1_score_weighted": skm.f1_score(y_true, y_pred, average="weighted", zero_division=0),
         }
-        out["accuracy"], out["f1"] = out["accuracy_score"], out["f1_score"]
     else:
         mse = skm.mean_squared_error(y_true, y_pred)
         out = {
@@ -55,9 +39,7 @@ def quality_metrics(spec: ModelSpec, y_true, y_pred) -> dict[str, float]:
             "r2_score": skm.r2_score(y_true, y_pred),
             "mean_absolute_percentage_error": skm.mean_absolute_percentage_error(y_true, y_pred),
         }
-        out.update(rmse=out["root_mean_squared_error"], mae=out["mean_absolute_error"], r2=out["r2_score"],
-                   mse=mse, mape=out["mean_absolute_percentage_error"])
-    return {k: float(v) for k, v in out.items()}
+    return with_aliases({k: float(v) for k, v in out.items()})
 
 
 def evaluate(spec: ModelSpec, model, frame: pd.DataFrame) -> dict[str, float]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from workloads.metric_names import canonical
 from workloads.specs import ModelSpec, Threshold
-from workloads.training.evaluation import canonical
 
 OK, BREACH, MISSING, TOO_FEW_ROWS = "ok", "breach", "missing", "too_few_rows"
 
