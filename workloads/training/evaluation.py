@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from workloads.metric_names import canonical, with_aliases
+from workloads.metric_names import metric_value, with_aliases
 from workloads.specs import ModelSpec
 
 
@@ -53,8 +53,8 @@ def threshold_failures(spec: ModelSpec, metrics: dict[str, float], overrides: di
     thresholds = {**spec.thresholds, **(overrides or {})}
     failures = []
     for name, threshold in thresholds.items():
-        value = metrics.get(name, metrics.get(canonical(name)))
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        value = metric_value(metrics, name)
+        if value is None:
             failures.append(f"{name}: missing (cannot be read as healthy)")
         elif threshold.breached(value):
             op = ">" if threshold.direction == "max" else "<"

@@ -7,10 +7,9 @@ makes the window's health ``unknown``: it is never read as healthy.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
-from workloads.metric_names import canonical
+from workloads.metric_names import metric_value
 from workloads.specs import ModelSpec, Threshold
 
 OK, BREACH, MISSING, TOO_FEW_ROWS = "ok", "breach", "missing", "too_few_rows"
@@ -72,14 +71,6 @@ class Evaluation:
                 "window_end": self.window_end}
 
 
-def _value(values: dict, metric: str) -> float | None:
-    value = values.get(metric, values.get(canonical(metric)))
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
 def _check(metric: str, scope: str, value: float | None, threshold: Threshold, enough_rows: bool = True) -> Check:
     if not enough_rows:
         status = TOO_FEW_ROWS
@@ -105,14 +96,14 @@ def evaluate_window(spec: ModelSpec, observed: ObservedMetrics, overrides: dict[
     quality_thresholds = {**spec.thresholds, **{k: v for k, v in overrides.items() if k not in spec.drift_thresholds}}
     drift_thresholds = {**spec.drift_thresholds, **{k: v for k, v in overrides.items() if k in spec.drift_thresholds}}
     enough = observed.labelled_rows >= spec.min_rows
-    checks = [_check(m, "quality", _value(observed.quality, m), t, enough) for m, t in quality_thresholds.items()]
+    checks = [_check(m, "quality", metric_value(observed.quality, m), t, enough) for m, t in quality_thresholds.items()]
     features = spec.feature_names
     for metric, threshold in drift_thresholds.items():
         applicable = [f for f in features if metric in observed.drift.get(f, {})]
         if not applicable:
             checks.append(_check(metric, "all features", None, threshold, observed.rows > 0))
         for feature in applicable:
-            checks.append(_check(metric, feature, _value(observed.drift[feature], metric), threshold))
+            checks.append(_check(metric, feature, metric_value(observed.drift[feature], metric), threshold))
     breaches = [c for c in checks if c.status == BREACH]
     unknown = [c for c in checks if c.status in (MISSING, TOO_FEW_ROWS)]
     reasons = [c.line() for c in breaches]
