@@ -5,14 +5,6 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from workloads.alerts import (
-    Alert,
-    AlertConfigError,
-    destinations_from_settings,
-    outbox_path,
-    read_outbox,
-    send_alert,
-)
 from workloads.cli.common import console, state
 from workloads.errors import MlopsError
 
@@ -34,6 +26,8 @@ def test_alert(
                                 help="Summary line of the test alert."),
 ) -> None:
     """Send a test alert to every configured destination and show how each delivery went."""
+    from workloads.alerts import Alert, AlertConfigError, destinations_from_settings, send_alert
+
     settings = state.settings()
     destinations = destinations_from_settings(settings)
     if not destinations:
@@ -64,6 +58,8 @@ def list_alerts(
     kind: str | None = typer.Option(None, "--kind", help="Only this kind (breach, promotion, ...)."),
 ) -> None:
     """Show the most recent alerts from the local outbox (<home>/alerts.jsonl), oldest first."""
+    from workloads.alerts import outbox_path, read_outbox
+
     settings = state.settings()
     alerts = read_outbox(settings.home, n=n, model=model, kind=kind)
     if not alerts:

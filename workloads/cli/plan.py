@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from typing import Annotated
 
 import typer
@@ -76,12 +77,13 @@ def plan(
     from infra.plan import diff_plans, plan_stack
 
     champions = _champions(champion or [])
-    quiet = as_json
-    if quiet:
-        left = plan_stack(stack, champions, first_deploy)
-    else:
-        with step(f"evaluating infra/__main__.py for stack {stack} under mocks"):
-            left = plan_stack(stack, champions, first_deploy)
+
+    def evaluated(name: str):
+        # JSON output stays machine-readable: no progress line around the evaluation.
+        with nullcontext() if as_json else step(f"evaluating infra/__main__.py for stack {name} under mocks"):
+            return plan_stack(name, champions, first_deploy)
+
+    left = evaluated(stack)
     if diff is None:
         if as_json:
             print(json.dumps(left.as_dict(), indent=2, default=str))
@@ -92,12 +94,7 @@ def plan(
         for warning in left.warnings:
             console.print(Text.assemble(("warning: ", "yellow"), warning))
         return
-    if quiet:
-        right = plan_stack(diff, champions, first_deploy)
-    else:
-        with step(f"evaluating infra/__main__.py for stack {diff} under mocks"):
-            right = plan_stack(diff, champions, first_deploy)
-    changes = diff_plans(left, right)
+    changes = diff_plans(left, evaluated(diff))
     if as_json:
         print(json.dumps({"from": stack, "to": diff, "changes": [c.as_dict() for c in changes]}, indent=2,
                          default=str))

@@ -31,10 +31,18 @@ def _evaluation_table(evaluation) -> Table:
     return table
 
 
-def _task_values(settings, task_key: str, run_id: str | None = None):
+def _task_values(settings, task_key: str):
     from workloads.ports.task_values import get_task_values
 
-    return get_task_values(settings, run_id=run_id, task_key=task_key)
+    return get_task_values(settings, task_key=task_key)
+
+
+def _print_evaluation(evaluation, skipped: str | None = None) -> None:
+    console.print(_evaluation_table(evaluation))
+    console.print(f"health: {evaluation.health}; retrain needed: {evaluation.retrain_needed}"
+                  + (f" ({skipped})" if skipped else ""))
+    for reason in evaluation.reasons:
+        console.print(f"  - {escape(reason)}")
 
 
 def register(app: typer.Typer) -> None:
@@ -66,11 +74,7 @@ def register(app: typer.Typer) -> None:
         settings = state.settings(env)
         evaluation, _, skipped = step_evaluate(settings, load_spec(model), _task_values(settings, EVALUATE_TASK),
                                                granularity, parse_overrides(threshold), force)
-        console.print(_evaluation_table(evaluation))
-        console.print(f"health: {evaluation.health}; retrain needed: {evaluation.retrain_needed}"
-                      + (f" ({skipped})" if skipped else ""))
-        for reason in evaluation.reasons:
-            console.print(f"  - {escape(reason)}")
+        _print_evaluation(evaluation, skipped)
 
     @watch.command("retrain")
     def retrain(model: str = MODEL, threshold: list[str] = THRESHOLDS, env: str = ENV) -> None:
@@ -100,10 +104,7 @@ def register(app: typer.Typer) -> None:
         with step(f"Watching {model} (run {run_id})"):
             result = run_watcher(settings, load_spec(model), LocalTaskValues(settings.home, run_id), granularity,
                                  parse_overrides(threshold), force)
-        console.print(_evaluation_table(result.evaluation))
-        console.print(f"health: {result.evaluation.health}; retrain needed: {result.evaluation.retrain_needed}")
-        for reason in result.evaluation.reasons:
-            console.print(f"  - {escape(reason)}")
+        _print_evaluation(result.evaluation)
         if result.retrain:
             console.print(result.retrain.summary())
 

@@ -10,7 +10,7 @@ On Databricks the same loaders read the real ``samples.bakehouse`` tables instea
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -190,8 +190,3 @@ def expected_quantity(frame: pd.DataFrame) -> np.ndarray:
     amex = np.where(frame["paymentMethod"].to_numpy() == "amex", 2.0, 0.0)
     return base + size + morning_rush + lunch + weekend + amex
 
-
-def window_of(reference_date: datetime | str | None = None) -> tuple[datetime, datetime]:
-    """The [start, end) window the generated transactions fall in."""
-    ref = _reference(reference_date)
-    return (ref - timedelta(days=WINDOW_DAYS)).to_pydatetime(), ref.to_pydatetime()

@@ -64,17 +64,19 @@ def prepare_data(settings: Settings, spec: ModelSpec, extra_data: pd.DataFrame |
     train["_extra"] = False
     if extra_data is not None and len(extra_data):
         extra = label_frame(extra_data, spec) if spec.label.name not in extra_data else extra_data
-        validate_frame(extra, spec, _relaxed())
+        validate_frame(extra, spec, _relaxed(spec))
         extra = extra[[c for c in train.columns if c in extra.columns]].assign(_extra=True)
         train = pd.concat([train, extra], ignore_index=True) if include_original else extra.reset_index(drop=True)
     return train, (holdout if holdout is not None else default_holdout), versions
 
 
-def _relaxed():
+def _relaxed(spec: ModelSpec):
+    """The spec's dataset expectations, for a few extra rows (fresh traffic) rather than a training set."""
+    from dataclasses import replace
+
     from workloads.data.validation import EXPECTATIONS, Expectations
 
-    base = EXPECTATIONS.get("bakehouse", Expectations())
-    return Expectations(ranges=base.ranges, categories=base.categories, min_rows=1)
+    return replace(EXPECTATIONS.get(spec.dataset, Expectations()), min_rows=1)
 
 
 def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame | None = None,
