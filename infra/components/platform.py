@@ -14,13 +14,11 @@ SCHEMA_READ = ["USE_SCHEMA", "SELECT", "EXECUTE", "READ_VOLUME"]
 SCHEMA_WRITE = [*SCHEMA_READ, "MODIFY", "CREATE_TABLE", "CREATE_MODEL", "CREATE_FUNCTION", "WRITE_VOLUME"]
 
 
-def schema_grants(config: StackConfig, owner_privileges: bool = False) -> list[databricks.GrantsGrantArgs]:
+def schema_grants(config: StackConfig) -> list[databricks.GrantsGrantArgs]:
     """Grants on a models/monitoring schema for the stack's readers, writers and run-as principal."""
     grants = [databricks.GrantsGrantArgs(principal=p, privileges=SCHEMA_READ)
               for p in config.grants.readers if p not in config.writer_principals]
     grants += [databricks.GrantsGrantArgs(principal=p, privileges=SCHEMA_WRITE) for p in config.writer_principals]
-    if owner_privileges:
-        grants.append(databricks.GrantsGrantArgs(principal=config.grants.owner, privileges=["ALL_PRIVILEGES"]))
     return grants
 
 

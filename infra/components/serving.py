@@ -28,7 +28,7 @@ class ServingEndpoint(pulumi.ComponentResource):
                 f"{champion.model}; run the training job, then `pulumi up` again", resource=self)
             self.endpoint_name = self.endpoint_url = self.served_version = None
         else:
-            entity = f"{spec.endpoint_name}-champion"
+            entity = spec.databricks_entity_name
             self.endpoint = databricks.ModelServing(
                 f"{spec.name}-endpoint", name=spec.endpoint_name, route_optimized=config.serving.route_optimized,
                 config=databricks.ModelServingConfigArgs(

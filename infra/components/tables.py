@@ -8,20 +8,16 @@ import pulumi_databricks as databricks
 from infra.config import StackConfig
 from workloads.specs import EXAMPLE_ID_COLUMN, REQUEST_ID_COLUMN, ModelSpec
 
-# Column types of the spec (Spark SQL names) as Unity Catalog DDL types.
-_DDL_TYPES = {"string": "STRING", "bigint": "BIGINT", "int": "INT", "double": "DOUBLE", "float": "FLOAT",
-              "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE"}
-
 
 def processed_columns(spec: ModelSpec) -> list[databricks.SqlTableColumnArgs]:
     """Features, prediction, label, model version, timestamp, request and example ids."""
-    return [databricks.SqlTableColumnArgs(name=c.name, type=_DDL_TYPES[c.type]) for c in spec.processed_columns()]
+    # The spec's column types are Spark SQL names; Unity Catalog DDL spells them upper-case.
+    return [databricks.SqlTableColumnArgs(name=c.name, type=c.type.upper()) for c in spec.processed_columns()]
 
 
 def baseline_columns(spec: ModelSpec) -> list[databricks.SqlTableColumnArgs]:
     """The processed columns without the per-request ids (training data has no requests)."""
-    return [databricks.SqlTableColumnArgs(name=c.name, type=_DDL_TYPES[c.type]) for c in spec.processed_columns()
-            if c.name not in (REQUEST_ID_COLUMN, EXAMPLE_ID_COLUMN)]
+    return [c for c in processed_columns(spec) if c.name not in (REQUEST_ID_COLUMN, EXAMPLE_ID_COLUMN)]
 
 
 def _full_name(table: databricks.SqlTable) -> pulumi.Output[str]:

@@ -3,8 +3,6 @@
     python infra/pipeline/stack_info.py models --stack prod [--outputs outputs.json]
         the models the stack deploys, one per line: the stack output `models` when given, else the
         stack config key `lakehouse-mlops:models`
-    python infra/pipeline/stack_info.py registered-model --stack dev --model bakehouse_autolog
-        the model's Unity Catalog name in that stack: <catalog>.<models schema>.<model>_model
     python infra/pipeline/stack_info.py env --stack prod [--from-stack dev]
         `export` lines for the workloads CLI acting on that stack: DATABRICKS_HOST, MLOPS_ENV,
         MLOPS_CATALOG_<ENV> (also of --from-stack, for `mlops promote --from dev --to prod`), MLOPS_SCHEMA
@@ -101,15 +99,6 @@ def _schema(config: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def registered_model(stack: str, model: str, root: Path = ROOT) -> str:
-    """Unity Catalog name of a model's registered model in a stack (as infra/config.py names it)."""
-    config = load_stack_config(stack, root)
-    schema = _schema(config)
-    if not schema:
-        raise StackInfoError(f"Pulumi.{stack}.yaml has no `{PROJECT}:schemas.models`")
-    return f"{_catalog(config, stack)}.{schema}.{model}_model"
-
-
 def stack_env(stack: str, from_stack: str | None = None, root: Path = ROOT) -> dict[str, str]:
     """Environment for the workloads CLI (`mlops --backend databricks ...`) acting on `stack`."""
     config = load_stack_config(stack, root)
@@ -136,9 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     models = sub.add_parser("models", help="models the stack deploys, one per line")
     models.add_argument("--stack", required=True)
     models.add_argument("--outputs", help="file holding `pulumi stack output --json`")
-    registered = sub.add_parser("registered-model", help="a model's Unity Catalog name in the stack")
-    registered.add_argument("--stack", required=True)
-    registered.add_argument("--model", required=True)
     env = sub.add_parser("env", help="export lines for the workloads CLI acting on the stack")
     env.add_argument("--stack", required=True)
     env.add_argument("--from-stack", help="also export this stack's catalog (the promotion source)")
@@ -147,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "models":
             for name in deployed_models(args.stack, load_outputs(args.outputs)):
                 print(name)
-        elif args.command == "registered-model":
-            print(registered_model(args.stack, args.model))
         else:
             for key, value in stack_env(args.stack, args.from_stack).items():
                 print(f"export {key}={shlex.quote(value)}")

@@ -72,15 +72,10 @@ def _inference_table_config(settings: Settings, spec: ModelSpec):
                                          table_name_prefix=spec.payload_prefix, enabled=True)
 
 
-def databricks_entity_name(spec: ModelSpec) -> str:
-    """Served entity name on Databricks: stable across versions, the same the Pulumi program declares."""
-    return f"{spec.endpoint_name}-champion"
-
-
 def _served_entities(settings: Settings, spec: ModelSpec, version: int, workload_size: str, scale_to_zero: bool):
     from databricks.sdk.service.serving import Route, ServedEntityInput, TrafficConfig
 
-    name = databricks_entity_name(spec)
+    name = spec.databricks_entity_name
     entities = [ServedEntityInput(name=name, entity_name=settings.registered_model(spec.name),
                                   entity_version=str(int(version)), workload_size=workload_size,
                                   scale_to_zero_enabled=scale_to_zero)]

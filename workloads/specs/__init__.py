@@ -139,6 +139,11 @@ class ModelSpec(BaseModel):
         return self.name.replace("_", "-")
 
     @property
+    def databricks_entity_name(self) -> str:
+        """Served entity name on Databricks: stable across versions (the champion alias picks the version)."""
+        return f"{self.endpoint_name}-champion"
+
+    @property
     def feature_names(self) -> list[str]:
         return [c.name for c in self.features]
 
