@@ -38,6 +38,13 @@ class CrossPromotion:
     validated_on: str = ""
 
 
+def is_copy_of(target_champion, source_model: str, source_version: int) -> bool:
+    """Whether a target environment's champion (registry alias info, or None) is already the copy of
+    ``source_model`` v``source_version`` (the tags a cross-environment copy writes)."""
+    return target_champion is not None and target_champion.tags.get("source_model") == source_model \
+        and target_champion.tags.get("source_version") == str(source_version)
+
+
 def promote_across(settings: Settings, spec: ModelSpec, source_env: str = "dev", target_env: str = "prod") -> CrossPromotion:
     """Copy ``source_env``'s champion into ``target_env`` and gate it there."""
     if source_env == target_env:
@@ -49,8 +56,7 @@ def promote_across(settings: Settings, spec: ModelSpec, source_env: str = "dev",
         raise CrossEnvironmentPromotionError(
             f"{source.registered_model(spec.name)} has no champion to promote; train one in {source_env} first")
     target_champion = registry.get_alias(target, spec, registry.CHAMPION)
-    if target_champion is not None and target_champion.tags.get("source_version") == str(champion.version) \
-            and target_champion.tags.get("source_model") == champion.name:
+    if is_copy_of(target_champion, champion.name, champion.version):
         raise CrossEnvironmentPromotionError(
             f"{target.registered_model(spec.name)} champion v{target_champion.version} already is "
             f"{champion.name} v{champion.version}; nothing to promote")

@@ -10,7 +10,7 @@ The settings come from the environment like the `mlops` CLI's (MLOPS_BACKEND, ML
 MLOPS_SCHEMA: the pipeline exports them with `stack_info.py env`). The source champion is read with
 databricks-sdk, so a permission or network error is an error rather than "no champion"; the target's
 champion tags (`source_model`, `source_version`, written by the promotion) through the workloads
-registry, exactly as `workloads.environments.promote_across` compares them.
+registry, with `workloads.environments.is_copy_of`, as `promote_across` compares them.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError, NotFound
 
 from workloads import registry
+from workloads.environments import is_copy_of
 from workloads.errors import MlopsError
 from workloads.settings import Settings, load_settings
 
@@ -50,8 +51,7 @@ def promotion(w: WorkspaceClient, settings: Settings, model: str, source_env: st
         return NO_CHAMPION, f"{source} has no '{CHAMPION}' alias yet: nothing to promote"
     target = settings.for_env(target_env)
     current = registry.get_alias(target, model, CHAMPION)
-    if current is not None and current.tags.get("source_model") == source \
-            and current.tags.get("source_version") == str(version):
+    if is_copy_of(current, source, version):
         return UP_TO_DATE, (f"{target.registered_model(model)} champion v{current.version} already is "
                             f"{source} v{version}")
     return PROMOTE, f"{source} v{version} -> {target.registered_model(model)}"
