@@ -4,6 +4,7 @@ against a scripted REST API on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,3 +68,10 @@ def json_server(handle: Handle, shutdown_timeout: float = 5.0) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=shutdown_timeout)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,12 +1,11 @@
 """Local stand-ins for the alert channels: an SMTP server, an HTTP server, a closed port."""
 
-import socket
 import threading
 from email import message_from_bytes, policy
 
 import pytest
 
-from tests.fakes import json_server
+from tests.fakes import free_port, json_server
 from workloads.alerts import Alert
 
 ALERT_ENV_VARS = [
@@ -22,12 +21,6 @@ def clean_alert_env(monkeypatch):
     """No alert configuration leaks in from the machine running the tests."""
     for name in ALERT_ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

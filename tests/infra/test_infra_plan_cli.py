@@ -4,41 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from workloads.cli import main
 
 
-@pytest.fixture(scope="module")
-def dev_plan_json(capsys_module):
+def test_plan_json_lists_every_declared_resource_with_parent_and_protect(capsys, dev):
     assert main(["plan", "--stack", "dev", "--json"]) == 0
-    return json.loads(capsys_module.readouterr().out)
-
-
-@pytest.fixture(scope="module")
-def capsys_module():
-    """A module-scoped stdout capture (capsys is function-scoped)."""
-    import io
-    from contextlib import redirect_stdout
-
-    class Capture:
-        def __init__(self):
-            self.buffer = io.StringIO()
-            self._redirect = redirect_stdout(self.buffer)
-
-        def readouterr(self):
-            value = self.buffer.getvalue()
-            self.buffer.seek(0)
-            self.buffer.truncate()
-            return type("Out", (), {"out": value})
-
-    capture = Capture()
-    with capture._redirect:
-        yield capture
-
-
-def test_plan_json_lists_every_declared_resource_with_parent_and_protect(dev_plan_json, dev):
-    plan = dev_plan_json
+    plan = json.loads(capsys.readouterr().out)
     assert plan["stack"] == "dev"
     assert plan["resource_count"] == len(plan["resources"]) == len(dev.resources)
     by_name = {r["name"]: r for r in plan["resources"]}
@@ -82,7 +53,7 @@ def test_diff_shows_the_real_differences_between_stacks(capsys):
     assert all(c["kind"] == "changed" for c in diff["changes"])
 
 
-def test_diff_reports_resources_only_in_one_stack(tmp_path, capsys):
+def test_diff_reports_resources_only_in_one_stack():
     from infra.plan import diff_plans, plan_stack
 
     dev = plan_stack("dev")

@@ -11,11 +11,6 @@ import pipeline_rules as rules
 import pytest
 
 
-@pytest.fixture(scope="module")
-def doc():
-    return rules.load_pipeline()
-
-
 @pytest.fixture
 def bad(doc):
     return copy.deepcopy(doc)

@@ -13,11 +13,6 @@ import pytest
 import yaml
 
 
-@pytest.fixture(scope="module")
-def doc():
-    return rules.load_pipeline()
-
-
 def test_schema_is_the_vendored_official_one():
     schema = rules.raw_schema()
     assert schema["$id"] == "https://github.com/Microsoft/azure-pipelines-vscode/blob/main/service-schema.json"

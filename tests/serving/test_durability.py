@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from tests.fakes import free_port
 from workloads.ports.tables import LocalTables
 from workloads.serving.payload_log import PayloadLogError, PayloadLogger, PayloadRecord
 from workloads.traffic import request_body
@@ -66,12 +66,6 @@ def test_second_logger_on_the_same_directory_is_refused(tmp_path):
         first.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(home, spec, port: int, flush_interval: float = 0.2) -> subprocess.Popen:
     env = {**os.environ, "MLOPS_HOME": str(home)}
     process = subprocess.Popen(
@@ -94,7 +88,7 @@ def _start(home, spec, port: int, flush_interval: float = 0.2) -> subprocess.Pop
 
 def test_kill_9_during_a_burst_then_restart_keeps_every_acknowledged_request_once(
         serving_settings, spec, holdout):
-    port = _free_port()
+    port = free_port()
     body = request_body(holdout[spec.feature_names].head(2), "dataframe_split", None)
     url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}/invocations"
     acknowledged: list[str] = []
@@ -143,7 +137,7 @@ def test_kill_9_during_a_burst_then_restart_keeps_every_acknowledged_request_onc
 
 def test_sigterm_flushes_every_acknowledged_request_before_exiting(serving_settings, spec, holdout):
     """``kill <pid>`` (a supervisor's stop) is a graceful stop like Ctrl-C: the table has every row at exit."""
-    port = _free_port()
+    port = free_port()
     body = request_body(holdout[spec.feature_names].head(2), "dataframe_split", None)
     url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}/invocations"
     server = _start(serving_settings.home, spec, port, flush_interval=600)  # no timed flush before the signal
