@@ -114,7 +114,7 @@ def numeric_pass(data: MonitorData, rows: Rowset, gid: np.ndarray, wi: np.ndarra
         np.cumsum(fin_s, out=off_s[1:])
         m = int(off_g[-1])
         bases = [t.sorted[name] for t in unique_targets]
-        base_props = [stats._psi_props(b) if b.n else None for b in bases]
+        base_props = [stats.psi_proportions(b) if b.n else None for b in bases]
         base_off = np.zeros(len(bases) + 1, dtype=np.int64)
         np.cumsum([b.n for b in bases], out=base_off[1:])
         base_cat = np.concatenate([b.values for b in bases]) if bases else np.zeros(0)

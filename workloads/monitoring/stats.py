@@ -302,7 +302,7 @@ def numeric_drift(a: Sorted, b: Sorted, exact_pvalues: bool = False, b_le: np.nd
         index = b.index if indexed else (kernels.NO_INDEX, 0.0, 0.0)
         d, w, counts = kernels.numeric_pair(av, bv, b.cum, PSI_BINS, *index)
         p = ks_pvalue(d, na, nb, exact=exact_pvalues) if pvalue else float("nan")
-        return NumericDrift(float(d), p, float(w), psi_from_proportions(counts / na, _psi_props(b)))
+        return NumericDrift(float(d), p, float(w), psi_from_proportions(counts / na, psi_proportions(b)))
     if b_le is None:
         b_le = np.searchsorted(bv, av, side="right")
     b_lt = _counts_below(bv, av, b_le)
@@ -372,7 +372,7 @@ def _psi_bins(b_le: np.ndarray, nb: int) -> np.ndarray:
     return bins
 
 
-def _psi_props(b: Sorted) -> np.ndarray:
+def psi_proportions(b: Sorted) -> np.ndarray:
     """Proportions of the comparison sample in its own PSI bins (cached on the sample)."""
     if b._psi_props is None:
         if USE_KERNEL:
@@ -384,7 +384,7 @@ def _psi_props(b: Sorted) -> np.ndarray:
 
 def _psi(a_le: np.ndarray, b_le_at_a: np.ndarray, b: Sorted, na: int) -> float:
     pa = np.bincount(_psi_bins(b_le_at_a, b.n), minlength=PSI_BINS) / na
-    return psi_from_proportions(pa, _psi_props(b))
+    return psi_from_proportions(pa, psi_proportions(b))
 
 
 def psi_from_proportions(pa: np.ndarray, pb: np.ndarray) -> float:
