@@ -32,8 +32,8 @@ class ModelDeployment(pulumi.ComponentResource):
         self.monitor = InferenceMonitor(f"{name}-monitor", spec, config, self.tables.processed_table,
                                         self.tables.baseline_table, platform.monitoring_schema,
                                         platform.warehouse_id, opts=child)
-        self.jobs = ModelJobs(f"{name}-jobs", spec, config, platform.wheel_path, platform.webhook_destination_id,
-                              opts=child)
+        self.jobs = ModelJobs(f"{name}-jobs", spec, config, platform.wheel_path, platform.step_notebook_path,
+                              platform.webhook_destination_id, opts=child)
         self.outputs = {
             "registered_model": self.registry.full_name,
             "endpoint_name": self.serving.endpoint_name,

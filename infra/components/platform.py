@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+
 import pulumi
 import pulumi_databricks as databricks
 
 from infra.artifacts import Wheel
 from infra.config import StackConfig
+from infra.runtime import step_notebook_source
 
 # Least privilege: readers browse and read; writers also write tables and volumes and create models.
 CATALOG_READ = ["USE_CATALOG"]
@@ -26,6 +29,11 @@ def _full_name(catalog_name: pulumi.Input[str], schema: databricks.Schema) -> pu
     return pulumi.Output.concat(catalog_name, ".", schema.name)
 
 
+def step_notebook_path(config: StackConfig) -> str:
+    """Workspace path of the stack's step notebook (one per stack; the environment keeps stacks apart)."""
+    return f"/Shared/lakehouse-mlops/{config.environment}/mlops_step"
+
+
 def _slug(principal: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in principal.lower()).strip("-")
 
@@ -34,6 +42,7 @@ class Platform(pulumi.ComponentResource):
     """Catalog (created or reused), schemas, artifacts volume, grants, the wheel upload and alert destinations.
 
     Outputs: ``catalog_name``, ``models_schema``, ``monitoring_schema``, ``wheel_path`` (in the volume),
+    ``step_notebook_path`` (the workspace notebook running task-value steps),
     ``warehouse_id``, ``webhook_destination_id`` (None without a webhook).
     """
 
@@ -85,6 +94,21 @@ class Platform(pulumi.ComponentResource):
         self.wheel = databricks.File(
             "wheel", source=str(wheel.path), path=wheel_path,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.volume]))
+        # The notebook that runs the steps which must set task values (infra/runtime.py says why). Its content
+        # names this deploy's wheel, so a new wheel rewrites it; it is a few hundred bytes in the state.
+        self.step_notebook = databricks.Notebook(
+            "step-notebook", path=step_notebook_path(config), language="PYTHON",
+            content_base64=self.wheel.path.apply(
+                lambda path: base64.b64encode(step_notebook_source(path).encode()).decode()),
+            opts=child)
+        if config.run_as:
+            # The jobs run as this principal; it must be able to run the notebook (an authoritative ACL on our
+            # own notebook only).
+            databricks.Permissions(
+                "step-notebook-permissions", notebook_path=self.step_notebook.path,
+                access_controls=[databricks.PermissionsAccessControlArgs(
+                    service_principal_name=config.run_as.service_principal, permission_level="CAN_RUN")],
+                opts=child)
 
         if config.warehouse_id:
             self.warehouse = None
@@ -106,6 +130,7 @@ class Platform(pulumi.ComponentResource):
 
         self.catalog_name = pulumi.Output.from_input(catalog_name)
         self.wheel_path = self.wheel.path
+        self.step_notebook_path = self.step_notebook.path
         self.warehouse_id = pulumi.Output.from_input(warehouse_id)
         self.webhook_destination_id = self.webhook.id if self.webhook else None
         self.register_outputs({
@@ -113,6 +138,7 @@ class Platform(pulumi.ComponentResource):
             "models_schema": self.models_schema.name,
             "monitoring_schema": self.monitoring_schema.name,
             "wheel_path": self.wheel_path,
+            "step_notebook_path": self.step_notebook_path,
             "warehouse_id": self.warehouse_id,
             "webhook_destination_id": self.webhook_destination_id,
         })

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pytest
 from infra_helpers import resolved, typed_config
@@ -186,7 +188,8 @@ def test_watcher_job_chains_unpack_monitor_evaluate_condition_retrain(harness):
     from infra.components.jobs import ModelJobs
 
     config = typed_config("prod")
-    jobs = ModelJobs("j", resolve_spec("bakehouse_autolog"), config, "/Volumes/x/y/z/w.whl", "dest-1")
+    jobs = ModelJobs("j", resolve_spec("bakehouse_autolog"), config, "/Volumes/x/y/z/w.whl",
+                     "/Shared/lakehouse-mlops/prod/mlops_step", "dest-1")
     base = ["--backend", "databricks", "--env", "prod", "--catalog", "mlops_prod", "--schema", "bakehouse_ml",
             "--monitoring-schema", "bakehouse_ml"]
 
@@ -201,17 +204,25 @@ def test_watcher_job_chains_unpack_monitor_evaluate_condition_retrain(harness):
         assert (condition.left, condition.op, condition.right) == (
             "{{tasks.evaluate.values.retrain_needed}}", "EQUAL_TO", "true")
         wheel_tasks = [t for t in tasks if t.python_wheel_task]
+        assert [t.task_key for t in wheel_tasks] == ["unpack", "monitor", "retrain"]
         assert all((t.python_wheel_task.package_name, t.python_wheel_task.entry_point) == ("lakehouse_mlops", "mlops")
                    for t in wheel_tasks)
         assert all(t.environment_key == environments[0].environment_key for t in wheel_tasks)
         assert by_key["unpack"].python_wheel_task.parameters == [*base, "unpack", "--model", "bakehouse_autolog"]
+        run_state = ["--run-state", "/Volumes/mlops_prod/bakehouse_ml/artifacts/runs/{{job.run_id}}"]
         assert by_key["monitor"].python_wheel_task.parameters == [
-            *base, "watch", "monitor", "--model", "bakehouse_autolog", "--granularity", "1 day"]
-        assert by_key["evaluate"].python_wheel_task.parameters == [
+            *base, "watch", "monitor", "--model", "bakehouse_autolog", "--granularity", "1 day", *run_state]
+        # evaluate sets the task value the condition reads: a notebook task (task values are notebook-only),
+        # serverless without an environment_key, its `mlops` arguments in the `args` widget.
+        evaluate = by_key["evaluate"]
+        assert evaluate.python_wheel_task is None and evaluate.environment_key is None
+        assert (evaluate.notebook_task.notebook_path, evaluate.notebook_task.source) == (
+            "/Shared/lakehouse-mlops/prod/mlops_step", "WORKSPACE")
+        assert json.loads(evaluate.notebook_task.base_parameters.args) == [
             *base, "watch", "evaluate", "--model", "bakehouse_autolog", "--granularity", "1 day",
-            "--threshold", "rmse=max:4.5"]
+            "--threshold", "rmse=max:4.5", *run_state]
         assert by_key["retrain"].python_wheel_task.parameters == [
-            *base, "watch", "retrain", "--model", "bakehouse_autolog", "--threshold", "rmse=max:4.5"]
+            *base, "watch", "retrain", "--model", "bakehouse_autolog", "--threshold", "rmse=max:4.5", *run_state]
         assert (schedule.quartz_cron_expression, schedule.timezone_id, schedule.pause_status) == (
             "0 0 0/6 * * ?", "America/Detroit", "UNPAUSED")
         assert run_as.service_principal_name == "7c6b5a49-3827-4165-9483-a2b1c0d9e8f7"
@@ -229,7 +240,8 @@ def test_watcher_job_chains_unpack_monitor_evaluate_condition_retrain(harness):
 def test_training_is_on_demand_and_batch_is_daily(harness):
     from infra.components.jobs import ModelJobs
 
-    jobs = ModelJobs("j", resolve_spec("bakehouse_decorators"), typed_config("dev"), "/Volumes/a/b/c/w.whl")
+    jobs = ModelJobs("j", resolve_spec("bakehouse_decorators"), typed_config("dev"), "/Volumes/a/b/c/w.whl",
+                     "/Shared/lakehouse-mlops/dev/mlops_step")
 
     def check(args):
         training_tasks, training_schedule, batch_tasks, batch_schedule, hooks = args

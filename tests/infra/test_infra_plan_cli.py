@@ -46,9 +46,9 @@ def test_diff_shows_the_real_differences_between_stacks(capsys):
     serving = changes["bakehouse_autolog-endpoint"]["fields"]
     assert serving["config.servedEntities[0].workloadSize"] == {"from": "Small", "to": "Medium"}
     assert serving["routeOptimized"] == {"from": False, "to": True}
-    evaluate_args = changes["bakehouse_autolog-watcher"]["fields"]["tasks[2].pythonWheelTask.parameters"]
-    assert evaluate_args["to"][-2:] == ["--threshold", "rmse=max:4.5"]
-    assert "--threshold" not in evaluate_args["from"]
+    evaluate_args = changes["bakehouse_autolog-watcher"]["fields"]["tasks[2].notebookTask.baseParameters.args"]
+    assert json.loads(evaluate_args["to"])[-4:-2] == ["--threshold", "rmse=max:4.5"]
+    assert "--threshold" not in json.loads(evaluate_args["from"])
     assert "bakehouse_autolog-processed" in changes  # catalog differs, so does every table's catalog
     assert all(c["kind"] == "changed" for c in diff["changes"])
 

@@ -3,6 +3,8 @@ linear growth, outputs, no deprecations."""
 
 from __future__ import annotations
 
+import base64
+import json
 import warnings
 from collections import Counter
 
@@ -95,6 +97,20 @@ def test_jobs_install_the_uploaded_wheel_and_run_as_the_service_principal(dev, p
             for task in job.inputs["tasks"]:
                 if "pythonWheelTask" in task:
                     assert task["pythonWheelTask"]["parameters"][:4] == ["--backend", "databricks", "--env", env]
+                    assert task["environmentKey"] == environment["environmentKey"]
+        # The step notebook (the evaluate task, which sets task values) installs the same wheel with %pip and
+        # the run-as principal may run it.
+        notebook = evaluation.get("Notebook", name="step-notebook").inputs
+        source = base64.b64decode(notebook["contentBase64"]).decode()
+        assert source.startswith("# Databricks notebook source\n")
+        assert f"# MAGIC %pip install --quiet \"{wheel_path}\"" in source
+        assert "use_notebook_dbutils(dbutils)" in source and "main(args)" in source
+        (acl,) = evaluation.get("Permissions", name="step-notebook-permissions").inputs["accessControls"]
+        assert acl["permissionLevel"] == "CAN_RUN" and acl["servicePrincipalName"]
+        evaluate_task = evaluation.get("Job", name="bakehouse_autolog-watcher").inputs["tasks"][2]
+        assert evaluate_task["notebookTask"]["notebookPath"] == notebook["path"]
+        assert json.loads(evaluate_task["notebookTask"]["baseParameters"]["args"])[:4] == [
+            "--backend", "databricks", "--env", env]
         watcher = evaluation.get("Job", name="bakehouse_autolog-watcher").inputs
         assert [t["taskKey"] for t in watcher["tasks"]] == [
             "unpack", "monitor", "evaluate", "retrain_needed", "retrain"]
@@ -160,7 +176,8 @@ def test_prod_differs_in_serving_size_and_threshold_overrides(prod):
     entity = prod.get("ModelServing", name="bakehouse_autolog-endpoint").inputs["config"]["servedEntities"][0]
     assert (entity["workloadSize"], entity["scaleToZeroEnabled"]) == ("Medium", False)
     evaluate_task = prod.get("Job", name="bakehouse_large_order-watcher").inputs["tasks"][2]
-    assert evaluate_task["pythonWheelTask"]["parameters"][-2:] == ["--threshold", "f1_score=min:0.6"]
+    assert json.loads(evaluate_task["notebookTask"]["baseParameters"]["args"])[-4:-2] == [
+        "--threshold", "f1_score=min:0.6"]
 
 
 def test_webhook_secret_creates_a_destination_the_jobs_notify(run):

@@ -136,43 +136,126 @@ def test_concurrent_tasks_do_not_lose_values(settings):
     assert state == {f"task{j}": {f"k{i}": i for i in range(15)} for j in range(2)}
 
 
-def test_databricks_path_calls_dbutils_with_documented_keywords(home):
+def test_databricks_steps_pass_values_through_the_run_state_directory(home, tmp_path):
+    """Wheel tasks cannot use dbutils.jobs.taskValues (notebooks only): each task writes its own file."""
     settings = load_settings(home=home, backend="databricks")
-    dbutils = FakeDbutils()
-    values = get_task_values(settings, dbutils=dbutils)
-    assert isinstance(values, DatabricksTaskValues)
+    run_dir = tmp_path / "Volumes" / "mlops_dev" / "bakehouse_ml" / "artifacts" / "runs" / "1234"
+    monitor = get_task_values(settings, task_key="monitor", run_dir=run_dir)
+    assert isinstance(monitor, DatabricksTaskValues)
+    monitor.set("observed", {"rows": 120})
+    monitor.set("window_start", "2026-11-26")
 
-    values.set("retrain_needed", True)
-    assert values.get("monitor", "retrain_needed") is True
-    assert values.get("monitor", "absent") is None
-    assert values.get("monitor", "absent", default=[]) == []
-    assert values.get("monitor", "absent", default="fallback") == "fallback"
-
-    assert dbutils.jobs.taskValues.calls == [
-        ("set", {"key": "retrain_needed", "value": True}),
-        ("get", {"taskKey": "monitor", "key": "retrain_needed"}),
-        ("get", {"taskKey": "monitor", "key": "absent"}),
-        ("get", {"taskKey": "monitor", "key": "absent", "default": [], "debugValue": []}),
-        ("get", {"taskKey": "monitor", "key": "absent", "default": "fallback", "debugValue": "fallback"}),
-    ]
+    evaluate = get_task_values(settings, task_key="evaluate", run_dir=run_dir)
+    assert evaluate.get("monitor", "observed") == {"rows": 120}
+    assert evaluate.get("monitor", "absent") is None
+    assert evaluate.get("monitor", "absent", default=[]) == []
+    assert evaluate.get("retrain", "anything", default="none") == "none"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["monitor.json"]
+    assert json.loads((run_dir / "monitor.json").read_text()) == {"observed": {"rows": 120},
+                                                                  "window_start": "2026-11-26"}
+    # A repaired (re-run) task keeps what it set before and overwrites what it sets again.
+    again = get_task_values(settings, task_key="monitor", run_dir=run_dir)
+    again.set("observed", {"rows": 121})
+    assert evaluate.get("monitor", "observed") == {"rows": 121}
+    assert evaluate.get("monitor", "window_start") == "2026-11-26"
     assert not (home / "runs").exists()
 
 
-def test_databricks_path_validates_before_calling_dbutils(home):
+def test_databricks_needs_a_run_state_directory(home):
+    settings = load_settings(home=home, backend="databricks")
+    with pytest.raises(TaskValueError, match=r"--run-state DIR .*runs/\{\{job.run_id\}\}"):
+        get_task_values(settings, task_key="monitor")
+
+
+def test_a_notebook_step_also_sets_real_task_values_for_the_condition_task(home, tmp_path):
+    """The evaluate notebook hands over its dbutils: the condition task reads the value it sets."""
+    from workloads.ports import task_values as port
+
     dbutils = FakeDbutils()
-    values = DatabricksTaskValues(dbutils)
+    port.use_notebook_dbutils(dbutils)
+    try:
+        values = get_task_values(load_settings(home=home, backend="databricks"), task_key="evaluate",
+                                 run_dir=tmp_path / "run")
+        values.set("retrain_needed", "true")
+        values.set("reasons", ["rmse 9.8 > max 5"])
+    finally:
+        port.use_notebook_dbutils(None)
+    assert dbutils.jobs.taskValues.calls == [("set", {"key": "retrain_needed", "value": "true"}),
+                                             ("set", {"key": "reasons", "value": ["rmse 9.8 > max 5"]})]
+    assert values.for_task("retrain").get("evaluate", "retrain_needed") == "true"
+    # Without a notebook's dbutils (a wheel task), nothing calls dbutils at all.
+    plain = DatabricksTaskValues(tmp_path / "run", "retrain")
+    plain.set("promoted", "false")
+    assert plain.dbutils is None and len(dbutils.jobs.taskValues.calls) == 2
+
+
+def test_databricks_path_validates_before_writing_or_calling_dbutils(tmp_path):
+    dbutils = FakeDbutils()
+    values = DatabricksTaskValues(tmp_path / "run", "evaluate", dbutils)
     with pytest.raises(TaskValueError, match="not valid JSON"):
         values.set("k", object())
+    with pytest.raises(TaskValueError, match="48 KiB"):
+        values.set("k", "x" * (48 * 1024))
+    with pytest.raises(TaskValueError, match="no current task"):
+        DatabricksTaskValues(tmp_path / "run").set("k", 1)
     assert dbutils.jobs.taskValues.calls == []
+    assert not (tmp_path / "run").exists()
 
 
-def test_databricks_get_outside_a_job_is_a_clear_error():
-    from databricks.sdk.dbutils import _JobsUtil
+class NotebookDbutils(FakeDbutils):
+    """A notebook's dbutils as the step notebook uses it: widgets, library restart, task values."""
 
-    class RemoteDbutils:
-        jobs = _JobsUtil()
+    def __init__(self, widgets):
+        super().__init__()
+        self.restarted = 0
+        self.widgets = type("widgets", (), {"get": staticmethod(lambda name: widgets[name])})()
+        outer = self
 
-    values = DatabricksTaskValues(RemoteDbutils())
-    with pytest.raises(TaskValueError, match="outside a job run"):
-        values.get("monitor", "k")
-    assert values.get("monitor", "k", default=5) == 5
+        class Library:
+            @staticmethod
+            def restartPython():
+                outer.restarted += 1
+
+        self.library = Library()
+
+
+def _run_notebook(source: str, dbutils) -> None:
+    """Run the notebook's Python cells as Databricks would (magic cells are the %pip install)."""
+    for cell in source.split("# COMMAND ----------"):
+        if "# MAGIC" in cell:
+            continue
+        exec(compile(cell, "mlops_step", "exec"), {"dbutils": dbutils})  # noqa: S102 - the notebook under test
+
+
+def test_the_step_notebook_runs_mlops_and_its_values_reach_the_condition_task(monkeypatch, tmp_path):
+    from infra.runtime import step_notebook_source
+    from workloads import cli
+    from workloads.ports import task_values as port
+
+    run_dir = tmp_path / "runs" / "777"
+    args = ["--backend", "databricks", "watch", "evaluate", "--model", "m", "--run-state", str(run_dir)]
+    seen = []
+
+    def fake_main(argv):  # what `mlops watch evaluate` publishes, through the port as the step does
+        seen.append(argv)
+        values = port.get_task_values(load_settings(backend="databricks"), task_key="evaluate", run_dir=run_dir)
+        values.set("retrain_needed", "true")
+        return 0
+
+    monkeypatch.setattr(cli, "main", fake_main)
+    dbutils = NotebookDbutils({"args": json.dumps(args)})
+    source = step_notebook_source("/Volumes/c/s/artifacts/wheels/abc/lakehouse_mlops-0.1.0-py3-none-any.whl")
+    try:
+        _run_notebook(source, dbutils)
+    finally:
+        port.use_notebook_dbutils(None)
+    assert seen == [args] and dbutils.restarted == 1
+    assert dbutils.jobs.taskValues.calls == [("set", {"key": "retrain_needed", "value": "true"})]
+    assert json.loads((run_dir / "evaluate.json").read_text()) == {"retrain_needed": "true"}
+    assert '# MAGIC %pip install --quiet "/Volumes/c/s/artifacts/wheels/abc/lakehouse_mlops-0.1.0-py3-none-any.whl"' \
+        in source
+
+    monkeypatch.setattr(cli, "main", lambda argv: 1)
+    with pytest.raises(RuntimeError, match=r"mlops .*watch evaluate.* failed \(exit code 1\)"):
+        _run_notebook(source, NotebookDbutils({"args": json.dumps(args)}))
+    port.use_notebook_dbutils(None)

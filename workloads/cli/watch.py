@@ -18,6 +18,10 @@ MODEL = typer.Option(..., "--model", "-m", help="Model spec name.")
 GRANULARITY = typer.Option("1 day", "--granularity", help="Monitor granularity whose latest window is judged.")
 THRESHOLDS = typer.Option(None, "--threshold", help="Stack override, e.g. rmse=max:4.5 (repeatable).")
 ENV = typer.Option(None, "--env", help="dev or prod (default: the global --env).")
+RUN_STATE = typer.Option(None, "--run-state",
+                         help="Databricks only: the directory where this job run's steps pass values (the watcher "
+                              "job passes /Volumes/<catalog>/<schema>/<volume>/runs/{{job.run_id}}). Locally "
+                              "the run-state file is <home>/runs/$MLOPS_RUN_ID/task_values.json.")
 
 
 def _evaluation_table(evaluation) -> Table:
@@ -31,10 +35,10 @@ def _evaluation_table(evaluation) -> Table:
     return table
 
 
-def _task_values(settings, task_key: str):
+def _task_values(settings, task_key: str, run_state: str | None = None):
     from workloads.ports.task_values import get_task_values
 
-    return get_task_values(settings, task_key=task_key)
+    return get_task_values(settings, task_key=task_key, run_dir=run_state)
 
 
 def _print_evaluation(evaluation, skipped: str | None = None) -> None:
@@ -50,14 +54,16 @@ def register(app: typer.Typer) -> None:
                         no_args_is_help=True)
 
     @watch.command("monitor")
-    def monitor(model: str = MODEL, granularity: str = GRANULARITY, env: str = ENV) -> None:
+    def monitor(model: str = MODEL, granularity: str = GRANULARITY, env: str = ENV,
+                run_state: str = RUN_STATE) -> None:
         """Unpack new payloads, refresh the monitor, read and publish the latest window's metrics."""
         from workloads.specs import load_spec
         from workloads.watcher.steps import MONITOR_TASK, step_monitor
 
         settings = state.settings(env)
         with step(f"Monitoring {model}"):
-            observed = step_monitor(settings, load_spec(model), _task_values(settings, MONITOR_TASK), granularity)
+            observed = step_monitor(settings, load_spec(model), _task_values(settings, MONITOR_TASK, run_state),
+                                    granularity)
         console.print(f"window {observed.window_start or '-'}: {observed.rows} rows, {observed.labelled_rows} labelled; "
                       + ", ".join(f"{k}={v:.3f}" for k, v in observed.quality.items() if k in
                                   ("root_mean_squared_error", "r2_score", "accuracy_score", "f1_score")))
@@ -65,19 +71,21 @@ def register(app: typer.Typer) -> None:
     @watch.command("evaluate")
     def evaluate(model: str = MODEL, granularity: str = GRANULARITY, threshold: list[str] = THRESHOLDS,
                  force: bool = typer.Option(False, "--force", help="Retrain regardless of the metrics."),
-                 env: str = ENV) -> None:
+                 env: str = ENV, run_state: str = RUN_STATE) -> None:
         """Judge the latest window against the thresholds; publish retrain_needed and the reasons."""
         from workloads.specs import load_spec
         from workloads.watcher.evaluation import parse_overrides
         from workloads.watcher.steps import EVALUATE_TASK, step_evaluate
 
         settings = state.settings(env)
-        evaluation, _, skipped = step_evaluate(settings, load_spec(model), _task_values(settings, EVALUATE_TASK),
-                                               granularity, parse_overrides(threshold), force)
+        task_values = _task_values(settings, EVALUATE_TASK, run_state)
+        evaluation, _, skipped = step_evaluate(settings, load_spec(model), task_values, granularity,
+                                               parse_overrides(threshold), force)
         _print_evaluation(evaluation, skipped)
 
     @watch.command("retrain")
-    def retrain(model: str = MODEL, threshold: list[str] = THRESHOLDS, env: str = ENV) -> None:
+    def retrain(model: str = MODEL, threshold: list[str] = THRESHOLDS, env: str = ENV,
+                run_state: str = RUN_STATE) -> None:
         """Train a challenger on fresh data; promote it only if it passes the gate and beats the champion."""
         from workloads.specs import load_spec
         from workloads.watcher.evaluation import parse_overrides
@@ -85,7 +93,7 @@ def register(app: typer.Typer) -> None:
 
         settings = state.settings(env)
         with step(f"Retraining {model}"):
-            outcome = step_retrain(settings, load_spec(model), _task_values(settings, RETRAIN_TASK),
+            outcome = step_retrain(settings, load_spec(model), _task_values(settings, RETRAIN_TASK, run_state),
                                    parse_overrides(threshold))
         console.print(outcome.summary())
 
