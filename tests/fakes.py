@@ -15,7 +15,8 @@ from urllib.parse import parse_qs, urlparse
 
 # handle(method, path, query, body, headers) -> (status, payload)
 #   path: the request path without the query string; query: parse_qs of the query string;
-#   body: the JSON-decoded request body, None when there is none; headers: the request headers.
+#   body: the JSON-decoded request body (a form body: {field: value}), None when there is none;
+#   headers: the request headers.
 #   payload: bytes or str are sent as they are, anything else as JSON; always as application/json.
 Handle = Callable[[str, str, dict[str, list[str]], Any, Message], tuple[int, Any]]
 
@@ -30,7 +31,11 @@ def json_server(handle: Handle, shutdown_timeout: float = 5.0) -> Iterator[str]:
         def _serve(self, method: str) -> None:
             url = urlparse(self.path)
             length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
+            raw = self.rfile.read(length) if length else b""
+            if "x-www-form-urlencoded" in (self.headers.get("Content-Type") or ""):
+                body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}  # OAuth token requests
+            else:
+                body = json.loads(raw) if raw else None
             status, payload = handle(method, url.path, parse_qs(url.query), body, self.headers)
             if isinstance(payload, str):
                 payload = payload.encode()

@@ -38,6 +38,7 @@ class ModelDeployment(pulumi.ComponentResource):
             "registered_model": self.registry.full_name,
             "endpoint_name": self.serving.endpoint_name,
             "endpoint_url": self.serving.endpoint_url,
+            "endpoint_auth": self.serving.endpoint_auth,
             "served_version": self.serving.served_version,
             "payload_table": self.serving.payload_table,
             "processed_table": self.tables.processed_table,

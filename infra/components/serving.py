@@ -13,8 +13,14 @@ from workloads.specs import ModelSpec
 class ServingEndpoint(pulumi.ComponentResource):
     """``ModelServing`` serving the ``champion`` version, or nothing yet (with a warning) without a champion.
 
-    Outputs: ``endpoint_name``, ``endpoint_url``, ``served_version``, ``payload_table`` (None when deferred,
-    except the payload table name, which is fixed by the spec).
+    Outputs: ``endpoint_name``, ``endpoint_url``, ``endpoint_auth``, ``served_version``, ``payload_table`` (None
+    when deferred, except the payload table name, which is fixed by the spec).
+
+    A route-optimized endpoint is queried at its own URL with an OAuth token only ("Route optimized endpoints
+    ... only support OAuth tokens"; the query URL is the endpoint's ``endpoint_url``,
+    https://docs.databricks.com/machine-learning/model-serving/route-optimization.html): ``endpoint_url`` is then
+    the provider's ``endpoint_url`` output and ``endpoint_auth`` is ``oauth``; otherwise the workspace's
+    ``<host>/serving-endpoints/<name>/invocations`` with any workspace token (``endpoint_auth`` ``workspace``).
     """
 
     def __init__(self, name: str, spec: ModelSpec, config: StackConfig, model_name: pulumi.Input[str],
@@ -26,7 +32,7 @@ class ServingEndpoint(pulumi.ComponentResource):
             pulumi.log.warn(
                 f"{spec.name}: serving endpoint {spec.endpoint_name!r} deferred: {champion.reason} for "
                 f"{champion.model}; run the training job, then `pulumi up` again", resource=self)
-            self.endpoint_name = self.endpoint_url = self.served_version = None
+            self.endpoint_name = self.endpoint_url = self.endpoint_auth = self.served_version = None
         else:
             entity = spec.databricks_entity_name
             self.endpoint = databricks.ModelServing(
@@ -49,8 +55,14 @@ class ServingEndpoint(pulumi.ComponentResource):
                      "champion_version": str(champion.version)}.items())],
                 opts=pulumi.ResourceOptions(parent=self))
             self.endpoint_name = self.endpoint.name
-            self.endpoint_url = pulumi.Output.concat(config.host.rstrip("/"), "/serving-endpoints/",
-                                                     self.endpoint.name, "/invocations")
+            if config.serving.route_optimized:
+                self.endpoint_url = self.endpoint.endpoint_url
+                self.endpoint_auth = "oauth"
+            else:
+                self.endpoint_url = pulumi.Output.concat(config.host.rstrip("/"), "/serving-endpoints/",
+                                                         self.endpoint.name, "/invocations")
+                self.endpoint_auth = "workspace"
             self.served_version = champion.version
         self.register_outputs({"endpoint_name": self.endpoint_name, "endpoint_url": self.endpoint_url,
+                               "endpoint_auth": self.endpoint_auth,
                                "served_version": self.served_version, "payload_table": self.payload_table})

@@ -39,6 +39,7 @@ from infra.pipeline.stack_info import (
     load_outputs,
     load_stack_config,
 )
+from workloads.serving.databricks import EndpointError, query_serving_endpoint
 
 CHAMPION = "champion"
 # Keys of each model's entry in the `models` stack output (infra/components/model.py ModelDeployment).
@@ -141,7 +142,7 @@ def check_endpoint(w: WorkspaceClient, target: Target, report: Report, ready_tim
         report.add("FAIL", model, f"endpoint {target.endpoint}: {problem}")
         return
     try:
-        response = w.serving_endpoints.query(target.endpoint, dataframe_records=[example_row(model)])
+        response = query_serving_endpoint(w, target.endpoint, dataframe_records=[example_row(model)])
     except BadRequest as exc:
         # The endpoint is up and the model answered; it only refused the synthetic row.
         report.add("warn", model, f"endpoint {target.endpoint} answered HTTP 400 to the synthetic row "
@@ -150,6 +151,9 @@ def check_endpoint(w: WorkspaceClient, target: Target, report: Report, ready_tim
     except DatabricksError as exc:
         report.add("FAIL", model, f"endpoint {target.endpoint} did not answer: "
                                   f"{exc.error_code or type(exc).__name__}: {exc}")
+        return
+    except EndpointError as exc:  # route-optimized, but the pipeline authenticates without OAuth
+        report.add("FAIL", model, str(exc))
         return
     predictions = response.predictions
     if not predictions:

@@ -208,6 +208,7 @@ def test_stack_outputs_name_endpoints_tables_jobs_and_dashboards(dev):
     assert autolog["endpoint_name"] == "bakehouse-autolog"
     assert autolog["endpoint_url"].endswith("/serving-endpoints/bakehouse-autolog/invocations")
     assert autolog["endpoint_url"].startswith("https://adb-1234567890123456.7.azuredatabricks.net")
+    assert autolog["endpoint_auth"] == "workspace"
     assert autolog["served_version"] == 3
     assert autolog["payload_table"] == "mlops_dev.bakehouse_ml.bakehouse_autolog_payload"
     assert autolog["processed_table"] == "mlops_dev.bakehouse_ml.bakehouse_autolog_inference"
@@ -219,6 +220,16 @@ def test_stack_outputs_name_endpoints_tables_jobs_and_dashboards(dev):
     assert autolog["training_job_id"] == jobs["bakehouse_autolog-training"]
     assert autolog["batch_job_id"] == jobs["bakehouse_autolog-batch"]
     assert autolog["monitor_dashboard_id"].startswith("dash-")
+
+
+def test_a_route_optimized_endpoint_outputs_its_own_query_url_and_oauth(prod):
+    """Prod sets routeOptimized: such an endpoint is not served at <host>/serving-endpoints/...; its URL is the
+    provider's endpoint_url (the mocks answer like the provider) and it takes OAuth tokens only."""
+    autolog = prod.outputs["models"]["bakehouse_autolog"]
+    assert prod.get("ModelServing", name="bakehouse_autolog-endpoint").inputs["routeOptimized"] is True
+    assert autolog["endpoint_url"].startswith("https://ep-")
+    assert autolog["endpoint_url"].endswith(".serving.azuredatabricks.net/serving-endpoints/bakehouse-autolog/invocations")
+    assert autolog["endpoint_auth"] == "oauth"
 
 
 def _synthetic_specs(n: int):

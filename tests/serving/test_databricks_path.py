@@ -159,3 +159,74 @@ def test_deploy_without_version_uses_the_champion_or_says_to_train(fake, client,
     with pytest.raises(RegistryError, match="no 'champion' version"):
         deploy_endpoint(serving_settings, spec, client=client)
     assert not [path for _, path, _ in fake.calls if "serving-endpoints" in path]
+
+
+class RouteOptimizedWorkspace:
+    """A workspace with one route-optimized endpoint: OAuth discovery and token endpoints, the endpoint's
+    control-plane GET (with ``data_plane_info``) and its data-plane invocation URL, in the documented shapes."""
+
+    AUTH_DETAILS = '[{"type":"workspace_permission","object_type":"serving-endpoints","object_path":"/x"}]'
+
+    def __init__(self, name: str):
+        self.name = name
+        self.calls: list[tuple[str, str, dict | None, str | None]] = []
+
+    def handle(self, method, path, query, body, headers):
+        self.calls.append((method, path, body, headers.get("Authorization")))
+        if path == "/.well-known/databricks-config":  # host metadata: where the workspace's OIDC lives
+            return 200, {"oidc_endpoint": f"{self.url}/oidc", "workspace_id": "1234567890"}
+        if path == "/oidc/.well-known/oauth-authorization-server":
+            return 200, {"authorization_endpoint": f"{self.url}/oidc/v1/authorize",
+                         "token_endpoint": f"{self.url}/oidc/v1/token"}
+        if method == "POST" and path == "/oidc/v1/token":
+            if body.get("grant_type") == "client_credentials":
+                return 200, {"access_token": "control-plane-token", "token_type": "Bearer", "expires_in": 3600}
+            if (body.get("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+                    and body.get("assertion") == "control-plane-token"
+                    and body.get("authorization_details") == self.AUTH_DETAILS):
+                return 200, {"access_token": "data-plane-token", "token_type": "Bearer", "expires_in": 3600}
+            return 400, {"error": "invalid_grant"}
+        if method == "GET" and path == f"/api/2.0/serving-endpoints/{self.name}":
+            from databricks.sdk.service.serving import ServingEndpointDetailed
+
+            detailed = ServingEndpointDetailed.from_dict({
+                "name": self.name, "route_optimized": True,
+                "endpoint_url": f"{self.url}/dp/ep-1/serving-endpoints/{self.name}/invocations",
+                "data_plane_info": {"query_info": {
+                    "endpoint_url": f"{self.url}/dp/ep-1/serving-endpoints/{self.name}/invocations",
+                    "authorization_details": self.AUTH_DETAILS}},
+                "state": {"ready": "READY", "config_update": "NOT_UPDATING"}})
+            return 200, detailed.as_dict()
+        if method == "POST" and path == f"/dp/ep-1/serving-endpoints/{self.name}/invocations":
+            return 200, {"predictions": [1.5] * len(body["dataframe_split"]["data"])}
+        return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": f"no route {method} {path}"}
+
+
+def test_a_route_optimized_endpoint_is_queried_at_its_own_url_with_a_data_plane_oauth_token(spec):
+    from databricks.sdk import WorkspaceClient
+
+    workspace = RouteOptimizedWorkspace(spec.endpoint_name)
+    with json_server(workspace.handle) as url:
+        workspace.url = url
+        client = WorkspaceClient(host=url, client_id="sp-app-id", client_secret="sp-secret")
+        rows = pd.DataFrame({c: ["x"] for c in spec.feature_names}).head(1)
+        assert query_endpoint(spec, rows, client=client, client_request_id="r-1") == [1.5]
+    method, path, body, auth = workspace.calls[-1]
+    assert (method, path, auth) == ("POST", f"/dp/ep-1/serving-endpoints/{spec.endpoint_name}/invocations",
+                                    "Bearer data-plane-token")
+    assert body["client_request_id"] == "r-1" and body["dataframe_split"]["columns"] == spec.feature_names
+    # Never the workspace's /serving-endpoints/<name>/invocations, which route-optimized endpoints do not serve.
+    assert not any(p.startswith("/serving-endpoints/") for _, p, _, _ in workspace.calls)
+
+
+def test_a_route_optimized_endpoint_with_a_personal_access_token_is_one_clear_error(spec):
+    from databricks.sdk import WorkspaceClient
+
+    workspace = RouteOptimizedWorkspace(spec.endpoint_name)
+    with json_server(workspace.handle) as url:
+        workspace.url = url
+        client = WorkspaceClient(host=url, token="dapi-personal")
+        rows = pd.DataFrame({c: ["x"] for c in spec.feature_names}).head(1)
+        with pytest.raises(EndpointError, match=r"route-optimized and accepts OAuth tokens only.*DATABRICKS_CLIENT_ID"):
+            query_endpoint(spec, rows, client=client)
+    assert not any("invocations" in p for _, p, _, _ in workspace.calls)

@@ -158,6 +158,39 @@ def deploy_endpoint(settings: Settings, spec: ModelSpec, version: int | None = N
         raise EndpointError(f"Databricks refused to deploy endpoint {name} (version {version}): {exc}") from exc
 
 
+def query_serving_endpoint(client, name: str, **request):
+    """Query endpoint ``name`` where Databricks serves it: at the workspace, or, when route-optimized, at its own
+    data-plane URL with an OAuth token.
+
+    Route-optimized endpoints are not queried at ``<host>/serving-endpoints/<name>/invocations``: they have a
+    dedicated URL and accept OAuth tokens only (https://docs.databricks.com/machine-learning/model-serving/
+    route-optimization.html). databricks-sdk's ``serving_endpoints_data_plane.query`` does both: it reads the
+    endpoint's ``data_plane_info.query_info`` (``endpoint_url``, ``authorization_details``), exchanges the
+    workspace credentials for a data-plane token and posts there.
+
+    Args:
+        client: A ``WorkspaceClient``.
+        name: The endpoint name.
+        **request: The query's fields (``dataframe_split``, ``dataframe_records``, ``client_request_id``...).
+
+    Returns:
+        The SDK's ``QueryEndpointResponse``.
+
+    Raises:
+        EndpointError: the endpoint is route-optimized and the client does not authenticate with OAuth.
+    """
+    endpoint = client.serving_endpoints.get(name)
+    if not endpoint.route_optimized:
+        return client.serving_endpoints.query(name, **request)
+    try:
+        return client.serving_endpoints_data_plane.query(name, **request)
+    except ValueError as exc:  # the SDK: "OAuth tokens are not available for pat authentication"
+        raise EndpointError(f"endpoint {name} is route-optimized and accepts OAuth tokens only ({exc}); "
+                            "authenticate with a service principal (DATABRICKS_CLIENT_ID and "
+                            "DATABRICKS_CLIENT_SECRET) or `databricks auth login`, not a personal access token"
+                            ) from exc
+
+
 def query_endpoint(spec: ModelSpec, rows: pd.DataFrame, client=None, client_request_id: str | None = None,
                    settings: Settings | None = None) -> list:
     """Score ``rows`` (the spec's feature columns) on the endpoint; returns the predictions."""
@@ -169,8 +202,9 @@ def query_endpoint(spec: ModelSpec, rows: pd.DataFrame, client=None, client_requ
     client = client or workspace_client(settings)
     split = json.loads(rows[spec.feature_names].to_json(orient="split", index=False))
     try:
-        response = client.serving_endpoints.query(
-            spec.endpoint_name, dataframe_split=DataframeSplitInput(columns=split["columns"], data=split["data"]),
+        response = query_serving_endpoint(
+            client, spec.endpoint_name, dataframe_split=DataframeSplitInput(columns=split["columns"],
+                                                                            data=split["data"]),
             client_request_id=client_request_id)
     except DatabricksError as exc:
         raise EndpointError(f"query to endpoint {spec.endpoint_name} failed: {exc}") from exc
