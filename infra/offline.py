@@ -165,7 +165,8 @@ class LakehouseMocks(pulumi_mocks.Mocks):
             inputs["servingEndpointId"] = f"ep-{inputs.get('name')}"
             if inputs.get("routeOptimized"):  # the data-plane URL Databricks assigns a route-optimized endpoint
                 inputs["endpointUrl"] = (f"https://ep-{_stable(str(inputs.get('name'))) % 10**8:08d}.0.serving"
-                                         f".azuredatabricks.net/serving-endpoints/{inputs.get('name')}/invocations")
+                                         ".azuredatabricks.net/1234567890123456/serving-endpoints/"
+                                         f"{inputs.get('name')}/invocations")
         elif kind == "File":
             inputs["fileSize"] = 1
         return resource_id, inputs

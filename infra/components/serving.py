@@ -16,9 +16,11 @@ class ServingEndpoint(pulumi.ComponentResource):
     Outputs: ``endpoint_name``, ``endpoint_url``, ``endpoint_auth``, ``served_version``, ``payload_table`` (None
     when deferred, except the payload table name, which is fixed by the spec).
 
-    A route-optimized endpoint is queried at its own URL with an OAuth token only ("Route optimized endpoints
-    ... only support OAuth tokens"; the query URL is the endpoint's ``endpoint_url``,
-    https://docs.databricks.com/machine-learning/model-serving/route-optimization.html): ``endpoint_url`` is then
+    A route-optimized endpoint is queried at its own URL, ``https://<unique-id>.<shard>.serving.azuredatabricks.net/
+    <workspace-id>/serving-endpoints/<name>/invocations``, with OAuth tokens only ("Querying route-optimized
+    endpoints only support using OAuth tokens"; the URL is the endpoint's ``endpoint_url``, "only populated if the
+    endpoint is route-optimized", https://learn.microsoft.com/azure/databricks/machine-learning/model-serving/
+    query-route-optimization): ``endpoint_url`` is then
     the provider's ``endpoint_url`` output and ``endpoint_auth`` is ``oauth``; otherwise the workspace's
     ``<host>/serving-endpoints/<name>/invocations`` with any workspace token (``endpoint_auth`` ``workspace``).
     """

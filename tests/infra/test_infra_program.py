@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import warnings
 from collections import Counter
 
@@ -228,7 +229,8 @@ def test_a_route_optimized_endpoint_outputs_its_own_query_url_and_oauth(prod):
     autolog = prod.outputs["models"]["bakehouse_autolog"]
     assert prod.get("ModelServing", name="bakehouse_autolog-endpoint").inputs["routeOptimized"] is True
     assert autolog["endpoint_url"].startswith("https://ep-")
-    assert autolog["endpoint_url"].endswith(".serving.azuredatabricks.net/serving-endpoints/bakehouse-autolog/invocations")
+    assert re.fullmatch(r"https://ep-\d+\.0\.serving\.azuredatabricks\.net/\d+/serving-endpoints/bakehouse-autolog/"
+                        r"invocations", autolog["endpoint_url"])
     assert autolog["endpoint_auth"] == "oauth"
 
 

@@ -162,9 +162,11 @@ def query_serving_endpoint(client, name: str, **request):
     """Query endpoint ``name`` where Databricks serves it: at the workspace, or, when route-optimized, at its own
     data-plane URL with an OAuth token.
 
-    Route-optimized endpoints are not queried at ``<host>/serving-endpoints/<name>/invocations``: they have a
-    dedicated URL and accept OAuth tokens only (https://docs.databricks.com/machine-learning/model-serving/
-    route-optimization.html). databricks-sdk's ``serving_endpoints_data_plane.query`` does both: it reads the
+    Route-optimized endpoints are not queried at ``<host>/serving-endpoints/<name>/invocations``: "Starting
+    September 22, 2025, all newly created route-optimized endpoints must be queried exclusively through the
+    route-optimized URL" and "Querying route-optimized endpoints only support using OAuth tokens. Personal access
+    tokens are not supported" (https://learn.microsoft.com/azure/databricks/machine-learning/model-serving/
+    query-route-optimization). databricks-sdk's ``serving_endpoints_data_plane.query`` does both: it reads the
     endpoint's ``data_plane_info.query_info`` (``endpoint_url``, ``authorization_details``), exchanges the
     workspace credentials for a data-plane token and posts there.
 
