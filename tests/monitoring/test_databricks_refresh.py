@@ -7,38 +7,62 @@ from workloads.monitoring.metrics import latest_window_metrics
 from workloads.monitoring.refresh import MonitorError, refresh_monitor
 from workloads.ports.tables import LocalTables
 
+TABLE_ID = "8a7c2f4e-1b3d-4e5f-9a0b-1c2d3e4f5a6b"
+
 
 class FakeWorkspace:
-    """Serves the Unity Catalog monitor refresh endpoints with a scripted sequence of refresh states."""
+    """Serves the monitor refresh endpoints of both APIs (the current Data Quality API, by table UUID, and the
+    legacy Unity Catalog one, by name) with a scripted sequence of refresh states, in the SDK's own shapes."""
 
     def __init__(self):
         self.states: list[str] = []
         self.requests: list[tuple[str, str, str | None]] = []
+        self.bodies: list[dict | None] = []
         self.start_status = 200
+        self.current_api = True  # False: the workspace answers the data-quality paths with ENDPOINT_NOT_FOUND
         self.host = ""
 
     def client(self):
         from databricks.sdk import WorkspaceClient
+        from databricks.sdk.config import Config
 
-        return WorkspaceClient(host=self.host, token="fake-token", auth_type="pat")
+        # A short retry budget: a fake that errors fails the test in seconds, not after the SDK's 5 minutes.
+        return WorkspaceClient(config=Config(host=self.host, token="fake-token", auth_type="pat",
+                                             retry_timeout_seconds=5))
 
     def handle(self, method: str, path: str, query: dict, body: dict | None, headers) -> tuple[int, dict]:
+        from databricks.sdk.service.catalog import MonitorRefreshInfo, MonitorRefreshInfoState, TableInfo
+        from databricks.sdk.service.dataquality import Refresh, RefreshState
+
         self.requests.append((method, path, headers.get("Authorization")))
-        if method == "GET" and path.endswith("/monitor/refreshes/42"):
-            return 200, self._info()
-        if method == "POST" and path.endswith("/monitor/refreshes"):
+        self.bodies.append(body)
+        if method == "GET" and path.startswith("/api/2.1/unity-catalog/tables/") and "/monitor" not in path:
+            name = path.rsplit("/", 1)[-1]
+            return 200, TableInfo(full_name=name, table_id=TABLE_ID).as_dict()
+        if path.startswith("/api/data-quality/v1/monitors/"):
+            if not self.current_api:
+                return 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": "No API found for that path"}
+            if self.start_status != 200:
+                return self.start_status, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "No monitor"}
+            state = self._next_state()
+            refresh = Refresh(object_type="table", object_id=TABLE_ID, refresh_id=42,
+                              state=RefreshState(f"MONITOR_REFRESH_STATE_{state}"), start_time_ms=1767225600000,
+                              message="table has no timestamp column" if state == "FAILED" else None)
+            if (method == "POST" and path == f"/api/data-quality/v1/monitors/table/{TABLE_ID}/refreshes") or (
+                    method == "GET" and path == f"/api/data-quality/v1/monitors/table/{TABLE_ID}/refreshes/42"):
+                return 200, refresh.as_dict()
+        if path.endswith(("/monitor/refreshes", "/monitor/refreshes/42")):
             if self.start_status != 200:
                 return self.start_status, {"error_code": "RESOURCE_DOES_NOT_EXIST",
                                            "message": "Monitor does not exist"}
-            return 200, self._info()
+            state = self._next_state()
+            info = MonitorRefreshInfo(refresh_id=42, state=MonitorRefreshInfoState(state), start_time_ms=1767225600000,
+                                      message="table has no timestamp column" if state == "FAILED" else None)
+            return 200, info.as_dict()
         return 404, {"error_code": "NOT_FOUND", "message": "no such path"}
 
-    def _info(self) -> dict:
-        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        body = {"refresh_id": 42, "state": state, "start_time_ms": 1767225600000}
-        if state == "FAILED":
-            body["message"] = "table has no timestamp column"
-        return body
+    def _next_state(self) -> str:
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +88,32 @@ def test_refresh_waits_for_success_then_reads_the_same_tables(fake, databricks, 
     assert result.profile_rows > 0 and result.drift_rows > 0
     api = [(m, p) for m, p, _ in fake.requests if "/api/" in p]
     table = settings.table(spec.processed_table)
-    assert api[0] == ("POST", f"/api/2.1/unity-catalog/tables/{table}/monitor/refreshes")
-    assert api[1:] == [("GET", f"/api/2.1/unity-catalog/tables/{table}/monitor/refreshes/42")] * 3
+    # The current API: the table's UUID from Unity Catalog, then the data-quality refresh of that table.
+    assert api[0] == ("GET", f"/api/2.1/unity-catalog/tables/{table}")
+    assert api[1] == ("POST", f"/api/data-quality/v1/monitors/table/{TABLE_ID}/refreshes")
+    (start_body,) = [b for (m, p, _), b in zip(fake.requests, fake.bodies, strict=True) if m == "POST"]
+    assert start_body == {"object_type": "table", "object_id": TABLE_ID}
+    assert api[2:] == [("GET", f"/api/data-quality/v1/monitors/table/{TABLE_ID}/refreshes/42")] * 3
     assert all(auth == "Bearer fake-token" for m, p, auth in fake.requests if "/api/" in p)
     # Evaluation reads identically on both runtimes.
     local_settings = refreshed[0]
     assert latest_window_metrics(settings, spec, tables=tables) == latest_window_metrics(local_settings, spec)
+
+
+def test_a_workspace_without_the_data_quality_api_falls_back_to_the_legacy_one(fake, databricks):
+    settings, spec, tables = databricks
+    fake.states = ["RUNNING", "SUCCESS"]
+    fake.current_api = False
+    fake.requests.clear()
+    try:
+        result = refresh_monitor(settings, spec, tables=tables, workspace=fake.client(), timeout_s=10, poll_s=0.01)
+    finally:
+        fake.current_api = True
+    assert (result.refresh_id, result.state) == (42, "SUCCESS")
+    table = settings.table(spec.processed_table)
+    api = [(m, p) for m, p, _ in fake.requests if "/api/" in p]
+    assert api[-2:] == [("POST", f"/api/2.1/unity-catalog/tables/{table}/monitor/refreshes"),
+                        ("GET", f"/api/2.1/unity-catalog/tables/{table}/monitor/refreshes/42")]
 
 
 def test_refresh_times_out_bounded(fake, databricks):

@@ -8,9 +8,9 @@ spec, or a missing metric table, recomputes everything. Each metric table is rew
 readable; the refresh state (window fingerprints, under ``<home>/monitor/``) is saved only after both
 commits, so an interrupted refresh is simply redone next time.
 
-Databricks: the monitor itself is infra's; here ``quality_monitors.run_refresh`` starts a refresh, which is
-polled with ``get_refresh`` until it ends or a bounded timeout passes, and the same two tables are then read
-through the tables port.
+Databricks: the monitor itself is infra's; here a refresh is started through the Data Quality API (the legacy
+``quality_monitors`` API as fallback: ``monitor_api``), polled until it ends or a bounded timeout passes, and
+the same two tables are then read through the tables port.
 """
 
 from __future__ import annotations
@@ -238,7 +238,8 @@ def refresh_databricks(settings: Settings, spec: ModelSpec, *, tables: Tables | 
                        timeout_s: float = 3600.0, poll_s: float = 10.0) -> RefreshResult:
     """Start a Databricks monitor refresh, wait for it (bounded), then read the two metric tables."""
     from databricks.sdk.errors import DatabricksError
-    from databricks.sdk.service.catalog import MonitorRefreshInfoState as S
+
+    from workloads.monitoring.monitor_api import MonitorRefreshes
 
     started = time.perf_counter()
     if workspace is None:
@@ -246,29 +247,28 @@ def refresh_databricks(settings: Settings, spec: ModelSpec, *, tables: Tables | 
 
         workspace = WorkspaceClient()
     table = settings.table(spec.processed_table)
+    refreshes = MonitorRefreshes(workspace, table)
     try:
-        info = workspace.quality_monitors.run_refresh(table_name=table)
+        info = refreshes.start()
     except DatabricksError as exc:
         raise MonitorError(f"cannot start a refresh of the monitor on {table}: {exc} "
                            f"(is the monitor deployed? run the infra deployment first)") from None
     deadline = time.monotonic() + timeout_s
-    while info.state in (S.PENDING, S.RUNNING, None):
+    while info.running:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            state = info.state.value if info.state else "UNKNOWN"
-            raise MonitorError(f"monitor refresh {info.refresh_id} on {table} still {state} after {timeout_s:.0f}s; "
-                               f"raise --timeout or check the table's Quality tab")
+            raise MonitorError(f"monitor refresh {info.refresh_id} on {table} still {info.state} after "
+                               f"{timeout_s:.0f}s; raise --timeout or check the table's Quality tab")
         time.sleep(min(poll_s, remaining))
         try:
-            info = workspace.quality_monitors.get_refresh(table_name=table, refresh_id=info.refresh_id)
+            info = refreshes.get(info.refresh_id)
         except DatabricksError as exc:
             raise MonitorError(f"cannot read monitor refresh {info.refresh_id} on {table}: {exc}") from None
-    if info.state != S.SUCCESS:
-        state = info.state.value if info.state else "UNKNOWN"
-        raise MonitorError(f"monitor refresh {info.refresh_id} on {table} ended {state}: "
+    if info.state != "SUCCESS":
+        raise MonitorError(f"monitor refresh {info.refresh_id} on {table} ended {info.state}: "
                            f"{info.message or 'no message'}")
     tables = tables or get_tables(settings)
     profile = tables.read(settings.metrics_table(spec.profile_metrics_table))
     drift = tables.read(settings.metrics_table(spec.drift_metrics_table))
     return RefreshResult(spec.name, "databricks", [], profile_rows=len(profile), drift_rows=len(drift),
-                         seconds=time.perf_counter() - started, refresh_id=info.refresh_id, state=info.state.value)
+                         seconds=time.perf_counter() - started, refresh_id=info.refresh_id, state=info.state)
