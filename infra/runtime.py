@@ -30,7 +30,7 @@ import re
 import tomllib
 from pathlib import Path
 
-SERVERLESS_ENVIRONMENT_VERSION = "4"
+SERVERLESS_ENVIRONMENT_VERSION = "5"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 STEP_NOTEBOOK_ARGS = "args"  # the notebook widget holding the step's `mlops` arguments as a JSON list
 _PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)")

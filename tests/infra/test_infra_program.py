@@ -15,6 +15,7 @@ from infra_helpers import DEV_CHAMPIONS, MODELS, resolved
 
 from infra.artifacts import WheelNotFoundError, locate_wheel
 from infra.offline import prepare
+from infra.runtime import SERVERLESS_ENVIRONMENT_VERSION
 from infra.specs import resolve_spec
 
 PER_MODEL = {"RegisteredModel": 1, "SqlTable": 2, "ModelServing": 1, "QualityMonitor": 1, "Job": 3, "Grants": 1}
@@ -93,6 +94,7 @@ def test_jobs_install_the_uploaded_wheel_and_run_as_the_service_principal(dev, p
         for job in evaluation.of_type(":Job"):
             (environment,) = job.inputs["environments"]
             assert environment["spec"]["dependencies"] == [wheel_path]
+            assert environment["spec"]["environmentVersion"] == SERVERLESS_ENVIRONMENT_VERSION  # infra/runtime.py
             assert job.inputs["maxConcurrentRuns"] == 1
             assert job.inputs["runAs"]["servicePrincipalName"]
             for task in job.inputs["tasks"]:

@@ -64,7 +64,7 @@ class MonitorRefreshes:
         except DatabricksError as exc:
             if exc.error_code not in _FALLBACK_CODES:
                 raise
-        except AttributeError:  # an SDK without data_quality
+        except (AttributeError, ImportError):  # an SDK older than the data_quality API
             pass
         return self._start_legacy()
 
