@@ -138,14 +138,21 @@ def test_the_code_the_jobs_run_works_with_only_the_job_runtime_installed(built_w
     env.pop("PYTHONPATH", None)
     subprocess.run([_uv(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, env=env,
                    timeout=120)
+    # The environment's preinstalled versions (databricks-sdk 0.67, mlflow-skinny 3.8.1, numpy 2.1.3, ...) as
+    # constraints: the code runs against what the job really has, not against the newest releases.
+    pins = [f"{name}=={version}" for name, version in preinstalled_packages().items()
+            if name in ("databricks-sdk", "mlflow-skinny", "numpy", "pandas", "pyarrow", "protobuf", "requests")]
+    (tmp_path / "preinstalled.txt").write_text("\n".join(pins) + "\n")
     install = subprocess.run([_uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                              str(built_wheel)], capture_output=True, text=True, env=env, timeout=600, check=False)
+                              "--constraints", str(tmp_path / "preinstalled.txt"), str(built_wheel)],
+                             capture_output=True, text=True, env=env, timeout=600, check=False)
     assert install.returncode == 0, install.stderr
     listed = subprocess.run([_uv(), "pip", "freeze", "--python", str(venv / "bin" / "python")],
                             capture_output=True, text=True, env=env, timeout=120, check=True).stdout
-    installed = {normalize(line.split("==")[0]) for line in listed.splitlines() if "==" in line}
+    installed = {normalize(line.split("==")[0]): line.split("==")[1] for line in listed.splitlines() if "==" in line}
+    assert installed["databricks-sdk"] == preinstalled_packages()["databricks-sdk"]
     assert not {"pulumi", "pulumi-databricks", "deltalake", "numba", "plotly", "boto3", "mlflow",
-                "sqlalchemy"} & installed
+                "sqlalchemy"} & set(installed)
     probe = subprocess.run([str(venv / "bin" / "python"), "-c", _PROBE, ",".join(JOB_MODULES),
                             ";".join(" ".join(c) for c in JOB_COMMANDS)],
                            capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
