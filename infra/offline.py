@@ -87,6 +87,9 @@ class DeclaredResource:
     custom: bool
     inputs: dict[str, Any]
     id: str = ""
+    replace_on_changes: tuple[str, ...] = ()
+    delete_before_replace: bool = False
+    ignore_changes: tuple[str, ...] = ()
 
     @property
     def parent_name(self) -> str:
@@ -98,7 +101,8 @@ class DeclaredResource:
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The mock monitor, also keeping what the engine would know: parent, protect, custom."""
+    """The mock monitor, also keeping what the engine would know: parent, protect, custom, and the options that
+    decide how a change is applied (replace-on-changes, delete-before-replace, ignore-changes)."""
 
     def __init__(self, mocks: pulumi_mocks.Mocks):
         super().__init__(mocks)
@@ -113,7 +117,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             self.declared.append(DeclaredResource(
                 type=request.type, name=request.name, urn=response.urn, parent=request.parent,
                 protect=bool(request.protect), custom=bool(request.custom), inputs=_plain(inputs),
-                id=response.id))
+                id=response.id, replace_on_changes=tuple(request.replaceOnChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                ignore_changes=tuple(request.ignoreChanges)))
         return response
 
 

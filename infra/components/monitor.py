@@ -12,6 +12,9 @@ PROBLEM_TYPES = {"regression": "PROBLEM_TYPE_REGRESSION", "forecasting": "PROBLE
                  "classification": "PROBLEM_TYPE_CLASSIFICATION"}
 
 
+MONITOR_IMMUTABLE = ["tableName", "assetsDir", "warehouseId"]
+
+
 class InferenceMonitor(pulumi.ComponentResource):
     """``QualityMonitor`` with ``inference_log`` on ``<model>_inference``, writing to the monitoring schema.
 
@@ -37,7 +40,11 @@ class InferenceMonitor(pulumi.ComponentResource):
                 on_failure=databricks.QualityMonitorNotificationsOnFailureArgs(
                     email_addresses=list(config.alerts.emails))),
             warehouse_id=warehouse_id,
-            opts=pulumi.ResourceOptions(parent=self))
+            # A monitor's table, assets directory and warehouse cannot be updated in place (the provider fails
+            # the update): changing one replaces the monitor. A table holds one monitor, so the old one goes
+            # first; its metric tables stay and the new monitor's first refresh rewrites them.
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=MONITOR_IMMUTABLE,
+                                        delete_before_replace=True))
         self.dashboard_id = self.monitor.dashboard_id
         self.profile_metrics_table = config.metric_table(spec.profile_metrics_table)
         self.drift_metrics_table = config.metric_table(spec.drift_metrics_table)

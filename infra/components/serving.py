@@ -9,6 +9,9 @@ from infra.champion import ChampionLookup
 from infra.config import StackConfig
 from workloads.specs import ModelSpec
 
+INFERENCE_TABLE_IMMUTABLE = [f"aiGateway.inferenceTableConfig.{field}"
+                             for field in ("catalogName", "schemaName", "tableNamePrefix")]
+
 
 class ServingEndpoint(pulumi.ComponentResource):
     """``ModelServing`` serving the ``champion`` version, or nothing yet (with a warning) without a champion.
@@ -55,7 +58,11 @@ class ServingEndpoint(pulumi.ComponentResource):
                 tags=[databricks.ModelServingTagArgs(key=k, value=v) for k, v in sorted(
                     {**config.tags, "model": spec.name, "environment": config.environment,
                      "champion_version": str(champion.version)}.items())],
-                opts=pulumi.ResourceOptions(parent=self))
+                # Where an endpoint's inference table lands (catalog, schema, prefix) cannot change once set:
+                # Databricks refuses the update, so a change replaces the endpoint (same name: the old one goes
+                # first, so the endpoint is down until the new one is ready; move payload tables rarely).
+                opts=pulumi.ResourceOptions(parent=self, replace_on_changes=INFERENCE_TABLE_IMMUTABLE,
+                                            delete_before_replace=True))
             self.endpoint_name = self.endpoint.name
             if config.serving.route_optimized:
                 self.endpoint_url = self.endpoint.endpoint_url

@@ -303,3 +303,28 @@ def test_program_outputs_under_runtime_test(fake_wheel):
         assert [r.protect for r in harness.resources if r.type.endswith(":Catalog")] == [True]
 
     return resolved(deployment.serving.endpoint.config, namespace["platform"].catalog_name).apply(check)
+
+
+def test_inputs_that_cannot_change_in_place_replace_their_resource_deliberately(prod):
+    """Databricks refuses in-place changes to a monitor's table/assets/warehouse and to where an endpoint's
+    inference table lands: those inputs replace the resource, the old one first (names are unique)."""
+    from infra.components.monitor import MONITOR_IMMUTABLE
+    from infra.components.serving import INFERENCE_TABLE_IMMUTABLE
+
+    monitor = prod.get("QualityMonitor", name="bakehouse_autolog-monitor")
+    assert set(monitor.replace_on_changes) == set(MONITOR_IMMUTABLE) == {"tableName", "assetsDir", "warehouseId"}
+    assert monitor.delete_before_replace
+    endpoint = prod.get("ModelServing", name="bakehouse_autolog-endpoint")
+    assert set(endpoint.replace_on_changes) == set(INFERENCE_TABLE_IMMUTABLE)
+    for path in INFERENCE_TABLE_IMMUTABLE:  # each path names a real input (a typo would silently match nothing)
+        value = endpoint.inputs
+        for key in path.split("."):
+            value = value[key]
+        assert value
+    for path in MONITOR_IMMUTABLE:
+        assert monitor.inputs[path]
+    assert endpoint.delete_before_replace
+    # Nothing else is replaced on change: jobs, tables and models update in place.
+    others = [r for r in prod.resources if r.replace_on_changes and r not in (monitor, endpoint)
+              and r.type.rsplit(":", 1)[-1] not in ("QualityMonitor", "ModelServing")]
+    assert others == []
