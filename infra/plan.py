@@ -107,13 +107,26 @@ def summarize(resource: DeclaredResource) -> str:
         return (f"{i.get('tableName')} baseline={i.get('baselineTableName')} out={i.get('outputSchemaName')} "
                 f"{log.get('problemType')} {log.get('granularities')} {_schedule(i)}")
     if kind == "Job":
-        tasks = " -> ".join(t.get("taskKey", "?") for t in i.get("tasks") or [])
+        tasks = " -> ".join(f"{t.get('taskKey', '?')}{_task_kind(t)}" for t in i.get("tasks") or [])
         run_as = (i.get("runAs") or {}).get("servicePrincipalName")
-        return f"{i.get('name')}: {tasks}; {_schedule(i)}; run as {run_as or 'deployer'}"
+        environments = ", ".join(f"env {(e.get('spec') or {}).get('environmentVersion')} + "
+                                 f"{len((e.get('spec') or {}).get('dependencies') or [])} dependency"
+                                 for e in i.get("environments") or [])
+        return f"{i.get('name')}: {tasks}; {environments}; {_schedule(i)}; run as {run_as or 'deployer'}"
+    if kind == "Notebook":
+        return f"{i.get('path')} ({i.get('language')})"
     if kind == "SqlEndpoint":
         return f"{i.get('name')} {i.get('clusterSize')} serverless={i.get('enableServerlessCompute')}"
     if kind == "NotificationDestination":
         return f"{i.get('displayName')} (webhook)"
+    return ""
+
+
+def _task_kind(task: dict) -> str:
+    """`` (wheel)``, `` (notebook)``, `` (condition)``: how a job task runs, for the plan."""
+    for key, label in (("pythonWheelTask", "wheel"), ("notebookTask", "notebook"), ("conditionTask", "condition")):
+        if task.get(key):
+            return f" ({label})"
     return ""
 
 

@@ -19,7 +19,8 @@ def test_plan_json_lists_every_declared_resource_with_parent_and_protect(capsys,
     assert endpoint["protect"] is False
     assert "mlops_dev.bakehouse_ml.bakehouse_autolog_model@1" in endpoint["summary"]
     watcher = by_name["bakehouse_autolog-watcher"]
-    assert "unpack -> monitor -> evaluate -> retrain_needed -> retrain" in watcher["summary"]
+    assert ("unpack (wheel) -> monitor (wheel) -> evaluate (notebook) -> retrain_needed (condition) -> "
+            "retrain (wheel); env 5 + 1 dependency") in watcher["summary"]
     assert watcher["inputs"]["schedule"]["timezoneId"] == "America/Detroit"
     assert any("champions assumed offline" in n for n in plan["notes"])
     assert plan["outputs"]["models"]["bakehouse_autolog"]["endpoint_name"] == "bakehouse-autolog"
