@@ -207,7 +207,7 @@ def test_concept_drift_is_caught_retrained_validated_promoted_and_served(world, 
     assert len(read_audit(settings, MODEL)) == drifted["audit_before"] + 1
 
 
-# --- 6. Databricks task values against a fake dbutils ---------------------------------------------------
+# --- 6. Databricks task values: the run-state directory and a notebook's dbutils ------------------------
 
 _UNSET = object()
 
@@ -258,14 +258,18 @@ def _observed(window_start: str, rmse: float, r2: float) -> dict:
 
 
 @pytest.mark.parametrize(("rmse", "r2", "expected"), [(9.0, 0.1, "true"), (2.0, 0.9, "false")])
-def test_evaluate_publishes_retrain_needed_as_a_string_through_dbutils(world, rmse, r2, expected):
+def test_evaluate_publishes_retrain_needed_as_a_string_through_dbutils(world, rmse, r2, expected, tmp_path):
+    """The evaluate notebook task: it reads what the monitor wheel task left in the run-state directory and sets
+    its values there and, for the condition task, as real task values through the notebook's dbutils."""
     settings = world["settings"]
     window = "2031-01-01T00:00:00+00:00" if expected == "true" else "2031-01-02T00:00:00+00:00"
-    dbutils = FakeDbutils({MONITOR_TASK: {"observed": _observed(window, rmse, r2)}}, task=EVALUATE_TASK)
+    run_dir = tmp_path / "runs" / "4242"
+    DatabricksTaskValues(run_dir, MONITOR_TASK).set("observed", _observed(window, rmse, r2))
+    dbutils = FakeDbutils(task=EVALUATE_TASK)
     api = dbutils.jobs.taskValues
-    evaluation, observed, skipped = step_evaluate(settings, SPEC, DatabricksTaskValues(dbutils=dbutils))
+    evaluation, observed, skipped = step_evaluate(settings, SPEC, DatabricksTaskValues(run_dir, EVALUATE_TASK, dbutils))
     assert skipped is None and observed.window_start == window
-    assert api.get_calls[0] == {"taskKey": MONITOR_TASK, "key": "observed"}
+    assert api.get_calls == []  # dbutils' get is notebook-only too; the run state is read instead
     published = {key: value for task, key, value in api.set_calls if task == EVALUATE_TASK}
     # The job's condition_task compares {{tasks.evaluate.values.retrain_needed}} == "true": a string, not a bool.
     assert published["retrain_needed"] == expected and isinstance(published["retrain_needed"], str)
@@ -273,28 +277,28 @@ def test_evaluate_publishes_retrain_needed_as_a_string_through_dbutils(world, rm
     assert published["quality_breach"] is (expected == "true")
     assert published["window_start"] == window and published["observed"]["rows"] == 400
     assert evaluation.retrain_needed is (expected == "true")
+    assert DatabricksTaskValues(run_dir).get(EVALUATE_TASK, "retrain_needed") == expected
 
 
-def test_retrain_reads_the_evaluate_task_values_through_dbutils(world, drifted):
+def test_retrain_reads_the_evaluate_task_values_from_the_run_state(world, drifted, tmp_path):
+    """The retrain wheel task cannot use dbutils: it reads what evaluate left in the run-state directory."""
     settings = world["settings"]
     observed = drifted["result"].observed
     champion = registry.get_alias(settings, SPEC, "champion").version
-    store = {EVALUATE_TASK: {"window_start": observed.window_start, "quality_breach": True,
-                             "observed": observed.to_dict(), "retrain_needed": "true"}}
-    dbutils = FakeDbutils(store, task=RETRAIN_TASK)
-    api = dbutils.jobs.taskValues
+    run_dir = tmp_path / "runs" / "4243"
+    evaluate = DatabricksTaskValues(run_dir, EVALUATE_TASK)
+    for key, value in {"window_start": observed.window_start, "quality_breach": True,
+                       "observed": observed.to_dict(), "retrain_needed": "true"}.items():
+        evaluate.set(key, value)
     versions = _version_count(settings)
-    outcome = step_retrain(settings, SPEC, DatabricksTaskValues(dbutils=dbutils))
-    read = {(c["taskKey"], c["key"]) for c in api.get_calls}
-    assert {(EVALUATE_TASK, "window_start"), (EVALUATE_TASK, "quality_breach"), (EVALUATE_TASK, "reasons")} <= read
-    assert all(set(c) <= {"taskKey", "key", "default", "debugValue"} for c in api.get_calls)
+    outcome = step_retrain(settings, SPEC, DatabricksTaskValues(run_dir, RETRAIN_TASK))
     # window_start was honoured (only the drifted window's traffic) and so was quality_breach (fresh data alone).
     assert outcome.training_data == "fresh traffic" and outcome.holdout == "recent labelled traffic"
     assert outcome.holdout_rows == drifted["result"].retrain.holdout_rows
     assert outcome.champion_version == champion and _version_count(settings) == versions + 1
-    published = {key: value for task, key, value in api.set_calls if task == RETRAIN_TASK}
-    assert published["promoted"] == ("true" if outcome.promoted else "false")
-    assert published["challenger_version"] == outcome.challenger_version
+    published = DatabricksTaskValues(run_dir).for_task("x")
+    assert published.get(RETRAIN_TASK, "promoted") == ("true" if outcome.promoted else "false")
+    assert published.get(RETRAIN_TASK, "challenger_version") == outcome.challenger_version
     assert "retrain requested" not in outcome.summary()
     if not outcome.promoted:  # put the state back as it was for the tests below
         assert registry.get_alias(settings, SPEC, "champion").version == champion
