@@ -8,6 +8,8 @@ import pulumi_databricks as databricks
 from infra.config import StackConfig
 from workloads.specs import EXAMPLE_ID_COLUMN, REQUEST_ID_COLUMN, ModelSpec
 
+TABLE_IGNORED_CHANGES = ["effectiveProperties"]
+
 
 def processed_columns(spec: ModelSpec) -> list[databricks.SqlTableColumnArgs]:
     """Features, prediction, label, model version, timestamp, request and example ids."""
@@ -33,7 +35,12 @@ class InferenceTables(pulumi.ComponentResource):
     def __init__(self, name: str, spec: ModelSpec, config: StackConfig, schema: databricks.Schema,
                  warehouse_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("lakehouse-mlops:model:InferenceTables", name, None, opts)
-        protected = pulumi.ResourceOptions(parent=self, protect=config.is_protected)
+        # Databricks adds table properties of its own (delta.lastCommitTimestamp, delta.lastUpdateVersion, ...)
+        # that change with every write; the provider reports them as effective_properties, which otherwise shows
+        # as a diff in every refreshed preview (terraform-provider-databricks#4254). Only `properties`, what we
+        # declare, is ours to compare.
+        protected = pulumi.ResourceOptions(parent=self, protect=config.is_protected,
+                                           ignore_changes=TABLE_IGNORED_CHANGES)
         self.processed = databricks.SqlTable(
             f"{spec.name}-processed", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.processed_table,
             table_type="MANAGED", data_source_format="DELTA", warehouse_id=warehouse_id, owner=config.grants.owner,
