@@ -9,15 +9,18 @@ from workloads.watcher.evaluation import ObservedMetrics, evaluate_window, parse
 SPEC = load_spec("bakehouse_autolog")  # rmse max 5.0, r2 min 0.5; js_distance max 0.28, psi max 0.25
 
 
-def observed(rmse=3.0, r2=0.8, js=0.05, psi=0.05, rows=200, labelled=200):
-    drift = {f: {"js_distance": js, "population_stability_index": psi} for f in SPEC.feature_names}
+def observed(rmse=3.0, r2=0.8, js=0.05, psi=0.05, rows=200, labelled=200, p=0.5, categories=4):
+    # As the monitor writes them: categorical features get chi-squared and Jensen-Shannon, numeric ones KS and PSI.
+    drift = {c.name: ({"js_distance": js, "chi_squared_test.pvalue": p} if c.is_categorical
+                      else {"population_stability_index": psi, "ks_test.pvalue": p}) for c in SPEC.features}
     quality = {}
     if rmse is not None:
         quality["root_mean_squared_error"] = rmse
     if r2 is not None:
         quality["r2_score"] = r2
     return ObservedMetrics(window_start="2026-11-26T00:00:00+00:00", window_end="2026-11-27T00:00:00+00:00",
-                           granularity="1 day", rows=rows, labelled_rows=labelled, quality=quality, drift=drift)
+                           granularity="1 day", rows=rows, labelled_rows=labelled, quality=quality, drift=drift,
+                           distinct_counts={c.name: categories for c in SPEC.features if c.is_categorical})
 
 
 def test_healthy_window_needs_no_retrain():
@@ -29,8 +32,8 @@ def test_healthy_window_needs_no_retrain():
 @pytest.mark.parametrize(("kwargs", "breached"), [
     ({"rmse": 5.01}, "rmse"),  # max: above is a breach
     ({"r2": 0.49}, "r2"),  # min: below is a breach
-    ({"js": 0.29}, "js_distance"),  # drift max
-    ({"psi": 0.3}, "population_stability_index"),
+    ({"js": 0.29, "p": 1e-6}, "js_distance"),  # drift max, significant
+    ({"psi": 0.3, "p": 1e-6}, "population_stability_index"),
 ])
 def test_each_direction_breaches_on_the_right_side(kwargs, breached):
     ev = evaluate_window(SPEC, observed(**kwargs))
@@ -51,10 +54,10 @@ def test_missing_quality_metric_is_reported_not_healthy():
     assert "r2: missing (not read as healthy)" in ev.reasons
 
 
-def test_too_few_labelled_rows_is_reported_not_healthy():
+def test_too_few_labelled_rows_is_not_enough_data_not_healthy():
     ev = evaluate_window(SPEC, observed(rmse=9.0, labelled=SPEC.min_rows - 1))
-    assert ev.health == "unknown"
-    assert "rmse: too few labelled rows to judge" in ev.reasons
+    assert ev.health == "not enough data" and not ev.retrain_needed
+    assert "rmse: not enough data: too few labelled rows to judge" in ev.reasons
     assert not any(c.status == "breach" for c in ev.checks if c.scope == "quality")
 
 
@@ -91,3 +94,65 @@ def test_bad_overrides_are_one_clear_error(bad):
 def test_threshold_must_have_exactly_one_direction():
     with pytest.raises(ValueError, match="exactly one of 'max' or 'min'"):
         Threshold(max=1.0, min=0.0)
+
+
+# --- drift as evidence: rows, rows per category, significance ------------------------------------------
+
+def test_a_distance_over_its_threshold_without_significance_is_not_a_breach():
+    ev = evaluate_window(SPEC, observed(js=0.5, p=0.2))
+    assert ev.health == "healthy" and not ev.retrain_needed
+    statuses = {c.status for c in ev.checks if c.metric == "js_distance"}
+    assert statuses == {"not_significant"}
+    assert any("[product] js_distance 0.5 > max 0.28 but not significant (p=0.2 >=" in r for r in ev.reasons)
+
+
+def test_a_small_window_is_not_enough_data_for_drift_and_never_a_breach():
+    """The README flow: 50 requests and a distance of 0.5 over 48 franchises, even with a tiny p-value."""
+    small = SPEC.drift_evidence.min_rows - 1
+    ev = evaluate_window(SPEC, observed(js=0.5, psi=0.9, p=1e-9, rows=small, labelled=small))
+    assert ev.health == "not enough data" and not ev.retrain_needed
+    assert not any(c.status == "breach" for c in ev.checks)
+    assert f"drift: not enough data: {small} rows in the window, drift needs {SPEC.drift_evidence.min_rows}" \
+        in ev.reasons
+    assert sum("drift: not enough data" in r for r in ev.reasons) == 1  # one line, not one per feature
+
+
+def test_a_categorical_feature_needs_enough_rows_per_category():
+    rows = 250  # over the window minimum, but 250 rows over 60 categories is about 4 per category
+    ev = evaluate_window(SPEC, observed(js=0.6, p=1e-9, rows=rows, labelled=rows, categories=60))
+    assert ev.health == "not enough data" and not ev.retrain_needed
+    franchise = next(c for c in ev.checks if c.scope == "franchise_name" and c.metric == "js_distance")
+    assert franchise.status == "too_few_rows" and "250 rows over 60 categories" in franchise.note
+    # Numeric features are not held to the per-category rule: their drift is still judged.
+    psi = next(c for c in ev.checks if c.scope == "unitPrice" and c.metric == "population_stability_index")
+    assert psi.status == "ok"
+
+
+def test_significance_is_corrected_for_the_number_of_features_tested():
+    tested = len(SPEC.feature_names)
+    alpha = SPEC.drift_evidence.alpha
+    assert evaluate_window(SPEC, observed(js=0.5, p=alpha / 2)).health == "healthy"  # under alpha, over alpha/n
+    ev = evaluate_window(SPEC, observed(js=0.5, p=alpha / tested / 2))
+    assert ev.health == "breach" and ev.retrain_needed
+    breach = next(c for c in ev.checks if c.status == "breach")
+    assert breach.alpha == pytest.approx(alpha / tested) and breach.pvalue == pytest.approx(alpha / tested / 2)
+
+
+def test_a_distance_breach_without_a_test_p_value_is_unknown_not_healthy():
+    obs = observed(js=0.5)
+    for values in obs.drift.values():
+        values.pop("chi_squared_test.pvalue", None)
+    ev = evaluate_window(SPEC, obs)
+    assert ev.health == "unknown" and not ev.retrain_needed
+    assert "[product] js_distance: p-value missing (not read as healthy)" in ev.reasons
+
+
+def test_drift_evidence_is_set_per_spec():
+    lenient = SPEC.model_copy(update={"drift_evidence": SPEC.drift_evidence.model_copy(
+        update={"min_rows": 10, "min_expected_per_category": 1, "alpha": 0.5})})
+    ev = evaluate_window(lenient, observed(js=0.5, p=0.01, rows=20, labelled=20, categories=10))
+    assert ev.health == "breach" and ev.retrain_needed
+    assert any(c.status == "breach" for c in ev.checks if c.metric == "js_distance")
+    assert {c.status for c in ev.checks if c.scope == "quality"} == {"too_few_rows"}  # still the spec's 30
+    assert evaluate_window(SPEC, observed(js=0.5, p=0.01, rows=20, labelled=20, categories=10)).health == \
+        "not enough data"

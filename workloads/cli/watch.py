@@ -28,10 +28,10 @@ def _evaluation_table(evaluation) -> Table:
     table = Table("check", "observed", "threshold", "status", title=f"window {evaluation.window_start or '-'}")
     for c in evaluation.checks:
         shown = "-" if c.observed is None else f"{c.observed:.4g}"
-        colour = {"ok": "green", "breach": "red"}.get(c.status, "yellow")
+        colour = {"ok": "green", "breach": "red", "not_significant": "green"}.get(c.status, "yellow")
         # escape: "[product]" would otherwise be read as rich markup and vanish from the table.
         table.add_row(escape(f"{c.metric} [{c.scope}]"), shown, f"{c.direction} {c.threshold:g}",
-                      f"[{colour}]{c.status}[/]")
+                      f"[{colour}]{c.status.replace('_', ' ')}[/]")
     return table
 
 

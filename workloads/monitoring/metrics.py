@@ -129,6 +129,7 @@ class WindowMetrics:
     quality: dict[str, dict[str, float]] = field(default_factory=dict)  # model version or '*' -> metric -> value
     counts: dict[str, int] = field(default_factory=dict)  # model version or '*' -> rows
     drift: dict[str, dict[str, float]] = field(default_factory=dict)  # feature -> metric -> value (BASELINE, '*')
+    distinct_counts: dict[str, int] = field(default_factory=dict)  # feature -> distinct values in the window ('*')
 
     def metric(self, name: str, version: str = ALL_MODELS) -> float | None:
         """A quality metric by Databricks or short name (``rmse``); None when absent."""
@@ -173,6 +174,13 @@ def latest_window_metrics(settings: Settings, spec: ModelSpec, granularity: str 
                          & (profile["column_name"] == spec.label.name) & (profile[MODEL_ID_COLUMN] == ALL_MODELS)]
     if not label_rows.empty:
         result.labelled_count = int(label_rows["count"].iloc[0])
+    columns = profile[(profile["granularity"] == gran) & (profile["log_type"] == INPUT) & profile["slice_key"].isna()
+                      & (profile["window_start"] == start) & (profile[MODEL_ID_COLUMN] == ALL_MODELS)
+                      & profile["column_name"].isin(spec.feature_names)]
+    for _, row in columns.iterrows():
+        distinct = _num(row.get("distinct_count"))
+        if distinct is not None:
+            result.distinct_counts[str(row["column_name"])] = int(distinct)
     d = drift[(drift["granularity"] == gran) & (drift["drift_type"] == BASELINE) & drift["slice_key"].isna()
               & (drift["window_start"] == start) & (drift[MODEL_ID_COLUMN] == ALL_MODELS)]
     for _, row in d.iterrows():

@@ -6,6 +6,7 @@ needed, a trainer); infra and the workloads both discover specs through :func:`l
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from functools import cache
 from importlib import resources
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from workloads.errors import SpecError
 
@@ -28,6 +29,8 @@ EXAMPLE_ID_COLUMN = "example_id"
 
 
 class Column(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(description="Column name as it appears in tables and requests.")
     type: ColumnType = Field(description="Spark SQL type of the column.")
     categorical: bool | None = Field(None, description="Override: treat as categorical (default: string/boolean).")
@@ -41,6 +44,8 @@ class Column(BaseModel):
 
 class Threshold(BaseModel):
     """A bound on a metric with its direction: ``max`` (breach above) or ``min`` (breach below)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max: float | None = Field(None, description="Breach when the metric is above this value.")
     min: float | None = Field(None, description="Breach when the metric is below this value.")
@@ -67,8 +72,45 @@ class Threshold(BaseModel):
         return a < b if self.direction == "max" else a > b
 
 
+class DriftEvidence(BaseModel):
+    """When a window's drift counts as evidence: a distance over its threshold is a breach only on enough rows
+    and only where the feature's two-sample test rejects "same distribution as the baseline".
+
+    Small windows always look drifted on high-cardinality columns (50 rows over 48 franchises give a
+    Jensen-Shannon distance near 0.5 from sampling alone), so a distance alone is not evidence.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_rows: int = Field(100, ge=1, description="Fewest rows in a window for its drift to be judged at all; "
+                                                  "below it the verdict is 'not enough data'.")
+    min_expected_per_category: float = Field(
+        5.0, ge=0, description="Categorical features: fewest rows per category seen in the window (rows / distinct "
+                               "values), Cochran's rule for the chi-squared test; below it that feature is 'not "
+                               "enough data'.")
+    alpha: float = Field(0.01, gt=0, lt=1, description="Family-wise significance level: a distance breach counts "
+                                                       "only if the feature's test p-value (KS for numeric, "
+                                                       "chi-squared for categorical) is below alpha divided by the "
+                                                       "number of features tested (Bonferroni).")
+
+
+class PromotionEvidence(BaseModel):
+    """When a challenger's win over the champion means something: a large enough holdout and a paired
+    comparison (the same rows scored by both) whose confidence interval excludes 'no difference'."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_holdout_rows: int = Field(100, ge=2, description="Fewest holdout rows to compare champion and challenger on; "
+                                                         "fewer keeps the champion.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence of the paired comparison's interval on the "
+                                                              "per-row loss difference; the challenger must win "
+                                                              "with the whole interval.")
+
+
 class ModelSpec(BaseModel):
     """What a model is: data, columns, trainer, thresholds."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Model name; registered model is <catalog>.<schema>.<name>_model.")
     description: str = Field("", description="What the model predicts, for people.")
@@ -84,6 +126,10 @@ class ModelSpec(BaseModel):
     drift_thresholds: dict[str, Threshold] = Field(
         default_factory=dict, description="Drift thresholds by drift metric (applied per feature).")
     min_rows: int = Field(30, description="Fewest labelled rows for a window's quality metrics to count.")
+    drift_evidence: DriftEvidence = Field(default_factory=DriftEvidence,
+                                          description="When drift distances count as evidence (rows, significance).")
+    promotion_evidence: PromotionEvidence = Field(
+        default_factory=PromotionEvidence, description="When a challenger's win over the champion counts.")
     hyperparameters: dict[str, list] = Field(default_factory=dict, description="Sweep grid for trainers that sweep.")
     slices: list[str] = Field(default_factory=list, description="Feature columns the monitor slices by.")
 
@@ -174,11 +220,40 @@ def list_specs() -> list[str]:
     return sorted(p.stem for p in _spec_dir().glob("*.yaml"))
 
 
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that holds the field at ``loc`` (for naming the valid keys next to an unknown one)."""
+    model: type[BaseModel] | None = ModelSpec
+    for part in loc[:-1]:
+        if model is None or str(part) not in model.model_fields:
+            continue  # a list index or a dict key (a metric name): the same model holds the next field
+        info = model.model_fields.get(str(part))
+        annotation = getattr(info, "annotation", None)
+        args = getattr(annotation, "__args__", ()) or ()
+        candidates = [annotation, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return model
+
+
+def _problem(error: dict) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "spec"
+    if error["type"] == "extra_forbidden":
+        key = str(error["loc"][-1])
+        model = _model_at(error["loc"])
+        valid = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{where}: unknown key {key!r} ({hint}valid keys: {', '.join(valid)})"
+    return f"{where}: {error['msg']}"
+
+
 def parse_spec(data: dict, source: str = "<spec>") -> ModelSpec:
+    """Validate spec data; every problem (unknown keys with the closest valid one) in one SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError(f"model spec {source} is invalid: expected a mapping of keys, got {type(data).__name__}")
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise SpecError(f"model spec {source} is invalid: {problems}") from None
 
 

@@ -1,8 +1,19 @@
 """Evaluate a window's metrics against a spec's thresholds, each with its direction.
 
-``rmse`` is breached above its max, ``r2`` below its min, drift metrics above their max. A metric that
-is missing, or computed on fewer labelled rows than the spec's ``min_rows``, is reported as such and
-makes the window's health ``unknown``: it is never read as healthy.
+``rmse`` is breached above its max, ``r2`` below its min, drift metrics above their max. A verdict is only
+drawn from evidence:
+
+- quality metrics count on at least the spec's ``min_rows`` labelled rows;
+- a drift distance over its threshold is a breach only when the window has ``drift_evidence.min_rows`` rows,
+  a categorical feature has at least ``drift_evidence.min_expected_per_category`` rows per category seen, and
+  the feature's two-sample test (KS for numeric, chi-squared for categorical, both already in the drift metric
+  table) rejects "same distribution as the baseline" at ``alpha`` divided by the number of features tested
+  (Bonferroni: the family-wise false-alarm rate of a healthy window stays within ``alpha``). A distance over
+  its threshold without that significance is reported as ``not significant``, not as a breach.
+
+The window's health is ``breach`` (any breach), else ``unknown`` (a metric is missing: never read as
+healthy), else ``not enough data`` (some check lacked the rows to judge), else ``healthy``. Only a breach (or
+a manual trigger, or new training data) asks for a retrain.
 """
 
 from __future__ import annotations
@@ -12,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from workloads.metric_names import metric_value
 from workloads.specs import ModelSpec, Threshold
 
-OK, BREACH, MISSING, TOO_FEW_ROWS = "ok", "breach", "missing", "too_few_rows"
+OK, BREACH, MISSING, TOO_FEW_ROWS, NOT_SIGNIFICANT = "ok", "breach", "missing", "too_few_rows", "not_significant"
+HEALTHY, BREACHED, UNKNOWN, NOT_ENOUGH_DATA = "healthy", "breach", "unknown", "not enough data"
 
 
 @dataclass
@@ -26,6 +38,7 @@ class ObservedMetrics:
     labelled_rows: int = 0
     quality: dict[str, float | None] = field(default_factory=dict)
     drift: dict[str, dict[str, float | None]] = field(default_factory=dict)  # feature -> metric -> value
+    distinct_counts: dict[str, int] = field(default_factory=dict)  # feature -> distinct values in the window
     batch: dict[str, float] = field(default_factory=dict)  # latest batch metrics logged to MLflow
 
     def to_dict(self) -> dict:
@@ -44,16 +57,25 @@ class Check:
     direction: str
     threshold: float
     status: str
+    pvalue: float | None = None  # drift: the feature's test p-value
+    alpha: float | None = None  # drift: the level it had to be below (after Bonferroni)
+    note: str | None = None  # why there was not enough data
 
     def line(self) -> str:
         where = "" if self.scope == "quality" else f"[{self.scope}] "
         if self.status == MISSING:
-            return f"{where}{self.metric}: missing (not read as healthy)"
+            what = "" if self.observed is None else " p-value"
+            return f"{where}{self.metric}:{what} missing (not read as healthy)"
         if self.status == TOO_FEW_ROWS:
             rows = "labelled rows" if self.scope == "quality" else "rows in the window"
-            return f"{where}{self.metric}: too few {rows} to judge"
+            return f"{where}{self.metric}: not enough data: {self.note or f'too few {rows} to judge'}"
+        if self.status == NOT_SIGNIFICANT:
+            return (f"{where}{self.metric} {self.observed:.4g} > {self.direction} {self.threshold:g} but not "
+                    f"significant (p={self.pvalue:.3g} >= {self.alpha:.2g}): sampling noise, not drift")
         op = {"max": ">", "min": "<"}[self.direction] if self.status == BREACH else "within"
-        return f"{where}{self.metric} {self.observed:.4g} {op} {self.direction} {self.threshold:g}"
+        evidence = f" (p={self.pvalue:.3g} < {self.alpha:.2g})" if self.status == BREACH and self.pvalue is not None \
+            else ""
+        return f"{where}{self.metric} {self.observed:.4g} {op} {self.direction} {self.threshold:g}{evidence}"
 
 
 @dataclass
@@ -81,6 +103,41 @@ def _check(metric: str, scope: str, value: float | None, threshold: Threshold, e
     return Check(metric, scope, value, threshold.direction, threshold.value, status)
 
 
+def _pvalue(spec: ModelSpec, feature: str, values: dict) -> float | None:
+    """The feature's two-sample test p-value: chi-squared for categorical features, KS for numeric ones."""
+    column = next((c for c in spec.features if c.name == feature), None)
+    name = "chi_squared_test.pvalue" if column is not None and column.is_categorical else "ks_test.pvalue"
+    return values.get(name)
+
+
+def _drift_check(spec: ModelSpec, observed: ObservedMetrics, metric: str, feature: str, threshold: Threshold,
+                 alpha: float) -> Check:
+    """One feature's drift metric, judged on evidence (rows, rows per category, significance)."""
+    evidence = spec.drift_evidence
+    values = observed.drift[feature]
+    value = metric_value(values, metric)
+    check = Check(metric, feature, value, threshold.direction, threshold.value, OK, alpha=alpha)
+    column = next((c for c in spec.features if c.name == feature), None)
+    categories = observed.distinct_counts.get(feature)
+    if observed.rows < evidence.min_rows:
+        check.status = TOO_FEW_ROWS
+        check.note = f"{observed.rows} rows in the window, drift needs {evidence.min_rows}"
+    elif (column is not None and column.is_categorical and categories
+          and observed.rows / categories < evidence.min_expected_per_category):
+        check.status = TOO_FEW_ROWS
+        check.note = (f"{observed.rows} rows over {categories} categories, fewer than "
+                      f"{evidence.min_expected_per_category:g} per category")
+    elif value is None:
+        check.status = MISSING
+    elif threshold.breached(value):
+        check.pvalue = _pvalue(spec, feature, values)
+        if check.pvalue is None:
+            check.status = MISSING
+        else:
+            check.status = BREACH if check.pvalue < alpha else NOT_SIGNIFICANT
+    return check
+
+
 def evaluate_window(spec: ModelSpec, observed: ObservedMetrics, overrides: dict[str, Threshold] | None = None,
                     force: bool = False, new_training_data: bool = False) -> Evaluation:
     """Compare one window's metrics with the spec's thresholds (after stack overrides).
@@ -98,14 +155,18 @@ def evaluate_window(spec: ModelSpec, observed: ObservedMetrics, overrides: dict[
     enough = observed.labelled_rows >= spec.min_rows
     checks = [_check(m, "quality", metric_value(observed.quality, m), t, enough) for m, t in quality_thresholds.items()]
     features = spec.feature_names
+    tested = [f for f in features if any(metric_value(observed.drift.get(f, {}), m) is not None
+                                         for m in drift_thresholds)]
+    alpha = spec.drift_evidence.alpha / max(1, len(tested))  # Bonferroni over the features tested
     for metric, threshold in drift_thresholds.items():
-        applicable = [f for f in features if metric in observed.drift.get(f, {})]
+        applicable = [f for f in features if metric_value(observed.drift.get(f, {}), metric) is not None]
         if not applicable:
             checks.append(_check(metric, "all features", None, threshold, observed.rows > 0))
         for feature in applicable:
-            checks.append(_check(metric, feature, metric_value(observed.drift[feature], metric), threshold))
+            checks.append(_drift_check(spec, observed, metric, feature, threshold, alpha))
     breaches = [c for c in checks if c.status == BREACH]
-    unknown = [c for c in checks if c.status in (MISSING, TOO_FEW_ROWS)]
+    missing = [c for c in checks if c.status == MISSING]
+    too_few = [c for c in checks if c.status == TOO_FEW_ROWS]
     reasons = [c.line() for c in breaches]
     if force:
         reasons.insert(0, "manual trigger (--force)")
@@ -113,10 +174,31 @@ def evaluate_window(spec: ModelSpec, observed: ObservedMetrics, overrides: dict[
         reasons.append("new training data: source table is newer than the champion's training data")
     if observed.rows == 0:
         reasons.append("no rows in the window: nothing to judge")
-    reasons += [c.line() for c in unknown]
-    health = "breach" if breaches else ("unknown" if unknown or observed.rows == 0 else "healthy")
+    reasons += [c.line() for c in missing] + _summarise_too_few(too_few)
+    reasons += [c.line() for c in checks if c.status == NOT_SIGNIFICANT]
+    if breaches:
+        health = BREACHED
+    elif missing or observed.rows == 0:
+        health = UNKNOWN
+    elif too_few:
+        health = NOT_ENOUGH_DATA
+    else:
+        health = HEALTHY
     return Evaluation(retrain_needed=bool(breaches) or force or new_training_data, health=health, reasons=reasons,
                       checks=checks, window_start=observed.window_start, window_end=observed.window_end)
+
+
+def _summarise_too_few(checks: list[Check]) -> list[str]:
+    """One line per distinct reason (one window-size shortfall covers every drift check)."""
+    lines: list[str] = []
+    for check in checks:
+        if check.scope != "quality" and check.note and "rows in the window, drift needs" in check.note:
+            line = f"drift: not enough data: {check.note}"
+        else:
+            line = check.line()
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Threshold]:

@@ -51,4 +51,5 @@ def observe_latest_window(settings: Settings, spec: ModelSpec, granularity: str 
         labelled_rows=int(window.labelled_count),
         quality=dict(window.quality.get(ALL_MODELS, {})),
         drift={feature: dict(values) for feature, values in window.drift.items() if feature in spec.feature_names},
+        distinct_counts=dict(window.distinct_counts),
     )

@@ -12,7 +12,9 @@ original holdout). What the challenger trains on:
   contradict the new behaviour cannot be told apart from new ones by any feature, so mixing them in only
   teaches the trees the midpoint (measured: rmse 7.3 mixed and weighted vs 3.0 fresh-only on the demo's
   concept drift). The challenger is promoted only if it passes the absolute thresholds and beats the
-champion on the spec's primary metric; otherwise the champion stays and the reason is alerted.
+champion on the spec's primary metric, on a holdout of at least ``promotion_evidence.min_holdout_rows`` rows,
+by a paired comparison whose confidence interval excludes "no better" (``comparison``); otherwise the champion
+stays and the reason, with the comparison's interval, is alerted and audited.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from workloads.settings import Settings
 from workloads.specs import EXAMPLE_ID_COLUMN, TIMESTAMP_COLUMN, ModelSpec, Threshold
 from workloads.training import train_model
 from workloads.training.evaluation import evaluate, threshold_failures
+from workloads.watcher.comparison import PairedComparison, paired_comparison
 
 FRESH_HOLDOUT_PERCENT = 30
 # Share of the total training weight the fresh traffic gets: after a concept change the recent labels are
@@ -53,6 +56,7 @@ class RetrainOutcome:
     promoted: bool
     reasons: list[str] = field(default_factory=list)
     record: PromotionRecord | None = None
+    comparison: PairedComparison | None = None
 
     def summary(self) -> str:
         if self.promoted:
@@ -117,7 +121,7 @@ def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Times
     fresh_holdout = fresh[held_out]
     fresh_train = fresh[~held_out]
     original_train, original_holdout = split_holdout(load_feature_frame(settings))
-    if len(fresh_holdout) >= spec.min_rows:
+    if len(fresh_holdout) >= max(spec.min_rows, spec.promotion_evidence.min_holdout_rows):
         holdout, holdout_name = fresh_holdout.drop(columns=[EXAMPLE_ID_COLUMN]), "recent labelled traffic"
     else:
         holdout, holdout_name = label_frame(original_holdout, spec), "original holdout"
@@ -137,17 +141,31 @@ def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Times
     reasons = [f"fails threshold {f}" for f in threshold_failures(spec, challenger_metrics, overrides)]
     metric, threshold = primary_metric(spec, overrides)
     ours, theirs = challenger_metrics.get(metric), champion_metrics.get(metric)
+    evidence = spec.promotion_evidence
+    comparison = None
     if ours is None or theirs is None:
         reasons.append(f"{metric} is missing for the {'challenger' if ours is None else 'champion'}; cannot compare")
+    elif len(holdout) < evidence.min_holdout_rows:
+        reasons.append(f"not enough data to compare: the {holdout_name} has {len(holdout)} rows, fewer than the "
+                       f"{evidence.min_holdout_rows} a comparison needs")
     elif not threshold.better(ours, theirs):
         reasons.append(f"does not beat the champion on {metric} ({ours:.4g} vs {theirs:.4g} on the {holdout_name})")
+    else:
+        challenger_model = registry.load_model(settings, spec, version=result.version)
+        features = holdout[spec.feature_names]
+        comparison = paired_comparison(metric, spec.problem_type, holdout[spec.label.name],
+                                       champion_model.predict(features), challenger_model.predict(features),
+                                       evidence.confidence)
+        if not comparison.challenger_wins:
+            reasons.append(f"{metric} {ours:.4g} vs {theirs:.4g} on the {holdout_name} is within noise: "
+                           f"{comparison.describe()}")
     outcome = RetrainOutcome(spec.name, champion.version, result.version, champion_metrics, challenger_metrics,
                              holdout_name, "fresh traffic" if fresh_alone else "original + fresh traffic",
-                             len(holdout), len(fresh_train), promoted=False, reasons=reasons)
+                             len(holdout), len(fresh_train), promoted=False, reasons=reasons, comparison=comparison)
     if not reasons:
         outcome.record = promote(
             settings, spec, result.version, expected_champion=champion.version,
-            reason=f"{reason}; {metric} {ours:.4g} vs {theirs:.4g} on the {holdout_name}",
+            reason=f"{reason}; {metric} {ours:.4g} vs {theirs:.4g} on the {holdout_name}; {comparison.describe()}",
             champion_metrics=_short(champion_metrics), challenger_metrics=_short(challenger_metrics))
         outcome.promoted = True
     return outcome

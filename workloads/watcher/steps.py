@@ -152,10 +152,13 @@ def step_retrain(settings: Settings, spec: ModelSpec, task_values: TaskValues,
     if outcome.promoted:
         notify(settings, "promotion", spec.name, outcome.summary(),
                {"champion_metrics": outcome.champion_metrics, "challenger_metrics": outcome.challenger_metrics,
-                "holdout": outcome.holdout})
+                "holdout": outcome.holdout, "holdout_rows": outcome.holdout_rows,
+                "comparison": outcome.comparison.to_dict() if outcome.comparison else None})
     else:
         notify(settings, "validation_failed", spec.name, outcome.summary(),
-               {"champion_metrics": outcome.champion_metrics, "challenger_metrics": outcome.challenger_metrics})
+               {"champion_metrics": outcome.champion_metrics, "challenger_metrics": outcome.challenger_metrics,
+                "holdout_rows": outcome.holdout_rows,
+                "comparison": outcome.comparison.to_dict() if outcome.comparison else None})
     observed = task_values.get(EVALUATE_TASK, "observed")
     if observed:
         mark_handled(settings, spec, ObservedMetrics.from_dict(observed),
