@@ -381,3 +381,25 @@ def test_cli_steps_share_a_run_then_promote_rollback_and_drift(world, drifted, c
     assert code == 0 and f"{payload}: {before + 8} simulated rows deleted" in out, out
     assert "2 simulation runs deleted" in out
     assert simulated_payload_rows() == 0
+
+
+def test_the_promotion_was_decided_by_a_paired_comparison_with_its_interval(drifted):
+    retrain = drifted["result"].retrain
+    assert retrain.promoted and retrain.comparison is not None
+    assert retrain.comparison.challenger_wins and retrain.comparison.rows == retrain.holdout_rows
+    assert retrain.comparison.rows >= SPEC.promotion_evidence.min_holdout_rows
+    assert "95% CI" in retrain.record.reason  # the audit row says how sure the verdict was
+
+
+def test_a_holdout_too_small_to_compare_keeps_the_champion_and_says_so(world, drifted):
+    from workloads.watcher.retraining import retrain_and_validate
+
+    settings = world["settings"]
+    champion = registry.get_alias(settings, SPEC, "champion").version
+    strict = SPEC.model_copy(update={"promotion_evidence": SPEC.promotion_evidence.model_copy(
+        update={"min_holdout_rows": 10**6})})
+    outcome = retrain_and_validate(settings, strict, reason="test", quality_breach=True)
+    assert not outcome.promoted and outcome.comparison is None
+    assert any(r.startswith("not enough data to compare: the ") and "fewer than the 1000000" in r
+               for r in outcome.reasons)
+    assert registry.get_alias(settings, SPEC, "champion").version == champion
