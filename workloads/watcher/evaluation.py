@@ -5,14 +5,16 @@ drawn from evidence:
 
 - quality metrics count on at least the spec's ``min_rows`` labelled rows;
 - a drift distance over its threshold is a breach only when the window has ``drift_evidence.min_rows`` rows,
-  a categorical feature has at least ``drift_evidence.min_expected_per_category`` rows per category seen, and
+  a categorical feature has at least ``drift_evidence.min_expected_per_category`` rows per category seen (else
+  that feature alone is not judged, and the reasons say so), and
   the feature's two-sample test (KS for numeric, chi-squared for categorical, both already in the drift metric
   table) rejects "same distribution as the baseline" at ``alpha`` divided by the number of features tested
   (Bonferroni: the family-wise false-alarm rate of a healthy window stays within ``alpha``). A distance over
   its threshold without that significance is reported as ``not significant``, not as a breach.
 
 The window's health is ``breach`` (any breach), else ``unknown`` (a metric is missing: never read as
-healthy), else ``not enough data`` (some check lacked the rows to judge), else ``healthy``. Only a breach (or
+healthy), else ``not enough data`` (the window has too few labelled rows for quality or too few rows for
+drift), else ``healthy``. Only a breach (or
 a manual trigger, or new training data) asks for a retrain.
 """
 
@@ -60,6 +62,7 @@ class Check:
     pvalue: float | None = None  # drift: the feature's test p-value
     alpha: float | None = None  # drift: the level it had to be below (after Bonferroni)
     note: str | None = None  # why there was not enough data
+    per_category: bool = False  # only this categorical feature lacked rows per category (the window was judged)
 
     def line(self) -> str:
         where = "" if self.scope == "quality" else f"[{self.scope}] "
@@ -124,9 +127,9 @@ def _drift_check(spec: ModelSpec, observed: ObservedMetrics, metric: str, featur
         check.note = f"{observed.rows} rows in the window, drift needs {evidence.min_rows}"
     elif (column is not None and column.is_categorical and categories
           and observed.rows / categories < evidence.min_expected_per_category):
-        check.status = TOO_FEW_ROWS
+        check.status, check.per_category = TOO_FEW_ROWS, True
         check.note = (f"{observed.rows} rows over {categories} categories, fewer than "
-                      f"{evidence.min_expected_per_category:g} per category")
+                      f"{evidence.min_expected_per_category:g} per category; not judged")
     elif value is None:
         check.status = MISSING
     elif threshold.breached(value):
@@ -180,8 +183,8 @@ def evaluate_window(spec: ModelSpec, observed: ObservedMetrics, overrides: dict[
         health = BREACHED
     elif missing or observed.rows == 0:
         health = UNKNOWN
-    elif too_few:
-        health = NOT_ENOUGH_DATA
+    elif any(not c.per_category for c in too_few):
+        health = NOT_ENOUGH_DATA  # the window itself is too small: for quality or for drift
     else:
         health = HEALTHY
     return Evaluation(retrain_needed=bool(breaches) or force or new_training_data, health=health, reasons=reasons,

@@ -32,7 +32,8 @@ def latest_batch_metrics(settings: Settings, spec: ModelSpec) -> dict[str, float
     return {k: float(v) for k, v in runs[0].data.metrics.items() if k.startswith("batch_")}
 
 
-def observe_latest_window(settings: Settings, spec: ModelSpec, granularity: str = "1 day") -> ObservedMetrics:
+def observe_latest_window(settings: Settings, spec: ModelSpec, granularity: str = "1 day",
+                          tables=None) -> ObservedMetrics:
     """The latest INPUT window's quality (all versions, ``*``), row and labelled counts, BASELINE drift per feature.
 
     An unrefreshed monitor gives an empty observation, which evaluation reports as "nothing to judge".
@@ -40,7 +41,7 @@ def observe_latest_window(settings: Settings, spec: ModelSpec, granularity: str 
     from workloads.monitoring.metrics import ALL_MODELS, MetricsNotFoundError, latest_window_metrics
 
     try:
-        window = latest_window_metrics(settings, spec, granularity)
+        window = latest_window_metrics(settings, spec, granularity, tables=tables)
     except (MetricsNotFoundError, TableNotFoundError):
         return ObservedMetrics(granularity=granularity)
     return ObservedMetrics(
