@@ -36,6 +36,19 @@ BAKEHOUSE = Expectations(
 EXPECTATIONS = {"bakehouse": BAKEHOUSE}
 
 
+def _offered(spec: ModelSpec, missing: str) -> str:
+    """`` (dataset D offers: ...)``: where a spec author finds the right column name."""
+    from workloads.data.datasets import describe_columns
+    from workloads.errors import SpecError
+
+    try:
+        offered = describe_columns(spec.dataset)
+    except SpecError:
+        return ""
+    hint = " or derive it with label_expression" if missing == spec.label.name else ""
+    return f" (dataset {spec.dataset!r} offers: {offered}{hint}; `mlops spec columns --dataset {spec.dataset}`)"
+
+
 def check_frame(frame: pd.DataFrame, spec: ModelSpec, expectations: Expectations | None = None) -> list[str]:
     """Every failed check as one human-readable line (empty when the data is valid)."""
     exp = expectations if expectations is not None else EXPECTATIONS.get(spec.dataset, Expectations())
@@ -45,7 +58,7 @@ def check_frame(frame: pd.DataFrame, spec: ModelSpec, expectations: Expectations
     columns = [*spec.features, spec.label]
     for col in columns:
         if col.name not in frame.columns:
-            failures.append(f"schema: column {col.name!r} is missing")
+            failures.append(f"schema: column {col.name!r} is missing{_offered(spec, col.name)}")
             continue
         series = frame[col.name]
         if col.type in _NUMERIC:

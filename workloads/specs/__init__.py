@@ -257,6 +257,45 @@ def parse_spec(data: dict, source: str = "<spec>") -> ModelSpec:
         raise SpecError(f"model spec {source} is invalid: {problems}") from None
 
 
+def check_spec_file(path: str | Path) -> tuple[ModelSpec, list[str]]:
+    """Validate a spec file without training: its keys and values, then its columns against its dataset.
+
+    Returns:
+        The spec and notes (e.g. where the label comes from).
+
+    Raises:
+        SpecError: every problem found, in one message.
+    """
+    from workloads.data.datasets import dataset_columns, describe_columns
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"spec file {path} is not valid YAML: {exc}") from None
+    spec = parse_spec(data, path.name)
+    offered = {c.name: c for c in dataset_columns(spec.dataset)}
+    problems, notes = [], []
+    for column in spec.features:
+        if column.name not in offered:
+            problems.append(f"feature {column.name!r} is not a column of dataset {spec.dataset!r}")
+        elif offered[column.name].role == "id":
+            problems.append(f"feature {column.name!r} is an id column of dataset {spec.dataset!r}, not a feature")
+    if spec.label_expression:
+        notes.append(f"label {spec.label.name!r} is derived: {spec.label_expression}")
+    elif spec.label.name not in offered:
+        problems.append(f"label {spec.label.name!r} is not a column of dataset {spec.dataset!r}; name one or "
+                        "derive it with label_expression")
+    if problems:
+        raise SpecError(f"model spec {path.name} does not fit its dataset: {'; '.join(problems)} (dataset "
+                        f"{spec.dataset!r} offers: {describe_columns(spec.dataset)})")
+    if path.parent.resolve() == _spec_dir().resolve() and path.stem != spec.name:
+        raise SpecError(f"model spec {path.name} declares name {spec.name!r}; file and name must match")
+    return spec, notes
+
+
 @cache
 def load_spec(name: str) -> ModelSpec:
     """Load a shipped spec by name; unknown names raise :class:`SpecError` listing the known ones."""

@@ -1,0 +1,133 @@
+"""Writing a spec without guessing: unknown keys named with the closest valid one, `mlops spec check`,
+`mlops spec columns`, missing columns listed, templates that show (and pass with) every field."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from workloads.data.datasets import dataset_columns
+from workloads.data.validation import check_frame
+from workloads.errors import SpecError
+from workloads.specs import (
+    DriftEvidence,
+    ModelSpec,
+    PromotionEvidence,
+    _spec_dir,
+    check_spec_file,
+    load_spec,
+    parse_spec,
+)
+
+TEMPLATES = sorted((_spec_dir() / "templates").glob("*.yaml"))
+
+
+def _spec_data(**changes) -> dict:
+    data = load_spec("bakehouse_autolog").model_dump(exclude_none=True)
+    data.update(changes)
+    return data
+
+
+def mlops(*args) -> tuple[int, str]:
+    proc = subprocess.run([sys.executable, "-m", "workloads.cli", *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_an_unknown_key_is_an_error_naming_the_closest_valid_one():
+    data = _spec_data()
+    data["drift_threshold"] = data.pop("drift_thresholds")  # the typo that silently dropped all drift checks
+    with pytest.raises(SpecError, match=r"drift_threshold: unknown key 'drift_threshold' \(did you mean "
+                                        r"'drift_thresholds'\? valid keys: .*drift_evidence"):
+        parse_spec(data, "my_model.yaml")
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    (("drift_evidence", "alfa"), 0.05, r"drift_evidence\.alfa: unknown key 'alfa' \(did you mean 'alpha'\?"),
+    (("thresholds", "rmse", "maxx"), 4, r"thresholds\.rmse\.maxx: unknown key 'maxx' \(did you mean 'max'\?"),
+    (("promotion_evidence", "min_holdout"), 10,
+     r"promotion_evidence\.min_holdout: unknown key 'min_holdout' \(did you mean 'min_holdout_rows'\?"),
+])
+def test_nested_unknown_keys_are_named_too(path, value, expected):
+    data = _spec_data()
+    target = data
+    for key in path[:-1]:
+        target = target.setdefault(key, {})
+    target[path[-1]] = value
+    with pytest.raises(SpecError, match=expected):
+        parse_spec(data, "my_model.yaml")
+
+
+def test_every_problem_is_in_one_message():
+    data = _spec_data(problem_type="regresion", min_row=5)
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, "my_model.yaml")
+    message = str(info.value)
+    assert "problem_type: Input should be 'regression'" in message
+    assert "unknown key 'min_row' (did you mean 'min_rows'?" in message
+
+
+def test_spec_check_validates_a_file_without_training(tmp_path):
+    good = tmp_path / "my_model.yaml"
+    good.write_text(yaml.safe_dump(_spec_data(name="my_model")))
+    code, out = mlops("spec", "check", str(good))
+    assert code == 0 and f"ok {good}: model 'my_model' (regression), 14 features" in out.replace("\n", "")
+
+    typo = tmp_path / "typo.yaml"
+    data = _spec_data(name="typo")
+    data["drift_threshold"] = data.pop("drift_thresholds")
+    typo.write_text(yaml.safe_dump(data))
+    code, out = mlops("spec", "check", str(typo))
+    assert code == 1 and "did you mean 'drift_thresholds'?" in out and "Traceback" not in out
+
+
+def test_a_column_the_dataset_lacks_is_named_with_what_it_offers(tmp_path):
+    path = tmp_path / "price.yaml"
+    data = _spec_data(name="price", label={"name": "totalPrice", "type": "double"})
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SpecError, match=r"label 'totalPrice' is not a column of dataset 'bakehouse'; name one or "
+                                        r"derive it with label_expression \(dataset 'bakehouse' offers: .*"
+                                        r"quantity \(bigint\)"):
+        check_spec_file(path)
+    data["label_expression"] = "quantity * unitPrice"  # the fix the message points at
+    path.write_text(yaml.safe_dump(data))
+    spec, notes = check_spec_file(path)
+    assert spec.label.name == "totalPrice" and notes == ["label 'totalPrice' is derived: quantity * unitPrice"]
+
+
+def test_training_data_missing_a_column_lists_what_the_dataset_offers():
+    spec = parse_spec(_spec_data(features=[{"name": "totalPrice", "type": "double"}], slices=[]), "x.yaml")
+    frame = pd.DataFrame({"quantity": [1] * 200})
+    failures = check_frame(frame, spec)
+    assert any(re.search(r"schema: column 'totalPrice' is missing \(dataset 'bakehouse' offers: product \(string\)"
+                         r".*`mlops spec columns --dataset bakehouse`\)", f) for f in failures)
+
+
+def test_spec_columns_lists_the_builders_columns_with_types():
+    code, out = mlops("spec", "columns", "--dataset", "bakehouse")
+    assert code == 0
+    for column in dataset_columns("bakehouse"):
+        assert re.search(rf"{column.name}\s+│\s+{column.type}\s+│\s+{column.role}", out), column
+    assert {c.name: c.type for c in dataset_columns("bakehouse")}["franchise_name"] == "string"
+    code, out = mlops("spec", "columns", "--dataset", "nope")
+    assert code == 1 and "unknown dataset 'nope'; known datasets: bakehouse" in out
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)
+def test_each_template_shows_every_field_and_passes_the_check(template, tmp_path):
+    text = template.read_text()
+    for model in (ModelSpec, DriftEvidence, PromotionEvidence):
+        for name in model.model_fields:
+            assert re.search(rf"^\s*{name}:", text, re.M), f"{template.name} does not show {model.__name__}.{name}"
+    assert "mlops spec check" in text and "mlops spec columns" in text
+    data = yaml.safe_load(text)
+    copy = tmp_path / f"{data['name']}.yaml"
+    copy.write_text(text)
+    spec, _ = check_spec_file(copy)
+    assert spec.problem_type == template.stem
