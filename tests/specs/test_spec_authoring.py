@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -124,7 +123,8 @@ def test_each_template_shows_every_field_and_passes_the_check(template, tmp_path
     text = template.read_text()
     for model in (ModelSpec, DriftEvidence, PromotionEvidence):
         for name in model.model_fields:
-            assert re.search(rf"^\s*{name}:", text, re.M), f"{template.name} does not show {model.__name__}.{name}"
+            shown = re.search(rf"^\s*{name}:", text, re.MULTILINE)
+            assert shown, f"{template.name} does not show {model.__name__}.{name}"
     assert "mlops spec check" in text and "mlops spec columns" in text
     data = yaml.safe_load(text)
     copy = tmp_path / f"{data['name']}.yaml"

@@ -9,12 +9,15 @@ from rich.table import Table
 
 from workloads.cli.common import console, group
 
+SPEC_FILE = typer.Argument(..., help="The spec YAML file to check.")
+DATASET = typer.Option("bakehouse", "--dataset", "-d", help="Dataset (feature builder).")
+
 
 def register(app: typer.Typer) -> None:
     spec_app = group(app, "spec", "Model specs: check one before training, list what a dataset offers.")
 
     @spec_app.command("check")
-    def check(path: Path = typer.Argument(..., help="The spec YAML file to check.")) -> None:
+    def check(path: Path = SPEC_FILE) -> None:
         """Validate a spec (keys, types, thresholds, columns against its dataset) without training."""
         from workloads.specs import check_spec_file
 
@@ -26,7 +29,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"  - {note}", soft_wrap=True)
 
     @spec_app.command("columns")
-    def columns(dataset: str = typer.Option("bakehouse", "--dataset", "-d", help="Dataset (feature builder).")) -> None:
+    def columns(dataset: str = DATASET) -> None:
         """The columns a dataset's feature builder offers a spec, with their types."""
         from workloads.data.datasets import dataset_columns
 
