@@ -71,6 +71,9 @@ def test_bad_input_gets_4xx_with_error_and_a_payload_row(serving_settings, spec,
         "wrong_type": (json.dumps(request_body(rows.assign(hour="noon"), "dataframe_split", None)), 400,
                        "BAD_REQUEST", "column 'hour' expects"),
         "oversize": (json.dumps(huge), 413, "REQUEST_LIMIT_EXCEEDED", "byte limit"),
+        # 5,000 levels of nesting (10 KB): the parser's recursion limit is the client's problem, not a 500.
+        "deeply_nested": ('{"inputs": ' + "[" * 5000 + "]" * 5000 + "}", 400, "MALFORMED_REQUEST",
+                          "nests JSON too deeply"),
     }
     with start_server(serving_settings, spec, max_body_bytes=20_000, flush_interval=0.2) as handle, \
             httpx.Client(timeout=30) as client:

@@ -58,6 +58,9 @@ def decode_body(raw: bytes | str) -> dict:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError(f"request body is not valid JSON: {exc}", "MALFORMED_REQUEST") from None
+    except RecursionError:
+        raise PayloadError("request body nests JSON too deeply to parse; send a flat object with one of "
+                           + ", ".join(FORMATS), "MALFORMED_REQUEST") from None
     if not isinstance(body, dict):
         raise PayloadError(f"request body must be a JSON object with one of {', '.join(FORMATS)}, "
                            f"got a JSON {type(body).__name__}", "MALFORMED_REQUEST")
