@@ -45,6 +45,26 @@ def is_copy_of(target_champion, source_model: str, source_version: int) -> bool:
         and target_champion.tags.get("source_version") == str(source_version)
 
 
+ENVIRONMENT_ORDER = ("dev", "prod")
+
+
+def check_promotion_order(source_env: str, target_env: str, force: bool = False) -> None:
+    """Environments are named, and a promotion goes dev -> prod unless forced.
+
+    Raises:
+        CrossEnvironmentPromotionError: an unknown environment, or prod -> dev without ``force``.
+    """
+    for flag, env in (("--from", source_env), ("--to", target_env)):
+        if env not in ENVIRONMENT_ORDER:
+            raise CrossEnvironmentPromotionError(
+                f"{flag} {env!r} is not an environment; environments: {', '.join(ENVIRONMENT_ORDER)}")
+    if ENVIRONMENT_ORDER.index(source_env) > ENVIRONMENT_ORDER.index(target_env) and not force:
+        raise CrossEnvironmentPromotionError(
+            f"promoting {source_env} -> {target_env} goes against the environment order "
+            f"({' -> '.join(ENVIRONMENT_ORDER)}) and would replace {target_env}'s champion; pass --force if that "
+            "is what you want")
+
+
 def promote_across(settings: Settings, spec: ModelSpec, source_env: str = "dev", target_env: str = "prod") -> CrossPromotion:
     """Copy ``source_env``'s champion into ``target_env`` and gate it there."""
     if source_env == target_env:

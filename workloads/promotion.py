@@ -128,13 +128,38 @@ def promote(settings: Settings, spec: ModelSpec, version: int, *, reason: str, e
                             to_metrics=challenger_metrics or {})
 
 
-def rollback(settings: Settings, spec: ModelSpec, reason: str = "manual rollback") -> PromotionRecord:
-    """Champion <- previous (and previous <- the rolled-back champion, so it can be rolled forward)."""
+def rollback(settings: Settings, spec: ModelSpec, reason: str = "manual rollback",
+             to_version: int | None = None) -> PromotionRecord:
+    """Champion <- ``previous`` once; rolling back further needs an explicit ``to_version``.
+
+    A rollback sets ``previous`` to the version it removed, so a second plain rollback would silently undo the
+    first. It is refused instead: after a rollback, say which version should serve (``to_version``).
+    """
     current = registry.get_alias(settings, spec, registry.CHAMPION)
-    previous = registry.get_alias(settings, spec, registry.PREVIOUS)
-    if previous is None:
-        raise PromotionError(f"{spec.name} has no 'previous' version to roll back to")
     if current is None:
         raise PromotionError(f"{spec.name} has no champion to roll back from")
-    return _change_champion(settings, spec, previous.version, action="rollback", reason=reason,
+    if to_version is None:
+        last = last_change(settings, spec.name)
+        if last is not None and last["action"] == "rollback" and int(last["to_version"]) == current.version:
+            raise PromotionError(
+                f"{spec.name}: champion v{current.version} is already a rollback (from v{int(last['from_version'])}); "
+                f"a second rollback would bring back the version just removed. Pass --to-version N to choose the "
+                f"version to serve")
+        previous = registry.get_alias(settings, spec, registry.PREVIOUS)
+        if previous is None:
+            raise PromotionError(f"{spec.name} has no 'previous' version to roll back to")
+        to_version = previous.version
+    return _change_champion(settings, spec, to_version, action="rollback", reason=reason,
                             expected_champion=current.version, from_metrics={}, to_metrics={})
+
+
+def last_change(settings: Settings, model: str) -> dict | None:
+    """The model's latest champion change in this environment's audit table (None when there is none)."""
+    audit = read_audit(settings, model)
+    if audit.empty:
+        return None
+    if "env" in audit:
+        audit = audit[audit["env"] == settings.env]
+    if audit.empty:
+        return None
+    return audit.sort_values("at").iloc[-1].to_dict()

@@ -58,6 +58,15 @@ def test_promote_moves_aliases_and_writes_one_audit_row(trained, spec):
     assert registry.get_alias(settings, spec, "previous").version == second
     audit = read_audit(settings, spec.name)
     assert audit["action"].tolist() == ["promote", "rollback"]
+    # Rolling back again would silently undo the rollback: refused, naming the way out.
+    with pytest.raises(PromotionError, match=rf"champion v{first} is already a rollback \(from v{second}\); a "
+                                             r"second rollback would bring back the version just removed\. Pass "
+                                             r"--to-version N"):
+        rollback(settings, spec)
+    assert registry.get_alias(settings, spec, "champion").version == first
+    again = rollback(settings, spec, reason="it was fine after all", to_version=second)
+    assert (again.from_version, again.to_version) == (first, second)
+    assert read_audit(settings, spec.name)["action"].tolist() == ["promote", "rollback", "rollback"]
 
 
 def test_promotion_is_refused_when_the_champion_moved_meanwhile(trained, spec):
@@ -163,3 +172,26 @@ def test_promote_refuses_a_copy_that_fails_the_prod_gate(trained, spec):
     assert registry.get_alias(prod, spec, "champion") is None
     versions = registry.list_versions(prod, spec)
     assert len(versions) == 1 and versions[0].tags["passed_thresholds"] == "false"
+
+
+def test_the_cli_refuses_surprising_lifecycle_commands_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    def mlops(*args):
+        proc = subprocess.run([sys.executable, "-m", "workloads.cli", "--home", str(tmp_path), *args],
+                              capture_output=True, text=True, timeout=120, check=False)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    code, out = mlops("promote", "-m", "bakehouse_autolog", "--from", "prod", "--to", "dev")
+    assert code == 1 and "promoting prod -> dev goes against the environment order (dev -> prod) and would " \
+        "replace dev's champion; pass --force" in out
+    code, out = mlops("promote", "-m", "bakehouse_autolog", "--to", "staging")
+    assert code == 1 and "error: --to 'staging' is not an environment; environments: dev, prod" in out
+    assert "ValidationError" not in out and "Traceback" not in out
+    code, out = mlops("train", "-m", "bakehouse_autolog", "--all")
+    assert code == 1 and "give --model bakehouse_autolog or --all, not both" in out
+    code, out = mlops("--env", "staging", "unpack", "-m", "bakehouse_autolog")
+    assert code == 1 and out.count("\n") <= 2 and "env must be 'dev' or 'prod'" in out
+    code, out = mlops("--version")
+    assert code == 0 and out.startswith("mlops (lakehouse-mlops) ")

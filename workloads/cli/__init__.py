@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 
 from workloads.cli.common import err_console, state
@@ -26,6 +27,17 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"mlops (lakehouse-mlops) {version('lakehouse-mlops')}")
+        except PackageNotFoundError:
+            print("mlops (lakehouse-mlops, not installed)")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global(
     home: str | None = typer.Option(None, "--home", help="Local home (warehouse, MLflow store). Env: MLOPS_HOME; default ./.mlops"),
@@ -37,6 +49,8 @@ def _global(
         None, "--monitoring-schema",
         help="Schema of the monitors' metric tables (default: --schema). Env: MLOPS_MONITORING_SCHEMA"),
     debug: bool = typer.Option(False, "--debug", help="Show full stack traces on errors."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version),
 ) -> None:
     state.home, state.backend, state.env = home, backend, env
     state.catalog, state.schema, state.debug = catalog, schema, debug
@@ -90,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return 1
+    except ValidationError as exc:  # a value pydantic refused on its way in: one line per problem, no dump
+        if debug:
+            raise
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())
+        err_console.print(f"[bold red]error:[/] {escape(problems)}", soft_wrap=True)
         return 1
     except typer.Exit as exc:
         return exc.exit_code

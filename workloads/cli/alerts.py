@@ -21,7 +21,7 @@ alerts_app = typer.Typer(
 
 @alerts_app.command("test")
 def test_alert(
-    model: str = typer.Option("test_model", "--model", help="Model name to put in the test alert."),
+    model: str = typer.Option("test_model", "--model", "-m", help="Model name to put in the test alert."),
     message: str = typer.Option("test alert from `mlops alerts test`, no action needed", "--message",
                                 help="Summary line of the test alert."),
 ) -> None:
@@ -54,7 +54,7 @@ def test_alert(
 @alerts_app.command("list")
 def list_alerts(
     n: int = typer.Option(20, "--n", "-n", min=1, help="How many of the most recent alerts to show."),
-    model: str | None = typer.Option(None, "--model", help="Only this model's alerts."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Only this model's alerts."),
     kind: str | None = typer.Option(None, "--kind", help="Only this kind (breach, promotion, ...)."),
 ) -> None:
     """Show the most recent alerts from the local outbox (<home>/alerts.jsonl), oldest first."""

@@ -11,7 +11,7 @@ from workloads.cli.common import console, state, step
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        model: str = typer.Option(..., "--model", help="Model spec name; its champion is served."),
+        model: str = typer.Option(..., "--model", "-m", help="Model spec name; its champion is served."),
         port: int = typer.Option(8080, help="TCP port."),
         host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
         poll_interval: float = typer.Option(1.0, help="Seconds between checks of the champion alias."),
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
                       flush_interval=flush_interval, fsync=fsync, on_ready=ready)
 
     @app.command("unpack")
-    def unpack(model: str = typer.Option(..., "--model", help="Model spec name.")) -> None:
+    def unpack(model: str = typer.Option(..., "--model", "-m", help="Model spec name.")) -> None:
         """Unpack new payload rows into the processed inference table (incremental, exactly once)."""
         from workloads.specs import load_spec
         from workloads.unpacking import unpack as run
@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
 
     @labels.command("ingest")
     def ingest(
-        model: str = typer.Option(..., "--model", help="Model spec name."),
+        model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
         source: str | None = typer.Option(None, help="CSV file, Delta directory or catalog.schema.table; "
                                                      "default: the labels traffic recorded."),
     ) -> None:
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("traffic")
     def traffic(
-        model: str = typer.Option(..., "--model", help="Model spec name."),
+        model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
         n: int = typer.Option(100, "--n", help="Number of requests."),
         url: str = typer.Option("http://127.0.0.1:8080", help="Endpoint base URL."),
         batch_size: int = typer.Option(1, help="Rows per request."),
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
     @endpoint.command("deploy")
     def deploy(
-        model: str = typer.Option(..., "--model", help="Model spec name."),
+        model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
         version: int | None = typer.Option(None, help="Model version (default: the champion)."),
         no_wait: bool = typer.Option(False, "--no-wait", help="Return without waiting for the update."),
     ) -> None:
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         console.print(status.describe())
 
     @endpoint.command("status")
-    def status(model: str = typer.Option(..., "--model", help="Model spec name.")) -> None:
+    def status(model: str = typer.Option(..., "--model", "-m", help="Model spec name.")) -> None:
         """Show whether the endpoint is ready and which version it serves."""
         from workloads.serving.databricks import endpoint_status
         from workloads.specs import load_spec

@@ -12,6 +12,8 @@ def _specs(model: str | None, all_models: bool):
     from workloads.errors import SpecError
     from workloads.specs import list_specs, load_spec
 
+    if all_models and model:
+        raise SpecError(f"give --model {model} or --all, not both")
     if all_models:
         return [load_spec(n) for n in list_specs()]
     if not model:

@@ -119,27 +119,35 @@ def register(app: typer.Typer) -> None:
     app.add_typer(watch, name="watch")
 
     @app.command("rollback")
-    def rollback(model: str = MODEL, reason: str = typer.Option("manual rollback", help="Why (audited).")) -> None:
-        """Champion <- previous; the endpoint follows; one audit row."""
+    def rollback(model: str = MODEL, reason: str = typer.Option("manual rollback", help="Why (audited)."),
+                 to_version: int | None = typer.Option(
+                     None, "--to-version", help="Serve this version (needed to roll back again after a rollback).")
+                 ) -> None:
+        """Champion <- previous, once; the endpoint follows; one audit row."""
         from workloads.alerts import notify
         from workloads.promotion import rollback as do_rollback
         from workloads.specs import load_spec
 
         settings = state.settings()
-        record = do_rollback(settings, load_spec(model), reason)
+        record = do_rollback(settings, load_spec(model), reason, to_version=to_version)
         notify(settings, "rollback", model, f"{model}: rolled back v{record.from_version} -> v{record.to_version}")
-        console.print(f"{model}: champion v{record.from_version} -> v{record.to_version} (previous: "
-                      f"v{record.from_version})")
+        console.print(f"{model}: rolled back: champion v{record.from_version} -> v{record.to_version}; "
+                      f"'previous' is now v{record.from_version}. A second `mlops rollback` is refused; use "
+                      f"--to-version N to choose another version.", soft_wrap=True)
 
     @app.command("promote")
     def promote(model: str = MODEL, source: str = typer.Option("dev", "--from", help="Source environment."),
-                target: str = typer.Option("prod", "--to", help="Target environment.")) -> None:
+                target: str = typer.Option("prod", "--to", help="Target environment."),
+                force: bool = typer.Option(False, "--force",
+                                           help="Allow promoting against the environment order (prod -> dev).")
+                ) -> None:
         """Copy the source champion into the target model, validate it there, then make it champion."""
         from workloads.alerts import notify
-        from workloads.environments import promote_across
+        from workloads.environments import check_promotion_order, promote_across
         from workloads.specs import load_spec
 
         settings = state.settings()
+        check_promotion_order(source, target, force)
         with step(f"Promoting {model} from {source} to {target}"):
             result = promote_across(settings, load_spec(model), source, target)
         notify(settings.for_env(target), "promotion", model,
