@@ -213,3 +213,38 @@ def test_an_internal_failure_is_a_logged_500_and_serving_goes_on(server, serving
     logged = payload_rows(serving_settings, spec, server)
     assert sorted(zip(logged["status_code"], logged["served_entity_id"], strict=True)) == [
         (200, "bakehouse_autolog_model-1"), (500, "broken-9")]
+
+
+def test_serve_records_its_url_so_traffic_finds_it_and_a_dead_record_is_ignored(serving_settings, spec):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.fakes import free_port
+    from workloads.serving.running import endpoint_url, record_path, running_url
+
+    port = free_port()
+    env = {**os.environ, "MLOPS_HOME": str(serving_settings.home)}
+    server = subprocess.Popen([sys.executable, "-m", "workloads.cli", "serve", "-m", spec.name, "--port", str(port)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while running_url(serving_settings, spec.name) is None and time.monotonic() < deadline:
+            assert server.poll() is None, server.stdout.read()
+            time.sleep(0.2)
+        assert running_url(serving_settings, spec.name) == f"http://127.0.0.1:{port}"
+        sent = subprocess.run([sys.executable, "-m", "workloads.cli", "traffic", "-m", spec.name, "--n", "3"],
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert f"endpoint http://127.0.0.1:{port} from the running `mlops serve`" in sent.stdout.replace("\n", " ")
+        assert "3 ok, 0 failed" in sent.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert not record_path(serving_settings, spec.name).exists()  # a clean stop removes the record
+    # A killed server leaves a record behind: its pid is gone, so it is ignored (and removed).
+    record_path(serving_settings, spec.name).write_text('{"url": "http://127.0.0.1:1", "pid": 999999999}')
+    url, source = endpoint_url(serving_settings, spec.name, None)
+    assert url == "http://127.0.0.1:8080" and "no `mlops serve` recorded" in source
+    assert not record_path(serving_settings, spec.name).exists()

@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve the model's champion locally, logging every request to its payload table (Ctrl-C stops)."""
         from workloads.errors import MlopsError
+        from workloads.serving.running import clear_running, record_running
         from workloads.serving.server import serve_forever
 
         settings = state.settings()
@@ -29,13 +30,17 @@ def register(app: typer.Typer) -> None:
         def ready(spec, champion, logger) -> None:
             if logger.rows_recovered:
                 console.print(f"[yellow]recovered {logger.rows_recovered} logged requests from the last run[/]")
+            record_running(settings, spec.name, f"http://{host}:{port}")
             console.print(
                 f"[green]✓[/] serving {settings.registered_model(spec.name)} version {champion.current.version} "
                 f"at http://{host}:{port}/serving-endpoints/{spec.endpoint_name}/invocations "
-                f"→ {settings.table(spec.payload_table)}")
+                f"→ {settings.table(spec.payload_table)}", soft_wrap=True)
 
-        serve_forever(settings, model, host=host, port=port, poll_interval=poll_interval,
-                      flush_interval=flush_interval, fsync=fsync, on_ready=ready)
+        try:
+            serve_forever(settings, model, host=host, port=port, poll_interval=poll_interval,
+                          flush_interval=flush_interval, fsync=fsync, on_ready=ready)
+        finally:
+            clear_running(settings, model)
 
     @app.command("unpack")
     def unpack(model: str = typer.Option(..., "--model", "-m", help="Model spec name.")) -> None:
@@ -77,7 +82,8 @@ def register(app: typer.Typer) -> None:
     def traffic(
         model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
         n: int = typer.Option(100, "--n", help="Number of requests."),
-        url: str = typer.Option("http://127.0.0.1:8080", help="Endpoint base URL."),
+        url: str | None = typer.Option(None, help="Endpoint base URL (default: the running `mlops serve` of this "
+                                                  "model in this home, else http://127.0.0.1:8080)."),
         batch_size: int = typer.Option(1, help="Rows per request."),
         concurrency: int = typer.Option(4, help="Parallel connections."),
         fmt: str = typer.Option("dataframe_split", "--format", help="dataframe_split, dataframe_records, "
@@ -86,15 +92,22 @@ def register(app: typer.Typer) -> None:
         labels_: bool = typer.Option(True, "--labels/--no-labels", help="Record the true labels of what is sent."),
     ) -> None:
         """Send realistic bakehouse requests (held-back transactions) to a running endpoint."""
+        from workloads.serving.running import endpoint_url
         from workloads.specs import load_spec
-        from workloads.traffic import holdout_frame, send_traffic
+        from workloads.traffic import TrafficError, holdout_frame, send_traffic
 
         settings = state.settings()
         spec = load_spec(model)
+        url, source = endpoint_url(settings, spec.name, url)
+        if source != "--url":
+            console.print(f"endpoint {url} from {source}", soft_wrap=True)
         frame = holdout_frame(settings, spec)
-        with step(f"Sending {n} requests of {batch_size} rows to {url}"):
-            result = send_traffic(url, spec, frame, n, batch_size=batch_size, concurrency=concurrency, fmt=fmt,
-                                  seed=seed, settings=settings, record_labels=labels_)
+        try:
+            with step(f"Sending {n} requests of {batch_size} rows to {url}"):
+                result = send_traffic(url, spec, frame, n, batch_size=batch_size, concurrency=concurrency,
+                                      fmt=fmt, seed=seed, settings=settings, record_labels=labels_)
+        except TrafficError as exc:
+            raise TrafficError(f"{exc} (the URL came from {source})") from None
         rate = result.requests / result.seconds if result.seconds else 0.0
         console.print(f"{result.ok} ok, {result.failed} failed ({rate:.0f} req/s); "
                       f"{result.labels_recorded} labels recorded for later ingest")

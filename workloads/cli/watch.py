@@ -163,15 +163,22 @@ def register(app: typer.Typer) -> None:
                  kind: str = typer.Option("concept", "--kind", help="covariate or concept."),
                  requests: int = typer.Option(120, "--requests", help="Requests to send."),
                  batch_size: int = typer.Option(5, "--batch-size", help="Rows per request."),
-                 url: str = typer.Option(None, "--url", help="Running endpoint (default: an in-process one)."),
+                 url: str = typer.Option(None, "--url", help="Running endpoint (default: the running `mlops serve` of "
+                                                             "this model in this home, else an in-process one)."),
                  days_ahead: float = typer.Option(1.0, "--days-ahead",
                                                   help="Simulated time ahead for the in-process endpoint.")) -> None:
         """Send drifted, labelled traffic through the endpoint (tagged, so reset can remove it)."""
         from workloads.drift import simulate as run_simulation
+        from workloads.serving.running import running_url
         from workloads.specs import load_spec
 
+        settings = state.settings()
+        if url is None and (url := running_url(settings, model)):
+            # Two endpoints must not write one payload table: send to the running one (its own clock).
+            console.print(f"sending to the running `mlops serve` at {url} (--days-ahead applies only to an "
+                          "in-process endpoint; stop `mlops serve` to simulate a later day)", soft_wrap=True)
         with step(f"Simulating {kind} drift on {model}"):
-            result = run_simulation(state.settings(), load_spec(model), kind, requests, batch_size, url, days_ahead)
+            result = run_simulation(settings, load_spec(model), kind, requests, batch_size, url, days_ahead)
         console.print(f"simulation {result.simulation_id}: {result.requests} requests, {result.rows} rows, "
                       f"{result.failed} failed, at {result.request_time:%Y-%m-%d %H:%M} UTC")
 
