@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 
@@ -26,10 +28,63 @@ def register(app: typer.Typer) -> None:
         db = settings.home / "mlflow.db"
         if not db.exists():
             raise MlopsError(f"no MLflow store at {db}; run `mlops demo` or `mlops train` first")
-        console.print(f"MLflow UI on http://{host}:{port} (store {db}); Ctrl+C to stop")
+        _check_port_free(host, port)
         # One person browsing a local store: one server process (mlflow's default is 4) and no background
         # job runner (its huey consumers are for server-side GenAI jobs) unless the environment asks for it.
         cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
                "--host", host, "--port", str(port), "--workers", "1"]
         env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-        raise typer.Exit(subprocess.call(cmd, env=env))
+        raise typer.Exit(run_until_stopped(cmd, env, f"MLflow UI on http://{host}:{port} (store {db}); "
+                                                      "Ctrl+C to stop"))
+
+
+def _check_port_free(host: str, port: int) -> None:
+    from workloads.errors import MlopsError
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise MlopsError(f"port {port} on {host} is not free ({exc.strerror}); pass --port N") from None
+
+
+def run_until_stopped(cmd: list[str], env: dict, banner: str) -> int:
+    """Run a server child in its own process group until it exits or this process gets SIGTERM/SIGINT, which
+    stop the whole group (the server and its workers) within a bounded wait. Returns the exit code: the child's,
+    0 after a requested stop."""
+    child = subprocess.Popen(cmd, env=env, start_new_session=True)
+    stopping = {"requested": False}
+
+    def stop(signum, frame) -> None:
+        stopping["requested"] = True
+        _stop_group(child)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        console.print(banner)
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_group(child)
+    if stopping["requested"]:
+        return 0
+    if code != 0:
+        console.print(f"[red]the server exited with code {code}[/]")
+    return code or 0
+
+
+def _stop_group(child: subprocess.Popen, grace_s: float = 10.0) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        child.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(child.pid, signal.SIGKILL)  # workers that ignored SIGTERM
+    except ProcessLookupError:
+        pass

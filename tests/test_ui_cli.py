@@ -1,0 +1,67 @@
+"""``mlops ui``: a busy port is one clear error at once; SIGTERM/SIGINT stop the MLflow server it started."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.fakes import free_port
+
+
+@pytest.fixture(scope="module")
+def store_home(tmp_path_factory):
+    """A home with an MLflow store (an empty sqlite store is enough for the UI to start)."""
+    import mlflow
+
+    home = tmp_path_factory.mktemp("ui-home")
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
+    mlflow.search_experiments()  # creates the schema
+    return home
+
+
+def _mlops(home, *args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "workloads.cli", "--home", str(home), "ui", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_a_busy_port_fails_at_once_with_a_non_zero_exit(store_home):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        proc = _mlops(store_home, "--port", str(port))
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert f"port {port} on 127.0.0.1 is not free" in out and "pass --port N" in out
+    assert time.monotonic() - started < 30  # not after the server gave up
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_stops_the_mlflow_server_too(store_home, sig):
+    port = free_port()
+    proc = _mlops(store_home, "--port", str(port))
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the MLflow UI did not answer within 90 s")
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    with pytest.raises(httpx.HTTPError):  # nothing is left listening: the server's process group is gone
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
