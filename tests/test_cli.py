@@ -74,3 +74,21 @@ def test_demo_refuses_a_used_home_and_reset_refuses_a_home_with_foreign_files(tm
     assert main(["--home", str(home), "demo", "--reset"]) == 1
     assert "it holds files mlops did not write (notes.txt)" in capsys.readouterr().err.replace("\n", "")
     assert (home / "notes.txt").exists() and (home / "mlflow.db").exists()
+
+
+def test_tables_fold_long_names_instead_of_cutting_them():
+    import io
+
+    from rich.table import Table
+
+    from workloads.cli.common import FoldingConsole
+
+    name = "mlops_dev.bakehouse_ml.bakehouse_decorators_inference_profile_metrics_with_a_long_suffix"
+    table = Table("chapter", "where to look")
+    table.add_row("report", name)
+    out = io.StringIO()
+    FoldingConsole(file=out, width=60, color_system=None).print(table)
+    text = out.getvalue()
+    assert "…" not in text
+    pieces = [line.split("│")[2].strip() for line in text.splitlines() if line.count("│") == 3]
+    assert "".join(pieces).endswith(name)  # every character of the name is there, in order

@@ -6,11 +6,31 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.table import Table
 
 from workloads.settings import Settings, load_settings
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+def fold(table: Table) -> Table:
+    """Long cells (three-level table names, model names, URLs) fold onto more lines instead of being cut."""
+    for column in table.columns:
+        column.overflow = "fold"
+        column.no_wrap = False
+    return table
+
+
+class FoldingConsole(Console):
+    """A console whose tables never cut a cell: key columns hold names a person must be able to copy."""
+
+    def print(self, *objects, **kwargs) -> None:
+        for obj in objects:
+            if isinstance(obj, Table):
+                fold(obj)
+        super().print(*objects, **kwargs)
+
+
+console = FoldingConsole(highlight=False)
+err_console = FoldingConsole(stderr=True, highlight=False)
 
 
 @dataclass
