@@ -233,6 +233,12 @@ class StackConfig(_Model):
     def registered_model(self, model: str) -> str:
         return f"{self.catalog.name}.{self.models_schema}.{model}_model"
 
+    def thresholds_for(self, model: str) -> dict[str, Threshold]:
+        """This stack's threshold overrides for ``model`` (metric -> bound, the spec's direction): what the
+        deployed watcher job passes as ``--threshold`` and ``mlops watch run --stack`` applies locally."""
+        return {metric: Threshold(**{bound.direction: bound.value})
+                for metric, bound in sorted(self.watcher.threshold_overrides.get(model, {}).items())}
+
     @property
     def writer_principals(self) -> list[str]:
         """Writers plus the run-as service principal (the jobs write tables and register versions)."""
@@ -328,6 +334,16 @@ def parse_stack_config(stack: str, raw: dict[str, Any], *, host: str = "", webho
     if problems or config is None:
         raise StackConfigError(stack, problems)
     return config
+
+
+def stack_config_from_file(stack: str) -> StackConfig:
+    """A stack's config read from its ``Pulumi.<stack>.yaml`` (no Pulumi engine), validated as deploys do."""
+    from infra.offline import read_stack_config
+
+    raw = read_stack_config(stack)
+    values = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith(f"{NAMESPACE}:")}
+    return parse_stack_config(stack, values, host=str(raw.get("databricks:host", "")),
+                              webhook_set=f"{NAMESPACE}:{WEBHOOK_KEY}" in raw)
 
 
 def load_stack_config() -> StackConfig:

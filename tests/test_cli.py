@@ -92,3 +92,24 @@ def test_tables_fold_long_names_instead_of_cutting_them():
     assert "…" not in text
     pieces = [line.split("│")[2].strip() for line in text.splitlines() if line.count("│") == 3]
     assert "".join(pieces).endswith(name)  # every character of the name is there, in order
+
+
+def test_watch_run_with_a_stack_applies_that_stacks_overrides_as_its_job_does(monkeypatch, home):
+    from infra.components.jobs import threshold_args
+    from infra.config import stack_config_from_file
+    from workloads.watcher import steps
+    from workloads.watcher.evaluation import Evaluation, ObservedMetrics
+
+    seen = {}
+
+    def fake_run_watcher(settings, spec, task_values, granularity, overrides, force):
+        seen["overrides"] = overrides
+        return steps.WatchResult(ObservedMetrics(), Evaluation(False, "healthy", [], []))
+
+    monkeypatch.setattr(steps, "run_watcher", fake_run_watcher)
+    assert main(["--home", str(home), "watch", "run", "-m", "bakehouse_large_order", "--stack", "prod"]) == 0
+    job_args = threshold_args(stack_config_from_file("prod"), "bakehouse_large_order")
+    assert job_args == ["--threshold", "f1_score=min:0.6"]  # what the prod watcher job passes
+    assert {m: (t.direction, t.value) for m, t in seen["overrides"].items()} == {"f1_score": ("min", 0.6)}
+    assert main(["--home", str(home), "watch", "run", "-m", "bakehouse_large_order", "--stack", "prod",
+                 "--threshold", "f1_score=min:0.9"]) == 1

@@ -48,9 +48,8 @@ def run_state_args(config: StackConfig) -> list[str]:
 
 def threshold_args(config: StackConfig, model: str) -> list[str]:
     """``--threshold METRIC=DIRECTION:VALUE`` per stack override (the direction is the spec's)."""
-    overrides = config.watcher.threshold_overrides.get(model, {})
     args: list[str] = []
-    for metric, bound in sorted(overrides.items()):
+    for metric, bound in config.thresholds_for(model).items():
         args += ["--threshold", f"{metric}={bound.direction}:{bound.value:g}"]
     return args
 

@@ -100,13 +100,25 @@ def register(app: typer.Typer) -> None:
     @watch.command("run")
     def run(model: str = MODEL, granularity: str = GRANULARITY, threshold: list[str] = THRESHOLDS,
             force: bool = typer.Option(False, "--force", help="Retrain regardless of the metrics."),
-            env: str = ENV) -> None:
+            env: str = ENV,
+            stack: str | None = typer.Option(None, "--stack", help="Apply this stack's threshold overrides "
+                                                                   "(Pulumi.<stack>.yaml), as its watcher job does.")
+            ) -> None:
         """The whole watcher graph in one command, like the Databricks job."""
+        from workloads.errors import MlopsError
         from workloads.ports.task_values import LocalTaskValues
         from workloads.specs import load_spec
         from workloads.watcher.evaluation import parse_overrides
         from workloads.watcher.steps import run_watcher
 
+        if stack and threshold:
+            raise MlopsError("give --stack or --threshold, not both (the stack's overrides are its thresholds)")
+        if stack:
+            from infra.components.jobs import threshold_args
+            from infra.config import stack_config_from_file
+
+            threshold = threshold_args(stack_config_from_file(stack), model)[1::2]
+            console.print(f"thresholds from stack {stack}: {', '.join(threshold) or 'none (the spec’s own)'}")
         settings = state.settings(env)
         run_id = f"watch-{uuid.uuid4().hex[:12]}"
         with step(f"Watching {model} (run {run_id})"):
