@@ -381,6 +381,18 @@ def test_cli_steps_share_a_run_then_promote_rollback_and_drift(world, drifted, c
     assert code == 0 and f"{payload}: {before + 8} simulated rows deleted" in out, out
     assert "2 simulation runs deleted" in out
     assert simulated_payload_rows() == 0
+    # The monitor was refreshed at once: its windows count exactly the examples that are left.
+    assert "monitor refreshed: " in out and "no longer shows the removed drift" in out.replace("\n", " ")
+    from workloads.monitoring.metrics import ALL_MODELS, read_metric_tables
+    from workloads.specs import MODEL_ID_COLUMN
+
+    profile, _ = read_metric_tables(settings, SPEC)
+    windows = profile[(profile["column_name"] == ":table") & (profile["log_type"] == "INPUT")
+                      & profile["slice_key"].isna() & (profile[MODEL_ID_COLUMN] == ALL_MODELS)
+                      & (profile["granularity"] == "1 day")]
+    processed = get_tables(settings).read(settings.table(SPEC.processed_table))
+    assert int(windows["count"].sum()) == len(processed)
+    assert not processed["request_id"].astype(str).str.startswith("drift-").any()
 
 
 def test_the_promotion_was_decided_by_a_paired_comparison_with_its_interval(drifted):

@@ -196,11 +196,22 @@ def register(app: typer.Typer) -> None:
 
     @drift.command("reset")
     def reset(model: str = MODEL) -> None:
-        """Remove exactly the simulated requests (payload, processed, labels) and simulation runs."""
+        """Remove exactly the simulated requests (payload, processed, labels) and simulation runs, then refresh
+        the monitor so the windows they were in no longer show their drift."""
         from workloads.drift import reset as run_reset
+        from workloads.monitoring.refresh import refresh_monitor
+        from workloads.ports.tables import get_tables
         from workloads.specs import load_spec
 
-        result = run_reset(state.settings(), load_spec(model))
+        settings = state.settings()
+        spec = load_spec(model)
+        result = run_reset(settings, spec)
         for table, rows in result.rows_deleted.items():
             console.print(f"{table}: {rows} simulated rows deleted")
         console.print(f"{result.runs_deleted} simulation runs deleted")
+        if any(result.rows_deleted.values()) and get_tables(settings).exists(settings.table(spec.processed_table)):
+            with step(f"Refreshing the monitor of {spec.name} (the windows the simulation touched)"):
+                refreshed = refresh_monitor(settings, spec)
+            windows = sum(refreshed.recomputed.values())
+            console.print(f"monitor refreshed: {windows} window(s) recomputed; `mlops drift analyze` no longer "
+                          "shows the removed drift")
