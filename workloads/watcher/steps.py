@@ -33,6 +33,33 @@ def state_table(spec: ModelSpec) -> str:
     return f"{spec.name}_watcher_state"
 
 
+def verdicts_table(spec: ModelSpec) -> str:
+    """One row per evaluation: the watcher's verdicts, for ``mlops status`` and the report."""
+    return f"{spec.name}_watcher_verdicts"
+
+
+def record_verdict(settings: Settings, spec: ModelSpec, evaluation: Evaluation, observed: ObservedMetrics) -> None:
+    row = {"model": spec.name, "env": settings.env, "window_start": observed.window_start or "",
+           "rows": int(observed.rows), "labelled_rows": int(observed.labelled_rows), "health": evaluation.health,
+           "retrain_needed": bool(evaluation.retrain_needed), "reasons": json.dumps(evaluation.reasons),
+           "at": pd.Timestamp(datetime.now(UTC))}
+    get_tables(settings).write(settings.table(verdicts_table(spec)), pd.DataFrame([row]), mode="append")
+
+
+def last_verdict(settings: Settings, spec: ModelSpec) -> dict | None:
+    """The latest recorded evaluation of ``spec`` in this environment (None when the watcher never ran)."""
+    tables = get_tables(settings)
+    name = settings.table(verdicts_table(spec))
+    if not tables.exists(name):
+        return None
+    rows = tables.read(name)
+    if rows.empty:
+        return None
+    row = rows.sort_values("at").iloc[-1].to_dict()
+    row["reasons"] = json.loads(row["reasons"] or "[]")
+    return row
+
+
 @dataclass
 class WatchResult:
     observed: ObservedMetrics
@@ -125,6 +152,7 @@ def step_evaluate(settings: Settings, spec: ModelSpec, task_values: TaskValues, 
                    f"{observed.window_start}: " + "; ".join(evaluation.reasons[:3]), evaluation.to_dict())
         if not evaluation.retrain_needed:
             mark_handled(settings, spec, observed, f"no retrain ({evaluation.health})")
+    record_verdict(settings, spec, evaluation, observed)
     task_values.set("retrain_needed", "true" if evaluation.retrain_needed else "false")
     task_values.set("reasons", evaluation.reasons)
     task_values.set("health", evaluation.health)
