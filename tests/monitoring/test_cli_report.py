@@ -1,5 +1,6 @@
 """CLI commands and the HTML report (rendered in headless Chromium)."""
 
+import html
 import re
 import shutil
 import subprocess
@@ -67,19 +68,43 @@ def test_check_inference_table(settings, home, capsys):
     assert "FAIL" in capsys.readouterr().out
 
 
-def test_report_is_self_contained(refreshed):
+def _promotion(settings, spec, at="2026-01-04"):
+    return pd.DataFrame({"model": [spec.name], "action": ["promote"], "env": [settings.env], "from_version": ["1"],
+                         "to_version": ["2"], "from_metrics": ['{"rmse": 9.81}'], "to_metrics": ['{"rmse": 2.86}'],
+                         "reason": ["beat champion"], "actor": ["watcher"], "at": [pd.Timestamp(at, tz="UTC")]})
+
+
+def test_report_is_self_contained_with_a_verdict_and_a_readable_history(refreshed):
     settings, spec, _ = refreshed
     page = build_report(settings, spec)
     assert "no promotions yet" in page
     assert not re.search(r'<script[^>]+src="http', page)
-    assert page.count("plotly-graph-div") >= 4  # rmse, r2, drift heatmap, volume
+    assert page.count("plotly-graph-div") == 1  # one figure: every panel on one time axis
+    assert 'id="verdict"' in page and "Verdict: " in page
+    for panel in ("per 1 day window", "Drift against the baseline", "1.0 = breach line",
+                  "Examples and requests per window", "(ms) and error rate"):  # ('/' is escaped in the JSON)
+        assert panel in page, panel
     tables = get_tables(settings)
-    tables.write(settings.table("model_promotions"), pd.DataFrame({
-        "model": [spec.name], "from_version": ["1"], "to_version": ["2"], "reason": ["beat champion"],
-        "who": ["watcher"], "when": [pd.Timestamp("2026-01-04", tz="UTC")]}))
+    tables.write(settings.table("model_promotions"), _promotion(settings, spec))
     page = build_report(settings, spec)
     assert "beat champion" in page and "no promotions yet" not in page
+    assert "rmse 9.81" in page and "rmse 2.86" in page and "v1 → v2" in page  # not raw JSON
+    assert '{"rmse"' not in page.split("Champion history")[1]
+    assert "promote: v2 champion" in page  # the marker on the quality charts
     tables.drop(settings.table("model_promotions"))
+
+
+def test_the_verdict_banner_is_the_watchers_verdict(refreshed):
+    from workloads.watcher.evaluation import evaluate_window
+    from workloads.watcher.observation import observe_latest_window
+
+    settings, spec, _ = refreshed
+    expected = evaluate_window(spec, observe_latest_window(settings, spec))
+    page = build_report(settings, spec)
+    assert f"Verdict: {expected.health}" in page
+    for check in expected.checks:
+        if check.status == "breach":
+            assert html.escape(check.line()) in page
 
 
 @pytest.mark.browser
@@ -88,7 +113,12 @@ def test_report_renders_in_headless_chromium(refreshed, tmp_path):
     if not chromium:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     settings, spec, _ = refreshed
-    path = write_report(settings, spec, tmp_path / "report.html")
+    tables = get_tables(settings)
+    tables.write(settings.table("model_promotions"), _promotion(settings, spec, at="2026-01-03T12:00:00"))
+    try:
+        path = write_report(settings, spec, tmp_path / "report.html")
+    finally:
+        tables.drop(settings.table("model_promotions"))
     png = tmp_path / "shot.png"
     base = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'ud'}",
@@ -96,9 +126,12 @@ def test_report_renders_in_headless_chromium(refreshed, tmp_path):
     subprocess.run([*base, f"--screenshot={png}", path.as_uri()], check=True, capture_output=True, timeout=120)
     dom = subprocess.run([*base, "--dump-dom", path.as_uri()], check=True, capture_output=True, timeout=120,
                          text=True).stdout
-    # plotly.js ran: each plot div got its rendered SVG layers.
-    assert dom.count('class="main-svg"') >= 4
+    # plotly.js ran: the figure got its rendered SVG layers, with every panel's title drawn.
+    assert dom.count('class="main-svg"') >= 1
     assert "Drift against the baseline" in dom
+    assert 'id="verdict"' in dom and "Verdict: " in dom  # the banner
+    assert "promote: v2 champion" in dom  # the champion-change marker, drawn as an SVG annotation
+    assert "Latency p50 / p99 (ms) and error rate" in dom and "latency p99 (ms)" in dom  # the latency panel
     from PIL import Image
 
     image = Image.open(png).convert("L")
