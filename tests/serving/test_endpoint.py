@@ -70,7 +70,7 @@ def test_bad_input_gets_4xx_with_error_and_a_payload_row(serving_settings, spec,
                   "BAD_REQUEST", "unexpected columns ['extra']"),
         "wrong_type": (json.dumps(request_body(rows.assign(hour="noon"), "dataframe_split", None)), 400,
                        "BAD_REQUEST", "column 'hour' expects"),
-        "oversize": (json.dumps(huge), 413, "REQUEST_LIMIT_EXCEEDED", "byte limit"),
+        "oversize": (json.dumps(huge), 413, "BAD_REQUEST", "byte limit"),
         # 5,000 levels of nesting (10 KB): the parser's recursion limit is the client's problem, not a 500.
         "deeply_nested": ('{"inputs": ' + "[" * 5000 + "]" * 5000 + "}", 400, "MALFORMED_REQUEST",
                           "nests JSON too deeply"),

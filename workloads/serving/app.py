@@ -44,6 +44,12 @@ class EndpointConfig:
     clock: Clock = utc_now
     max_body_bytes: int = DEFAULT_MAX_BODY
     created_at: float = field(default_factory=time.time)
+    # The payload table's ``requester``: Databricks writes "the ID of the user or service principal whose
+    # permissions are used for the invocation request" (the AI Gateway inference table's column comment,
+    # https://learn.microsoft.com/azure/databricks/ai-gateway/inference-tables), never a client address. The local
+    # endpoint has no authentication: every request runs with the permissions of whoever started it, so that
+    # identity is logged (default: ``workloads.promotion.actor()``, i.e. MLOPS_ACTOR or user@host).
+    requester: str | None = None
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, str]:
@@ -99,7 +105,9 @@ class Scorer:
         served = self.champion.current
         client_request_id = None
         if oversize:
-            status, response = _error(413, "REQUEST_LIMIT_EXCEEDED",
+            # 413 (RFC 9110 "Content Too Large"); not REQUEST_LIMIT_EXCEEDED, which is Databricks' rate-limit code
+            # (databricks-sdk maps it to TooManyRequests, HTTP 429): a client must not back off and resend the body.
+            status, response = _error(413, "BAD_REQUEST",
                                       f"request body exceeds the {self.config.max_body_bytes} byte limit")
         else:
             try:
@@ -153,6 +161,11 @@ def create_app(config: EndpointConfig, champion: Champion, logger: PayloadLogger
     app = FastAPI(title=f"mlops serving: {config.spec.endpoint_name}", docs_url=None, redoc_url=None)
     scorer = Scorer(config, champion, logger)
     endpoint = config.spec.endpoint_name
+    if config.requester is None:
+        from workloads.promotion import actor
+
+        config.requester = actor()
+    requester = config.requester
 
     async def _invoke(request: Request) -> Response:
         started = time.perf_counter()
@@ -161,7 +174,6 @@ def create_app(config: EndpointConfig, champion: Champion, logger: PayloadLogger
         oversize = length is not None and length.isdigit() and int(length) > config.max_body_bytes
         raw = b"" if oversize else await request.body()
         oversize = oversize or len(raw) > config.max_body_bytes
-        requester = request.headers.get("x-databricks-requester") or (request.client.host if request.client else None)
         status, body, entity = await run_in_threadpool(scorer.handle, raw, started, request_time, requester, oversize)
         return Response(body, status_code=status, media_type="application/json",
                         headers={"served-model-name": entity})

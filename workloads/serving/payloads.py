@@ -25,8 +25,12 @@ from workloads.errors import MlopsError
 from workloads.specs import ModelSpec
 
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-# Body keys that are not model input: Databricks records client_request_id in the inference table.
-ENVELOPE_KEYS = ("client_request_id", "params")
+# Body keys that are not model input, as the query API documents them (databricks-sdk ``serving_endpoints.query``,
+# https://docs.databricks.com/api/workspace/servingendpoints/query): ``client_request_id`` (recorded in the inference
+# table), ``usage_context`` (recorded in the usage tracking table), ``extra_params`` (read by foundation/external
+# models only), and MLflow's inference ``params``. MLflow's scoring server ignores any other key beside the one input
+# format; here an undocumented key is an error instead, so a misspelt one is not silently dropped.
+ENVELOPE_KEYS = ("client_request_id", "usage_context", "extra_params", "params")
 _INT_TYPES = ("bigint", "int")
 _FLOAT_TYPES = ("double", "float")
 
