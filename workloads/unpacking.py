@@ -18,17 +18,31 @@ Spark ``mapInPandas`` (:func:`unpack_spark`), so both runtimes share it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from itertools import chain
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from workloads.errors import MlopsError
 from workloads.ports.tables import Tables, get_tables
 from workloads.serving.champion import version_of_entity
 from workloads.serving.payload_log import REQUEST_ID as PAYLOAD_REQUEST_ID
-from workloads.serving.payloads import PayloadError, conform_columns, decode_body, parse_response, raw_columns
+from workloads.serving.payloads import (
+    PayloadError,
+    bulk_feature_rows,
+    bulk_predictions,
+    bulk_supported,
+    conform_columns,
+    gc_paused,
+    decode_body,
+    invalid_values,
+    parse_response,
+    raw_columns,
+)
 from workloads.settings import Settings
 from workloads.specs import (
     EXAMPLE_ID_COLUMN,
@@ -60,20 +74,65 @@ def example_id(request_id: str, row: int) -> str:
 
 _PANDAS_TYPES = {"bigint": "Int64", "int": "Int32", "double": "Float64", "float": "Float32",
                  "boolean": "boolean", "string": "object"}
+_NUMERIC_KINDS = frozenset({"integer", "floating", "mixed-integer-float", "empty"})
+
+
+def _nullable_numbers(values: pd.Series, col_type: str):
+    """``values`` as a nullable Int64/Float64 array without a Python-object round trip, or ``None`` if that is unsafe.
+
+    Gives exactly what the generic conversion in :func:`cast_columns` gives (same values, same nulls); anything else
+    (other types, strings, booleans, fractional numbers for an integer column) is left to it.
+    """
+    if col_type not in ("bigint", "double"):
+        return None
+    array = values.to_numpy()
+    if array.dtype == object:
+        kind = pd.api.types.infer_dtype(array, skipna=True)
+        if kind not in _NUMERIC_KINDS:
+            return None
+        missing = pd.isna(array)
+        if col_type == "bigint" and kind == "integer" and not missing.any():
+            try:
+                return pd.array(array.astype(np.int64), dtype="Int64")
+            except (OverflowError, TypeError, ValueError):
+                return None
+        try:
+            array = np.where(missing, np.nan, array).astype(np.float64)
+        except (TypeError, ValueError):
+            return None
+    if array.dtype.kind == "i" and col_type == "bigint":
+        return pd.array(array.astype(np.int64), dtype="Int64")
+    if array.dtype.kind not in "fi":
+        return None
+    floats = array.astype(np.float64)
+    missing = np.isnan(floats)
+    if col_type == "double":
+        return pd.arrays.FloatingArray(np.where(missing, 0.0, floats), missing)
+    whole = np.where(missing, 0.0, floats)
+    if not ((whole == np.floor(whole)) & (np.abs(whole) < 2.0**63)).all():
+        return None
+    return pd.arrays.IntegerArray(whole.astype(np.int64), missing)
+
+
+def _cast(values: pd.Series, col_type: str):
+    """One column with the nullable dtype matching its Spark type."""
+    if col_type == "timestamp":
+        return pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
+    if col_type == "date":
+        return pd.to_datetime(values).dt.date
+    if col_type == "string":
+        return values.astype(object).where(values.notna(), None)
+    fast = _nullable_numbers(values, col_type)
+    return fast if fast is not None else pd.array(values.astype(object).where(values.notna(), None).tolist(),
+                                                  dtype=_PANDAS_TYPES[col_type])
+
+
 def cast_columns(frame: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
     """The frame restricted to ``columns`` with nullable dtypes matching their Spark types."""
     out = {}
     for col in columns:
         values = frame[col.name] if col.name in frame.columns else pd.Series([None] * len(frame), index=frame.index)
-        if col.type == "timestamp":
-            out[col.name] = pd.to_datetime(values, utc=True).astype("datetime64[us, UTC]")
-        elif col.type == "date":
-            out[col.name] = pd.to_datetime(values).dt.date
-        elif col.type == "string":
-            out[col.name] = values.astype(object).where(values.notna(), None)
-        else:
-            out[col.name] = pd.array(values.astype(object).where(values.notna(), None).tolist(),
-                                     dtype=_PANDAS_TYPES[col.type])
+        out[col.name] = _cast(values, col.type)
     return pd.DataFrame(out, index=frame.index).reset_index(drop=True)
 
 
@@ -99,59 +158,199 @@ def _has_codes(codes) -> bool:
     return not _missing(codes) and len(codes) > 0
 
 
+def _codes_present(codes: pd.Series) -> np.ndarray:
+    """Per payload row: does ``logging_error_codes`` hold any code (Arrow list columns without a Python loop)."""
+    if isinstance(codes.dtype, pd.ArrowDtype) and pa.types.is_list(codes.dtype.pyarrow_dtype):
+        lengths = pc.fill_null(pc.list_value_length(pa.array(codes.array)), 0)
+        return np.asarray(lengths.to_numpy()) > 0
+    return np.fromiter((_has_codes(c) for c in codes), dtype=bool, count=len(codes))
+
+
+def _raw_texts(texts: pd.Series) -> np.ndarray:
+    """A string column's values as the parsers take them: UTF-8 ``bytes`` straight from Arrow when the column is
+    Arrow-backed (no Python ``str`` decoding, which costs as much as the parse), else the values themselves."""
+    if isinstance(texts.dtype, (pd.ArrowDtype, pd.StringDtype)) and getattr(texts.dtype, "storage", "pyarrow") \
+            in ("pyarrow", "pyarrow_numpy"):
+        try:
+            arrow = pa.chunked_array(pa.array(texts.array))
+            return np.asarray(arrow.cast(pa.large_binary()).to_numpy(zero_copy_only=False), dtype=object)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            pass
+    return texts.to_numpy()
+
+
+def _request_one(raw_request, raw_response, spec: ModelSpec) -> tuple[dict[str, np.ndarray], list] | None:
+    """The reference per-request parse: feature columns and predictions, or ``None`` if unusable."""
+    try:
+        columns = conform_columns(raw_columns(decode_body(raw_request), spec.feature_names)[0], spec)
+    except PayloadError:
+        return None
+    predictions = parse_response(raw_response)
+    if predictions is None or len(predictions) != len(next(iter(columns.values()))):
+        return None
+    return columns, predictions
+
+
 def unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf = version_of_entity) -> UnpackBatch:
-    """Turn payload rows into processed rows (pure pandas; the shared transform of both runtimes)."""
+    """Turn payload rows into processed rows (pure pandas; the shared transform of both runtimes).
+
+    Bodies are parsed in bulk (orjson, one 2-D array of feature values per request format, types checked per column);
+    a body the bulk path cannot take whole goes through the per-request reference parser, so every row gets the same
+    verdict and the same values as when requests are parsed one at a time.
+    """
+    with gc_paused():  # millions of short-lived JSON containers; none of them cyclic
+        return _unpack_payload(payload, spec, version_of)
+
+
+def _status_not_ok(status: pd.Series) -> np.ndarray:
+    """Per payload row: no status, or not 200 (``int(status) != 200``, vectorised for numeric columns)."""
+    if pd.api.types.is_numeric_dtype(status.dtype) and not pd.api.types.is_bool_dtype(status.dtype):
+        numbers = status.to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.isnan(numbers) | (np.trunc(numbers) != 200)
+    return np.fromiter((_missing(s) or int(s) != 200 for s in status), dtype=bool, count=len(status))
+
+
+def _unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionOf) -> UnpackBatch:
     batch = UnpackBatch(frame=pd.DataFrame(), payload_rows=len(payload))
-    features: dict[str, list[np.ndarray]] = {name: [] for name in spec.feature_names}
-    extra: dict[str, list] = {spec.prediction.name: [], MODEL_ID_COLUMN: [], TIMESTAMP_COLUMN: [],
-                              REQUEST_ID_COLUMN: [], EXAMPLE_ID_COLUMN: []}
     if "request_time" in payload.columns and len(payload) > 1:
         payload = payload.sort_values("request_time", kind="stable")
-    for row in payload.itertuples(index=False):
-        if _missing(row.status_code) or int(row.status_code) != 200:
-            batch.skipped["status"] += 1
-            continue
-        if _has_codes(row.logging_error_codes) or _missing(row.request) or _missing(row.response):
-            batch.skipped["logging_error"] += 1
-            continue
-        try:
-            columns = conform_columns(raw_columns(decode_body(row.request), spec.feature_names)[0], spec)
-        except PayloadError:
+    payload = payload.reset_index(drop=True)
+    status_bad = _status_not_ok(payload["status_code"])
+    log_bad = ~status_bad & (_codes_present(payload["logging_error_codes"]) | payload["request"].isna().to_numpy()
+                             | payload["response"].isna().to_numpy())
+    batch.skipped["status"] = int(status_bad.sum())
+    batch.skipped["logging_error"] = int(log_bad.sum())
+    usable = np.flatnonzero(~status_bad & ~log_bad)
+    requests = _raw_texts(payload["request"])[usable]
+    responses = _raw_texts(payload["response"])[usable]
+
+    # Bulk path: positions (into ``usable``) of the requests it takes, their row counts, values and predictions.
+    one_by_one: list[int] = list(range(len(usable)))
+    fast = np.empty(0, dtype=np.int64)
+    counts = np.empty(0, dtype=np.int64)
+    values = np.empty((0, len(spec.features)), dtype=object)
+    predictions = np.empty(0, dtype=object)
+    if bulk_supported(spec) and len(usable):
+        rows = bulk_feature_rows(requests, spec)
+        row_request = np.repeat(np.arange(len(rows.requests)), rows.counts)
+        bad_request = np.zeros(len(rows.requests), dtype=bool)
+        for j, col in enumerate(spec.features):
+            bad_rows = invalid_values(rows.values[:, j], col.type)
+            if bad_rows.any():
+                bad_request[np.unique(row_request[bad_rows])] = True
+        answers, matched = bulk_predictions(responses[rows.requests], rows.counts)
+        keep = matched & ~bad_request
+        if not keep.all():  # drop the rows of requests handed to the reference path, and their predictions
+            answers = list(chain.from_iterable(
+                answers_of for answers_of, kept in zip(_split(answers, rows.counts[matched]), keep[matched],
+                                                       strict=True) if kept))
+            values = rows.values[np.repeat(keep, rows.counts)]
+        else:
+            values = rows.values
+        fast, counts = rows.requests[keep], rows.counts[keep]
+        predictions = np.fromiter(answers, dtype=object, count=len(answers))
+        one_by_one = sorted(set(rows.others) | set(rows.requests[~keep].tolist()))
+
+    slow_done: list[tuple[int, dict[str, np.ndarray], list]] = []
+    for i in one_by_one:
+        parsed = _request_one(requests[i], responses[i], spec)
+        if parsed is None:
             batch.skipped["unparseable"] += 1
-            continue
-        n = len(next(iter(columns.values())))
-        predictions = parse_response(row.response)
-        if predictions is None or len(predictions) != n:
-            batch.skipped["unparseable"] += 1
-            continue
-        request_id = getattr(row, PAYLOAD_REQUEST_ID) if _missing(row.client_request_id) else row.client_request_id
-        for name, values in columns.items():
-            features[name].append(values)
-        extra[spec.prediction.name].extend(predictions)
-        extra[MODEL_ID_COLUMN].extend([version_of(row.served_entity_id)] * n)
-        extra[TIMESTAMP_COLUMN].extend([row.request_time] * n)
-        extra[REQUEST_ID_COLUMN].extend([request_id] * n)
-        extra[EXAMPLE_ID_COLUMN].extend(example_id(request_id, i) for i in range(n))
-    combined = pd.DataFrame({
-        **{name: np.concatenate(parts) if parts else [] for name, parts in features.items()},
-        **extra,
-    })
-    if not combined.empty:
-        combined[TIMESTAMP_COLUMN] = pd.to_datetime(combined[TIMESTAMP_COLUMN], utc=True)
+        else:
+            slow_done.append((i, *parsed))
+    if slow_done:  # merge both paths back into payload order
+        slow_values = np.empty((sum(len(p) for _, _, p in slow_done), len(spec.features)), dtype=object)
+        for j, col in enumerate(spec.features):
+            slow_values[:, j] = np.fromiter(chain.from_iterable(c[col.name] for _, c, _ in slow_done), dtype=object,
+                                            count=len(slow_values))
+        slow_positions = np.array([i for i, _, _ in slow_done], dtype=np.int64)
+        slow_counts = np.array([len(p) for _, _, p in slow_done], dtype=np.int64)
+        by_request = np.argsort(np.concatenate([fast, slow_positions]), kind="stable")
+        row_order = np.argsort(np.repeat(np.concatenate([fast, slow_positions]),
+                                         np.concatenate([counts, slow_counts])), kind="stable")
+        values = np.concatenate([values, slow_values])[row_order]
+        slow_predictions = list(chain.from_iterable(p for _, _, p in slow_done))
+        predictions = np.concatenate([predictions, np.fromiter(slow_predictions, dtype=object,
+                                                               count=len(slow_predictions))])[row_order]
+        fast = np.concatenate([fast, slow_positions])[by_request]
+        counts = np.concatenate([counts, slow_counts])[by_request]
+
+    rows_of = usable[fast]  # payload row of each unpacked request
+    client_ids = payload["client_request_id"].to_numpy()[rows_of]
+    request_ids = np.where(pd.isna(client_ids), payload[PAYLOAD_REQUEST_ID].to_numpy()[rows_of], client_ids)
+    cache: dict = {}
+    versions = np.array([cache[e] if e in cache else cache.setdefault(e, version_of(e))
+                         for e in payload["served_entity_id"].to_numpy()[rows_of]], dtype=object)
+    example_ids = [example_id(r, i) for r, n in zip(request_ids, counts, strict=True) for i in range(n)]
+    # Object columns stay object (no string-dtype inference and back); _cast gives every column its type.
+    columns = {
+        **{col.name: pd.Series(values[:, j], dtype=object) for j, col in enumerate(spec.features)},
+        spec.prediction.name: pd.Series(predictions, dtype=object),
+        MODEL_ID_COLUMN: pd.Series(np.repeat(versions, counts), dtype=object),
+        TIMESTAMP_COLUMN: payload["request_time"].take(np.repeat(rows_of, counts)).reset_index(drop=True),
+        REQUEST_ID_COLUMN: pd.Series(np.repeat(request_ids, counts), dtype=object),
+        EXAMPLE_ID_COLUMN: pd.Series(example_ids, dtype=object),
+    }
+    if example_ids:
+        columns[TIMESTAMP_COLUMN] = pd.to_datetime(columns[TIMESTAMP_COLUMN], utc=True)
     # A client retrying with the same client_request_id is one request: keep its first logged answer.
-    combined = combined.drop_duplicates(KEYS, keep="first")
-    batch.frame = cast_columns(combined, spec.processed_columns())
+    if len(set(request_ids.tolist())) < len(request_ids):
+        first = ~pd.DataFrame({k: columns[k] for k in KEYS}).duplicated(keep="first").to_numpy()
+        columns = {name: series[first].reset_index(drop=True) for name, series in columns.items()}
+    rows = len(columns[EXAMPLE_ID_COLUMN])
+    batch.frame = pd.DataFrame({col.name: _cast(columns.get(col.name, pd.Series([None] * rows, dtype=object)),
+                                                col.type) for col in spec.processed_columns()})
     return batch
 
 
-def unpack_spark(payload_sdf, spec: ModelSpec):
-    """The same transform on a Spark DataFrame of payload rows (runs per partition with ``mapInPandas``)."""
+def _split(values: list, counts: np.ndarray) -> list[list]:
+    """``values`` cut into consecutive pieces of ``counts`` items."""
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+SKIPPED_REASON = "_unpack_skipped"  # in the tagged Spark output: which count a statistics row carries
+SKIPPED_COUNT = "_unpack_skipped_rows"
+
+
+def _tagged_transform(spec: ModelSpec, version_of: VersionOf):
+    """``mapInPandas`` function: processed rows, then one statistics row per count (payload rows, skip reasons)."""
+    columns = [c.name for c in spec.processed_columns()]
 
     def transform(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            yield unpack_payload(batch, spec).frame
+        for payload in batches:
+            batch = unpack_payload(payload, spec, version_of)
+            counts = {"payload_rows": batch.payload_rows, **batch.skipped}
+            stats = pd.DataFrame({SKIPPED_REASON: list(counts), SKIPPED_COUNT: list(counts.values())})
+            yield pd.concat([batch.frame.assign(**{SKIPPED_REASON: None, SKIPPED_COUNT: None}),
+                             stats.reindex(columns=[*columns, SKIPPED_REASON, SKIPPED_COUNT])], ignore_index=True)
 
-    return payload_sdf.mapInPandas(transform, schema=spark_schema(spec))
+    return transform
+
+
+def _unpack_spark_tagged(payload_sdf, spec: ModelSpec, version_of: VersionOf):
+    schema = f"{spark_schema(spec)}, `{SKIPPED_REASON}` string, `{SKIPPED_COUNT}` bigint"
+    return payload_sdf.mapInPandas(_tagged_transform(spec, version_of), schema=schema)
+
+
+def _processed_rows(tagged, spec: ModelSpec):
+    """The processed rows of a tagged output, one per key: a retried request keeps its first logged answer."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    rows = tagged.where(F.col(SKIPPED_REASON).isNull()).drop(SKIPPED_REASON, SKIPPED_COUNT)
+    first = Window.partitionBy(*KEYS).orderBy(F.col(TIMESTAMP_COLUMN).asc())
+    return (rows.withColumn("_unpack_rank", F.row_number().over(first)).where(F.col("_unpack_rank") == 1)
+            .drop("_unpack_rank").select(*[c.name for c in spec.processed_columns()]))
+
+
+def unpack_spark(payload_sdf, spec: ModelSpec, version_of: VersionOf = version_of_entity):
+    """The same transform on a Spark DataFrame of payload rows (runs per partition with ``mapInPandas``).
+
+    Rows stay in Spark: nothing is collected on the driver. Duplicate keys across partitions (a client retrying a
+    ``client_request_id``) keep the earliest answer, as :func:`unpack_payload` does within one batch.
+    """
+    return _processed_rows(_unpack_spark_tagged(payload_sdf, spec, version_of), spec)
 
 
 SERVED_ENTITIES_TABLE = "system.serving.served_entities"

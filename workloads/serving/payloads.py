@@ -13,12 +13,18 @@ Formats (as Databricks Model Serving and the MLflow scoring server accept them):
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from workloads.errors import MlopsError
@@ -235,3 +241,270 @@ def parse_response(raw: str | bytes | None) -> list | None:
     if isinstance(body, dict) and isinstance(body.get("predictions"), list):
         return body["predictions"]
     return None
+
+
+# --- Bulk parsing (unpacking many logged bodies at once) ------------------------------------------------------------
+# The per-request functions above are the reference: a body the bulk path cannot take whole (an unusual shape, a value
+# of the wrong type, anything orjson rejects) is handed back to the caller to parse one by one with them, so the bulk
+# path changes the speed, never the verdict.
+
+BULK_FEATURE_TYPES = frozenset({"string", "bigint", "int", "double", "float", "boolean"})
+_NUMERIC_KINDS = frozenset({"integer", "floating", "mixed-integer-float", "empty"})
+_INT64_LIMIT = float(2**63)
+
+
+@contextmanager
+def gc_paused():
+    """Pause Python's cyclic garbage collector while millions of small JSON objects are created.
+
+    Parsing allocates container objects only, none of them cyclic; the collector would otherwise rescan every live
+    one over and over (most of the time of a bulk parse of 200k bodies).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@dataclass
+class BulkRows:
+    """Feature rows of many request bodies parsed in bulk.
+
+    Attributes:
+        requests: positions (into the bodies given) of the requests parsed here, ascending.
+        counts: rows of each of those requests.
+        values: one row per example, in request order, one column per spec feature in spec order (raw JSON values,
+            not yet checked against the feature types: see :func:`invalid_values`).
+        others: positions of the bodies to parse one by one with the reference functions (malformed, unusual shape).
+    """
+
+    requests: np.ndarray
+    counts: np.ndarray
+    values: np.ndarray
+    others: list[int]
+
+
+def bulk_supported(spec: ModelSpec) -> bool:
+    """Whether :func:`bulk_feature_rows` can parse this spec's features (timestamps and dates go one by one)."""
+    return all(c.type in BULK_FEATURE_TYPES for c in spec.features)
+
+
+def _object_rows(rows: list, width: int) -> np.ndarray | None:
+    """``rows`` (sequences of ``width`` values) as a 2-D object array, or ``None`` if values are themselves arrays."""
+    try:
+        values = np.array(rows, dtype=object)
+    except ValueError:
+        return None
+    return values if values.shape == (len(rows), width) else None
+
+
+def _positional_group(items: list[tuple[int, list]], width: int, order: list[int] | None, out: list, others: list):
+    """Requests whose rows are arrays (``dataframe_split.data``, positional ``instances``/``inputs``)."""
+    flat = list(chain.from_iterable(rows for _, rows in items))
+    if set(map(type, flat)) == {list} and set(map(len, flat)) == {width} and 0 not in map(len, (r for _, r in items)):
+        good = items  # the common case, checked at C speed
+    else:
+        good = []
+        for pos, rows in items:
+            if rows and all(type(r) is list and len(r) == width for r in rows):
+                good.append((pos, rows))
+            else:
+                others.append(pos)
+        flat = list(chain.from_iterable(rows for _, rows in good))
+    if not good:
+        return
+    values = _object_rows(flat, width)
+    if values is None:  # some value is itself an array: let the reference parser judge those requests
+        others.extend(pos for pos, _ in good)
+        return
+    if order is not None and order != list(range(width)):
+        values = values[:, order]
+    out.append(([pos for pos, _ in good], [len(rows) for _, rows in good], values))
+
+
+def _records_group(items: list[tuple[int, list]], names: list[str], out: list, others: list):
+    """Requests whose rows are objects (``dataframe_records``, ``instances``/``inputs`` as records)."""
+    wanted = set(names)
+    complete: dict[tuple, bool] = {}
+    good = []
+    for pos, rows in items:
+        ok = bool(rows)
+        for row in rows:
+            if type(row) is not dict:
+                ok = False
+                break
+            shape = tuple(row)
+            known = complete.get(shape)
+            if known is None:
+                known = complete[shape] = len(shape) == len(names) and set(shape) == wanted
+            if not known:  # a row lacking or adding columns: the reference decides (it may still be valid)
+                ok = False
+                break
+        if ok:
+            good.append((pos, rows))
+        else:
+            others.append(pos)
+    if not good:
+        return
+    getter = itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    values = _object_rows(list(map(getter, chain.from_iterable(rows for _, rows in good))), len(names))
+    if values is None:
+        others.extend(pos for pos, _ in good)
+        return
+    out.append(([pos for pos, _ in good], [len(rows) for _, rows in good], values))
+
+
+def _columns_group(items: list[tuple[int, dict]], names: list[str], out: list, others: list):
+    """Requests whose ``inputs`` are columns (name -> array of values)."""
+    wanted = set(names)
+    good = []
+    for pos, columns in items:
+        lengths = {len(v) if type(v) is list else -1 for v in columns.values()}
+        if len(columns) == len(names) and set(columns) == wanted and len(lengths) == 1 and min(lengths) > 0:
+            good.append((pos, columns, lengths.pop()))
+        else:
+            others.append(pos)
+    if not good:
+        return
+    total = sum(n for _, _, n in good)
+    values = np.empty((total, len(names)), dtype=object)
+    for j, name in enumerate(names):
+        values[:, j] = np.fromiter(chain.from_iterable(columns[name] for _, columns, _ in good), dtype=object,
+                                   count=total)
+    out.append(([pos for pos, _, _ in good], [n for _, _, n in good], values))
+
+
+def bulk_feature_rows(bodies: Sequence, spec: ModelSpec) -> BulkRows:
+    """Parse many request bodies at once (orjson) into one 2-D array of feature values.
+
+    Bodies of the common shapes are parsed here, grouped by format; every other body (not JSON to orjson, several or
+    no input keys, ragged or partial rows, columns that are not exactly the features, no rows) is listed in
+    ``others`` for the per-request reference path (:func:`decode_body`, :func:`raw_columns`, :func:`conform_columns`),
+    which gives it the same verdict as the endpoint.
+    """
+    names = spec.feature_names
+    formats, envelope = set(FORMATS), set(ENVELOPE_KEYS)
+    split_groups: dict[tuple, list] = {}
+    positional: list = []
+    records: list = []
+    columns: list = []
+    others: list[int] = []
+    last_columns, last_group = None, None  # bodies of one client repeat the same column list
+    with gc_paused():
+        for pos, raw in enumerate(bodies):
+            try:
+                body = orjson.loads(raw)
+            except (orjson.JSONDecodeError, TypeError):
+                others.append(pos)
+                continue
+            if type(body) is not dict:
+                others.append(pos)
+                continue
+            fmt = None
+            for key in body:
+                if key in formats and fmt is None:
+                    fmt = key
+                elif key not in envelope:
+                    fmt = None
+                    break
+            content = body.get(fmt) if fmt is not None else None
+            if fmt == "dataframe_split":
+                names_in = content.get("columns") if type(content) is dict else None
+                if type(names_in) is list and type(content.get("data")) is list:
+                    if names_in != last_columns:
+                        try:
+                            last_group = split_groups.setdefault(tuple(names_in), [])
+                        except TypeError:  # unhashable column names
+                            others.append(pos)
+                            continue
+                        last_columns = names_in
+                    last_group.append((pos, content["data"]))
+                    continue
+            elif type(content) is list and content:
+                (records if type(content[0]) is dict else positional).append((pos, content))
+                continue
+            elif fmt == "inputs" and type(content) is dict:
+                columns.append((pos, content))
+                continue
+            others.append(pos)
+        parsed: list = []
+        for cols, items in split_groups.items():
+            if len(set(cols)) == len(cols) == len(names) and set(cols) == set(names):
+                _positional_group(items, len(names), [cols.index(n) for n in names], parsed, others)
+            else:
+                others.extend(pos for pos, _ in items)
+        _positional_group(positional, len(names), None, parsed, others)
+        _records_group(records, names, parsed, others)
+        _columns_group(columns, names, parsed, others)
+    if not parsed:
+        return BulkRows(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64),
+                        np.empty((0, len(names)), dtype=object), sorted(others))
+    requests = np.concatenate([np.asarray(p, dtype=np.int64) for p, _, _ in parsed])
+    counts = np.concatenate([np.asarray(c, dtype=np.int64) for _, c, _ in parsed])
+    values = np.concatenate([v for _, _, v in parsed]) if len(parsed) > 1 else parsed[0][2]
+    if len(parsed) > 1:  # back to request order, rows of a request kept together and in order
+        by_request = np.argsort(requests, kind="stable")
+        row_order = np.argsort(np.repeat(requests, counts), kind="stable")
+        requests, counts, values = requests[by_request], counts[by_request], values[row_order]
+    return BulkRows(requests, counts, values, sorted(others))
+
+
+def invalid_values(values: np.ndarray, col_type: str) -> np.ndarray:
+    """Which of a column's raw JSON values :func:`conform_columns` would reject for a feature of ``col_type``.
+
+    Vectorised for the common case (a column whose values all have the expected kind); a column with any odd value
+    is checked value by value with the reference rules.
+    """
+    kind = pd.api.types.infer_dtype(values, skipna=True)
+    if col_type in _INT_TYPES or col_type in _FLOAT_TYPES:
+        if kind in ("integer", "empty") or (kind in _NUMERIC_KINDS and col_type in _FLOAT_TYPES):
+            return np.zeros(len(values), dtype=bool)
+        if kind in _NUMERIC_KINDS:  # floats for an integer column: whole numbers only
+            floats = values.astype(np.float64)
+            return ~(np.isnan(floats) | ((floats == np.floor(floats)) & (np.abs(floats) < _INT64_LIMIT)))
+        return np.fromiter((not _valid_number(v, col_type) for v in values), dtype=bool, count=len(values))
+    if col_type == "string":
+        if kind in ("string", "empty"):
+            return np.zeros(len(values), dtype=bool)
+        return np.fromiter((not (isinstance(v, str) or _is_missing(v)) for v in values), dtype=bool, count=len(values))
+    if col_type == "boolean":
+        if kind in ("boolean", "empty"):
+            return np.zeros(len(values), dtype=bool)
+        return np.fromiter((not (isinstance(v, bool) or _is_missing(v)) for v in values), dtype=bool, count=len(values))
+    raise PayloadError(f"bulk parsing does not handle {col_type} columns; parse them one request at a time")
+
+
+def _valid_number(value: Any, col_type: str) -> bool:
+    if _is_missing(value):
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if col_type in _INT_TYPES and isinstance(value, float):
+        return value.is_integer() and abs(value) < _INT64_LIMIT
+    return True
+
+
+def bulk_predictions(responses: Sequence, counts: Sequence[int]) -> tuple[list, np.ndarray]:
+    """The ``predictions`` of many logged responses (orjson), and which had exactly the expected number.
+
+    Returns:
+        The predictions of the responses that matched, concatenated in order, and a mask of those responses. A
+        response that is not a JSON object with a ``predictions`` list of ``counts[i]`` values is left to
+        :func:`parse_response` by the caller.
+    """
+    matched = np.zeros(len(responses), dtype=bool)
+    values: list = []
+    with gc_paused():
+        for i, (raw, n) in enumerate(zip(responses, counts, strict=True)):
+            try:
+                body = orjson.loads(raw)
+            except (orjson.JSONDecodeError, TypeError):
+                continue
+            predictions = body.get("predictions") if type(body) is dict else None
+            if type(predictions) is list and len(predictions) == n:
+                values.extend(predictions)
+                matched[i] = True
+    return values, matched
