@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from itertools import chain
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -395,9 +395,25 @@ def _watermark(tables: Tables, name: str, source: str) -> int | None:
     return None if state.empty else int(state["processed_version"].iloc[0])
 
 
+# What unpacking reads of a payload row (the AI Gateway inference table has more columns).
+PAYLOAD_READ_COLUMNS = [PAYLOAD_REQUEST_ID, "client_request_id", "request_time", "status_code", "request", "response",
+                        "served_entity_id", "logging_error_codes"]
+# A client retrying a client_request_id within this long of its first logged answer is the same request (its examples
+# are not inserted twice); the processed-table MERGE looks up existing keys only this far back from the new rows, so
+# its cost follows the new rows, not the table.
+RETRY_WINDOW = timedelta(days=1)
+
+
 def unpack(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
            version_of: VersionOf | None = None) -> UnpackResult:
     """Unpack the payload rows added since the last run into the processed table (exactly once).
+
+    Reads only the payload rows inserted after the watermark (:meth:`~workloads.ports.tables.LocalTables.read_changes`:
+    the data files added since that version locally; the change data feed or a version anti join in Spark on
+    Databricks, where the rows never leave Spark and the transform runs per partition). Exactly once: processed rows are
+    inserted only for keys ``(request_id, example_id)`` not yet present (insert-only MERGE), and the watermark moves to
+    the version read only after that MERGE committed. A crash in between makes the next run read those rows again and
+    insert none of them twice; a retried request keeps its first answer.
 
     Args:
         settings: which catalog/schema and backend.
@@ -416,27 +432,54 @@ def unpack(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
     if not tables.exists(payload_name):
         raise UnpackError(f"payload table {payload_name} does not exist yet; serve the model and send traffic "
                           f"first (mlops serve --model {spec.name}; mlops traffic --model {spec.name})")
-    current = tables.version(payload_name)
     last = _watermark(tables, state_name, payload_name)
-    if last is not None and last >= current:
-        return UnpackResult(0, 0, dict.fromkeys(SKIP_REASONS, 0), last, current)
-    payload = tables.read(payload_name, version=current)
-    if last is not None:
-        seen = tables.read(payload_name, columns=[PAYLOAD_REQUEST_ID], version=last)[PAYLOAD_REQUEST_ID]
-        payload = payload[~payload[PAYLOAD_REQUEST_ID].isin(set(seen))]
+    changes = tables.read_changes(payload_name, key=PAYLOAD_REQUEST_ID, after_version=last,
+                                  columns=PAYLOAD_READ_COLUMNS)
+    if last is not None and last >= changes.version:
+        return UnpackResult(0, 0, dict.fromkeys(SKIP_REASONS, 0), last, changes.version)
     # Databricks' served-entity ids resolve through the system table; the local endpoint's ids (and any id the
     # table lacks) through our served-entity naming.
     version_of = version_of or served_entity_resolver(tables)
-    batch = unpack_payload(payload, spec, version_of)
-    written = 0
-    if not batch.frame.empty:
-        metrics = tables.merge(processed_name, batch.frame, keys=KEYS, update=False)
-        written = int(metrics.get("num_target_rows_inserted", 0))
+    if isinstance(changes.rows, pd.DataFrame):
+        batch = unpack_payload(changes.rows, spec, version_of)
+        payload_rows, skipped, written = batch.payload_rows, batch.skipped, 0
+        if not batch.frame.empty:
+            written = tables.insert_new(processed_name, batch.frame, keys=KEYS,
+                                        since=_retry_bound(batch.frame[TIMESTAMP_COLUMN].min()))
+    else:
+        payload_rows, skipped, written = _unpack_in_spark(tables, changes.rows, spec, processed_name, version_of)
     tables.merge(state_name, pd.DataFrame({
         "source_table": [payload_name],
-        "processed_version": [current],
-        "payload_rows": [batch.payload_rows],
+        "processed_version": [changes.version],
+        "payload_rows": [payload_rows],
         "examples_written": [written],
         "updated_at": [datetime.now(UTC)],
     }), keys=["source_table"], update=True)
-    return UnpackResult(batch.payload_rows, written, batch.skipped, last, current)
+    return UnpackResult(payload_rows, written, skipped, last, changes.version)
+
+
+def _retry_bound(earliest) -> tuple[str, pd.Timestamp] | None:
+    """The processed-table MERGE's lookup bound: existing keys can only be this recent (see :data:`RETRY_WINDOW`)."""
+    return None if earliest is None or pd.isna(earliest) else (TIMESTAMP_COLUMN, pd.Timestamp(earliest) - RETRY_WINDOW)
+
+
+def _unpack_in_spark(tables: Tables, payload_sdf, spec: ModelSpec, processed_name: str,
+                     version_of: VersionOf) -> tuple[int, dict[str, int], int]:
+    """Unpack a Spark DataFrame of new payload rows into the processed table without collecting them.
+
+    The driver receives only bounded results: the statistics rows (one per count), the earliest request time, and
+    the MERGE's metrics row.
+    """
+    from pyspark.sql import functions as F
+
+    tagged = _unpack_spark_tagged(payload_sdf, spec, version_of)
+    stats = (tagged.where(F.col(SKIPPED_REASON).isNotNull()).groupBy(SKIPPED_REASON)
+             .agg(F.sum(SKIPPED_COUNT).alias("rows")).collect())
+    counts = {row[SKIPPED_REASON]: int(row["rows"]) for row in stats}
+    skipped = {reason: counts.get(reason, 0) for reason in SKIP_REASONS}
+    earliest = payload_sdf.agg(F.min("request_time").alias("earliest")).collect()[0]["earliest"]
+    written = 0
+    if earliest is not None:
+        written = tables.insert_new(processed_name, _processed_rows(tagged, spec), keys=KEYS,
+                                    since=_retry_bound(earliest))
+    return counts.get("payload_rows", 0), skipped, written

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -32,6 +33,29 @@ def split_name(name: str) -> tuple[str, str, str]:
     return match.group(1), match.group(2), match.group(3)
 
 
+@dataclass(frozen=True)
+class TableChanges:
+    """The rows a table gained between two versions (see ``read_changes``).
+
+    Attributes:
+        rows: the inserted rows: a pandas DataFrame locally; on Spark a DataFrame that stays in Spark (never collected).
+        after_version: the version the rows were inserted after (exclusive); ``None``: the whole table.
+        version: the version read up to (inclusive); the next read starts after it.
+    """
+
+    rows: Any
+    after_version: int | None
+    version: int
+
+
+def _since_clause(since: tuple[str, Any] | None, literal) -> str:
+    """`` AND t.`col` >= <literal>`` restricting a MERGE's target rows, or nothing."""
+    if since is None:
+        return ""
+    column, value = since
+    return f" AND t.`{column}` >= {literal(pd.Timestamp(value))}"
+
+
 class Tables(Protocol):
     """What the workloads need from tables."""
 
@@ -42,6 +66,9 @@ class Tables(Protocol):
     def delete(self, name: str, predicate: str) -> int: ...
     def version(self, name: str) -> int: ...
     def drop(self, name: str) -> None: ...
+    def read_changes(self, name: str, key: str, after_version: int | None = None,
+                     columns: Sequence[str] | None = None) -> TableChanges: ...
+    def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None) -> int: ...
 
 
 def _to_arrow(df: pd.DataFrame) -> pa.Table:
@@ -131,6 +158,56 @@ class LocalTables:
     def drop(self, name: str) -> None:
         shutil.rmtree(self.path(name), ignore_errors=True)
 
+    def read_changes(self, name: str, key: str, after_version: int | None = None,
+                     columns: Sequence[str] | None = None) -> TableChanges:
+        """The rows inserted into a table after ``after_version``, up to its current version.
+
+        Reads only the data files added since ``after_version`` (the difference of the two versions' file lists in the
+        transaction log), so the cost follows the new data, not the table. Rows that a later commit merely rewrote (an
+        update, a compaction, a MERGE rewriting a file) are not new: rows whose ``key`` was in a file removed since
+        ``after_version`` are dropped. ``after_version`` ``None`` reads the whole table. Works with or without the
+        change data feed (the local payload writer does not enable it).
+        """
+        from deltalake import DeltaTable
+
+        current = self._table(name)
+        version = int(current.version())
+        wanted = list(dict.fromkeys([*columns, key])) if columns else None
+        if after_version is None:
+            rows = current.to_pyarrow_table(columns=wanted)
+        elif after_version >= version:
+            rows = current.to_pyarrow_dataset().schema.empty_table()
+            rows = rows.select(wanted) if wanted else rows
+        else:
+            before = DeltaTable(str(self.path(name)), version=after_version)
+            now_files, before_files = _data_files(current), _data_files(before)
+            rows = _read_files(current, now_files - before_files, wanted)
+            gone = before_files - now_files
+            if gone and rows.num_rows:
+                import pyarrow.compute as pc
+
+                rewritten = _read_files(before, gone, [key]).column(key).combine_chunks()
+                rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=rewritten)))
+        frame = rows.to_pandas()
+        return TableChanges(frame[list(columns)] if columns else frame, after_version, version)
+
+    def insert_new(self, name: str, df: pd.DataFrame, keys: Sequence[str], since: tuple[str, Any] | None = None) -> int:
+        """Insert the rows of ``df`` whose ``keys`` the table does not hold yet (an insert-only MERGE); returns how many.
+
+        ``since=(column, value)`` looks for existing keys only among rows with ``column >= value``: the MERGE then
+        skips every file whose statistics end before ``value`` (the caller guarantees older rows cannot share keys).
+        """
+        if not self.exists(name):
+            self.write(name, df, mode="append")
+            return len(df)
+        if df.empty:
+            return 0
+        predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        predicate += _since_clause(since, lambda ts: f"'{ts.tz_convert('UTC').isoformat()}'")
+        metrics = (self._table(name).merge(_to_arrow(df), predicate=predicate, source_alias="s", target_alias="t")
+                   .when_not_matched_insert_all().execute())
+        return int(metrics.get("num_target_rows_inserted", 0))
+
 
 class SparkTables:
     """Unity Catalog tables through a Spark session (Databricks runtime or local pyspark)."""
@@ -204,6 +281,72 @@ class SparkTables:
     def drop(self, name: str) -> None:
         split_name(name)
         self.spark.sql(f"DROP TABLE IF EXISTS {name}")
+
+    def _change_data_feed(self, name: str) -> bool:
+        """Whether the table records its change data feed (``delta.enableChangeDataFeed``)."""
+        properties = {row[0]: row[1] for row in self.spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+        return str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
+
+    def read_changes(self, name: str, key: str, after_version: int | None = None,
+                     columns: Sequence[str] | None = None) -> TableChanges:
+        """The rows inserted after ``after_version``, up to the current version, as a Spark DataFrame (not collected).
+
+        With the change data feed on the table, only the ``insert`` change rows of the versions in between are read
+        (``readChangeFeed`` with ``startingVersion``/``endingVersion``:
+        https://docs.databricks.com/aws/en/delta/delta-change-data-feed). Databricks documents AI Gateway inference
+        tables as Unity Catalog Delta tables without saying that the feed is on
+        (https://docs.databricks.com/aws/en/ai-gateway/inference-tables), so without it the rows of the current
+        version whose ``key`` the older version lacks are read: a left anti join that runs in Spark and whose cost
+        follows the table, not the new rows (enable the feed on the table to make it incremental).
+        """
+        self._require(name)
+        version = self.version(name)
+        if after_version is None:
+            rows = self.spark.sql(f"SELECT * FROM {name} VERSION AS OF {version}")
+        elif after_version >= version:
+            rows = self.spark.table(name).limit(0)
+        elif self._change_data_feed(name):
+            rows = (self.spark.read.format("delta").option("readChangeFeed", "true")
+                    .option("startingVersion", after_version + 1).option("endingVersion", version).table(name)
+                    .where("_change_type = 'insert'").drop("_change_type", "_commit_version", "_commit_timestamp"))
+        else:
+            known = self.spark.sql(f"SELECT `{key}` FROM {name} VERSION AS OF {int(after_version)}")
+            rows = self.spark.sql(f"SELECT * FROM {name} VERSION AS OF {version}").join(known, on=key, how="left_anti")
+        return TableChanges(rows.select(*columns) if columns else rows, after_version, version)
+
+    def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None) -> int:
+        """Insert the rows of ``df`` (pandas, or a Spark DataFrame kept in Spark) whose ``keys`` are new; see
+        :meth:`LocalTables.insert_new`. Only the MERGE's one metrics row reaches the driver."""
+        source = df if hasattr(df, "createOrReplaceTempView") else self._frame(df)
+        if not self.exists(name):
+            source.write.saveAsTable(name)
+            return int(self.spark.table(name).count())
+        view = f"_mlops_insert_{split_name(name)[2]}"
+        source.createOrReplaceTempView(view)
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        on += _since_clause(since, lambda ts: f"TIMESTAMP '{ts.tz_convert('UTC').strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'")
+        rows = self.spark.sql(f"MERGE INTO {name} AS t USING {view} AS s ON {on} WHEN NOT MATCHED THEN INSERT *").collect()
+        return int(rows[0].asDict().get("num_inserted_rows", 0)) if rows else 0
+
+
+def _data_files(table) -> set[str]:
+    """Paths (relative to the table) of the data files of one version of a Delta table."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    return set(actions.column("path").to_pylist()) if actions.num_rows else set()
+
+
+def _read_files(table, paths: set[str], columns: list[str] | None) -> pa.Table:
+    """The rows of some data files of a Delta table version, in that version's schema (partition values included)."""
+    dataset = table.to_pyarrow_dataset()
+    root = table.table_uri.removeprefix("file://").rstrip("/")
+    fragments = [f for f in dataset.get_fragments() if f.path.removeprefix(root).lstrip("/") in paths]
+    if len(fragments) != len(paths):
+        raise MlopsError(f"{len(paths) - len(fragments)} data file(s) of {table.table_uri} are missing from its "
+                         "version's file list; cannot read the rows added between versions")
+    import pyarrow.dataset as ds
+
+    subset = ds.FileSystemDataset(fragments, dataset.schema, dataset.format, dataset.filesystem)
+    return subset.to_table(columns=columns)
 
 
 def get_tables(settings: Settings) -> Tables:
