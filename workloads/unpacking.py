@@ -477,9 +477,10 @@ def _unpack_in_spark(tables: Tables, payload_sdf, spec: ModelSpec, processed_nam
              .agg(F.sum(SKIPPED_COUNT).alias("rows")).collect())
     counts = {row[SKIPPED_REASON]: int(row["rows"]) for row in stats}
     skipped = {reason: counts.get(reason, 0) for reason in SKIP_REASONS}
-    earliest = payload_sdf.agg(F.min("request_time").alias("earliest")).collect()[0]["earliest"]
+    # epoch microseconds: independent of the session time zone that collected timestamps would be naive in
+    earliest = payload_sdf.agg(F.unix_micros(F.min("request_time")).alias("us")).collect()[0]["us"]
     written = 0
     if earliest is not None:
         written = tables.insert_new(processed_name, _processed_rows(tagged, spec), keys=KEYS,
-                                    since=_retry_bound(earliest))
+                                    since=_retry_bound(pd.Timestamp(int(earliest), unit="us", tz="UTC")))
     return counts.get("payload_rows", 0), skipped, written
