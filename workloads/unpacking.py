@@ -18,9 +18,9 @@ Spark ``mapInPandas`` (:func:`unpack_spark`), so both runtimes share it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from itertools import chain
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain, pairwise
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,8 @@ from workloads.serving.payloads import (
     bulk_predictions,
     bulk_supported,
     conform_columns,
-    gc_paused,
     decode_body,
+    gc_paused,
     invalid_values,
     parse_response,
     raw_columns,
@@ -306,7 +306,7 @@ def _unpack_payload(payload: pd.DataFrame, spec: ModelSpec, version_of: VersionO
 def _split(values: list, counts: np.ndarray) -> list[list]:
     """``values`` cut into consecutive pieces of ``counts`` items."""
     bounds = np.concatenate([[0], np.cumsum(counts)])
-    return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [values[a:b] for a, b in pairwise(bounds)]
 
 
 SKIPPED_REASON = "_unpack_skipped"  # in the tagged Spark output: which count a statistics row carries

@@ -2,7 +2,8 @@
 
     uv run python tests/benchmarks/run.py [--quick] [NAME ...]
 
-NAME is a benchmark's short name (``infra``, ``serving``, ``monitor``); default: all. Each runs in its own
+NAME is a benchmark's short name (the file ``bench_<NAME>.py``: ``infra``, ``serving``, ``monitor``,
+``drift_evidence``, ``scale``); default: all. Each runs in its own
 process so one benchmark's memory and imports do not colour another's numbers.
 """
 

@@ -72,7 +72,7 @@ def _examples(ids, rows=2) -> list[str]:
 
 
 def test_each_run_reads_exactly_the_rows_added_since_the_watermark(settings, spec, payload, monkeypatch):
-    payload(range(0, 10))
+    payload(range(10))
     first = unpack(settings, spec)
     assert (first.payload_rows, first.examples_written, first.from_version, first.to_version) == (10, 20, None, 0)
 
@@ -94,7 +94,7 @@ def test_each_run_reads_exactly_the_rows_added_since_the_watermark(settings, spe
 
 
 def test_labels_and_compaction_between_runs_do_not_make_old_rows_new(settings, spec, payload):
-    payload(range(0, 6))
+    payload(range(6))
     unpack(settings, spec)
     tables = LocalTables(settings.warehouse)
     payload_name = settings.table(spec.payload_table)
@@ -119,7 +119,7 @@ def test_a_retried_request_keeps_its_first_answer_across_runs(settings, spec, pa
 
 
 def test_a_crash_between_the_merge_and_the_watermark_is_still_exactly_once(settings, spec, payload):
-    payload(range(0, 5))
+    payload(range(5))
     unpack(settings, spec)
     payload(range(5, 9))
     flaky = CrashAfterMerge(settings.warehouse, settings.table(state_table(spec)))

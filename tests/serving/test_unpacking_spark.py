@@ -129,7 +129,7 @@ def test_databricks_unpack_never_brings_traffic_to_the_driver(spark, home, spec,
     for name in (payload_name, f"{payload_name}_v0", processed_name, settings.table(f"{spec.name}_unpack_state")):
         spark.sql(f"DROP TABLE IF EXISTS {name}")
     schema = _spark_payload_schema()
-    first, later = _payload_rows(spec, holdout, range(0, 200)), _payload_rows(spec, holdout, range(200, 300))
+    first, later = _payload_rows(spec, holdout, range(200)), _payload_rows(spec, holdout, range(200, 300))
     spark.createDataFrame(first, schema).write.saveAsTable(f"{payload_name}_v0")
     spark.createDataFrame(first, schema).union(spark.createDataFrame(later, schema)).repartition(3) \
         .write.saveAsTable(payload_name)
