@@ -181,16 +181,24 @@ def register(app: typer.Typer) -> None:
                                                   help="Simulated time ahead for the in-process endpoint.")) -> None:
         """Send drifted, labelled traffic through the endpoint (tagged, so reset can remove it)."""
         from workloads.drift import simulate as run_simulation
-        from workloads.serving.running import running_url
+        from workloads.serving.running import record_path, running_url
         from workloads.specs import load_spec
+        from workloads.traffic import TrafficError
 
         settings = state.settings()
+        source = "--url"
         if url is None and (url := running_url(settings, model)):
+            source = f"the running `mlops serve` recorded in {record_path(settings, model)}"
             # Two endpoints must not write one payload table: send to the running one (its own clock).
             console.print(f"sending to the running `mlops serve` at {url} (--days-ahead applies only to an "
                           "in-process endpoint; stop `mlops serve` to simulate a later day)", soft_wrap=True)
-        with step(f"Simulating {kind} drift on {model}"):
-            result = run_simulation(settings, load_spec(model), kind, requests, batch_size, url, days_ahead)
+        try:
+            with step(f"Simulating {kind} drift on {model}"):
+                result = run_simulation(settings, load_spec(model), kind, requests, batch_size, url, days_ahead)
+        except TrafficError as exc:
+            if url is None:
+                raise
+            raise TrafficError(f"{exc} (the URL came from {source})") from None
         console.print(f"simulation {result.simulation_id}: {result.requests} requests, {result.rows} rows, "
                       f"{result.failed} failed, at {result.request_time:%Y-%m-%d %H:%M} UTC")
 
