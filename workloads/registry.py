@@ -132,9 +132,17 @@ def version_info(settings: Settings, spec: ModelSpec | str, version: int) -> Ver
 
 
 def list_versions(settings: Settings, spec: ModelSpec | str) -> list[VersionInfo]:
+    """Every version of the model, oldest first, with its tags and aliases.
+
+    Unity Catalog's search answers versions without tags or aliases (MLflow's ``ModelVersionSearch`` raises on
+    both), so there each version found is read once more, as Databricks' Get Model Version does
+    (https://docs.databricks.com/api/uc-registered-models/v1/get-model-version).
+    """
     client = _client(settings)
     name = model_name(settings, spec)
     versions = client.search_model_versions(f"name = '{name}'")
+    if settings.registry_uri.startswith("databricks-uc"):
+        versions = [client.get_model_version(name, str(v.version)) for v in versions]
     return sorted((_info(v) for v in versions), key=lambda v: v.version)
 
 

@@ -33,6 +33,7 @@ class ModelStatus:
     verdict: dict | None = None
     promotion: dict | None = None
     alert: dict | None = None
+    alert_note: str = ""  # why there is no alert to show, when that is not simply "none yet"
     problems: list[str] = field(default_factory=list)
 
 
@@ -40,10 +41,16 @@ def endpoint_state(settings: Settings, spec: ModelSpec, client=None) -> Endpoint
     """The endpoint's URL, whether it is up, and the versions it serves."""
     from databricks.sdk.errors import DatabricksError
 
-    from workloads.serving.databricks import endpoint_status
+    from workloads.errors import MlopsError
+    from workloads.serving.databricks import endpoint_status, workspace_client
 
     url = None
-    if settings.backend != "databricks" and client is None:
+    if settings.backend == "databricks" and client is None:
+        try:
+            client = workspace_client(settings)  # built here, so its host names the endpoint's URL
+        except MlopsError as exc:  # no Databricks auth: the endpoint is unknown, the rest of the status stands
+            return EndpointState(None, "unknown", detail=str(exc))
+    elif client is None:
         from databricks.sdk import WorkspaceClient
 
         from workloads.serving.running import running_url
@@ -91,4 +98,22 @@ def model_status(settings: Settings, spec: ModelSpec, client=None) -> ModelStatu
     alerts = [a for a in read_outbox(settings.home, model=spec.name) if a.env == settings.env]
     if alerts:
         status.alert = alerts[-1].model_dump(mode="json")
+    else:
+        status.alert_note = _outbox_note(settings)
     return status
+
+
+def _outbox_note(settings: Settings) -> str:
+    """Why no alert is shown when alerts are not kept in this home's outbox (off by default on Databricks)."""
+    from workloads.alerts.outbox import OutboxDestination, outbox_path
+    from workloads.alerts.send import destinations_from_settings
+    from workloads.errors import MlopsError
+
+    try:
+        kept = any(isinstance(d, OutboxDestination) for d in destinations_from_settings(settings))
+    except MlopsError as exc:
+        return f"none readable: {exc}"
+    if kept:
+        return ""
+    return (f"not kept here: the outbox is off, alerts go to the configured email, webhooks or SNS "
+            f"(MLOPS_ALERT_OUTBOX=true also keeps them in {outbox_path(settings.home)})")

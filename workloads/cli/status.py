@@ -53,7 +53,9 @@ def _promotion(status) -> str:
 
 def _alert(status) -> str:
     a = status.alert
-    return escape(f"{a['kind']} at {a['time'][:19]}: {a['summary']}") if a else "none"
+    if not a:
+        return escape(status.alert_note or "none")
+    return escape(f"{a['kind']} at {a['time'][:19]}: {a['summary']}")
 
 
 def register(app: typer.Typer) -> None:
