@@ -100,3 +100,21 @@ def test_ui_exits_non_zero_when_the_mlflow_server_fails(home):
                            str(free_port())], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1
     assert "the server exited with code 1" in proc.stdout
+
+
+def test_a_pydantic_validation_error_reaching_the_cli_is_one_line(home, monkeypatch, capsys):
+    from pydantic import BaseModel
+
+    class Window(BaseModel):
+        days: int
+        granularity: str
+
+    def refuse(settings, spec, client=None):
+        Window(days="many", granularity=None)  # a value pydantic refuses deep inside a command
+
+    monkeypatch.setattr("workloads.status.model_status", refuse)
+    assert main(["status", "-m", "bakehouse_autolog"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == ("error: days: Input should be a valid integer, unable to parse string as an "
+                                    "integer; granularity: Input should be a valid string")
+    assert "ValidationError" not in captured.out + captured.err and "Traceback" not in captured.out + captured.err
