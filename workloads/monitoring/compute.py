@@ -55,7 +55,8 @@ class MetricTables:
 
 
 def compute_metrics(data: MonitorData, granularity: str | Granularity, windows: set[int] | None = None,
-                    exact_pvalues: bool = False, baseline_window: tuple[int, int] | None = None) -> MetricTables:
+                    exact_pvalues: bool = False, baseline_profile: bool = True, monitor_version: int = 0,
+                    logging_table_commit_version: int | None = None) -> MetricTables:
     """Profile and drift rows for one granularity.
 
     Args:
@@ -64,26 +65,30 @@ def compute_metrics(data: MonitorData, granularity: str | Granularity, windows: 
         windows: window starts (epoch ns) to emit; ``None`` emits every window. The input must also hold the
             rows of each emitted window's previous window for CONSECUTIVE drift.
         exact_pvalues: KS p-values exactly as scipy's ``ks_2samp`` instead of the fast method.
-        baseline_window: (start, end) epoch ns stamped on BASELINE profile rows; default: the span of the
-            input's windows.
+        baseline_profile: emit the BASELINE profile rows. They belong to no window or granularity (both null, as
+            Databricks writes them), so a refresh of several granularities emits them once.
+        monitor_version: the monitor configuration's version, stamped on every row.
+        logging_table_commit_version: the Delta version of the monitored table the rows were computed from,
+            stamped on every profile row.
     """
     # The metric rows are thousands of small dicts: without this, they trigger full collections that scan the
     # whole heap (the input frames included) - up to ~0.1 s per 1M-row refresh. Nothing here makes cycles.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _compute_metrics(data, granularity, windows, exact_pvalues, baseline_window)
+        stamps = {"monitor_version": monitor_version, "logging_table_commit_version": logging_table_commit_version}
+        return _compute_metrics(data, granularity, windows, exact_pvalues, baseline_profile, stamps)
     finally:
         if collecting:
             gc.enable()
 
 
 def _compute_metrics(data: MonitorData, granularity: str | Granularity, windows: set[int] | None,
-                     exact_pvalues: bool, baseline_window: tuple[int, int] | None) -> MetricTables:
+                     exact_pvalues: bool, baseline_profile: bool, stamps: dict) -> MetricTables:
     gran = granularity if isinstance(granularity, Granularity) else parse_granularity(granularity)
     profile, drift, pending = Rows(PROFILE_SCHEMA), Rows(DRIFT_SCHEMA), PendingDrift()
     _compute_slice(data, data.inputs, data.baseline, gran, windows, pending, None, None, profile, drift,
-                   baseline_window)
+                   baseline_profile, stamps)
     for key in data.spec.slices:
         codes = data.inputs.codes.get(key)
         if codes is None:
@@ -97,14 +102,14 @@ def _compute_metrics(data: MonitorData, granularity: str | Granularity, windows:
             if data.baseline is not None:
                 base = data.baseline.subset(data.baseline.codes[key] == code)
             _compute_slice(data, rows, base, gran, windows, pending, key, str(data.categories[key][code]),
-                           profile, drift, baseline_window)
+                           profile, drift, baseline_profile, stamps)
     pending.resolve(exact_pvalues, drift)
     return MetricTables(profile.to_arrow(), drift.to_arrow())
 
 
 def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gran: Granularity,
                    windows: set[int] | None, pending: PendingDrift, slice_key, slice_value, profile: Rows, drift: Rows,
-                   baseline_window: tuple[int, int] | None = None) -> None:
+                   baseline_profile: bool, stamps: dict) -> None:
     if rows.n == 0:
         return
     n_versions = max(len(data.versions), 1)
@@ -155,7 +160,9 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
     finally:
         if background is not None:
             background.shutdown()
-    common = {"granularity": gran.text, "slice_key": slice_key, "slice_value": slice_value}
+    common = {"granularity": gran.text, "slice_key": slice_key, "slice_value": slice_value,
+              "monitor_version": stamps["monitor_version"]}
+    logged = {"logging_table_commit_version": stamps["logging_table_commit_version"]}
     consecutive, against_baseline = [], []
     for w in range(n_windows):
         start = int(window_starts[w])
@@ -173,7 +180,7 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
             if g is None:
                 continue
             keys = {**common, "window": win, MODEL_ID_COLUMN: version}
-            emit_profile(profile, data, g, {**keys, "log_type": INPUT})
+            emit_profile(profile, data, g, {**keys, **logged, "log_type": INPUT})
             if g_prev is not None:
                 consecutive.append((g, g_prev, {**keys, "window_cmp": prev_win, "drift_type": CONSECUTIVE}))
             target = g_base if g_base is not None else baseline_all
@@ -194,9 +201,8 @@ def _compute_slice(data: MonitorData, rows: Rowset, base_rows: Rowset | None, gr
         for i, (g, _, keys) in enumerate(items):
             emit_drift(data, g, target, keys, pending,
                         {name: located[name][i] for name in located} or None, kind="base")
-    if baseline_all is not None and (windows is None or windows):
-        span = window_struct(*(baseline_window or (int(window_starts[0]), int(ends[-1]))))
-        keys = {**common, "window": span, "log_type": BASELINE}
+    if baseline_profile and baseline_all is not None and (windows is None or windows):
+        keys = {**common, **logged, "window": None, "granularity": None, "log_type": BASELINE}
         for v, g in baseline_groups.items():
             emit_profile(profile, data, g, {**keys, MODEL_ID_COLUMN: data.versions[v]})
         emit_profile(profile, data, baseline_all, {**keys, MODEL_ID_COLUMN: ALL_MODELS})

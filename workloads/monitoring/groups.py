@@ -31,6 +31,7 @@ class GroupStats:
     # (column, "base" | "prev") -> (ks statistic, wasserstein, psi) from the one-pass column kernel; None when
     # the pairs are computed one by one (numpy path)
     drift: dict | None = None
+    non_null: list[str] | None = None  # monitored columns with a non-null value (metric_rows.non_null_columns)
 
     def profile(self, name: str) -> stats.NumericProfile:
         if name not in self._profiles:

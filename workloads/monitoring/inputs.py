@@ -91,6 +91,7 @@ class MonitorData:
     baseline: Rowset | None
     _categories: dict[str, np.ndarray] | _Deferred = field(default_factory=dict)
     versions: list[str] = field(default_factory=list)
+    category_lengths: dict[str, np.ndarray] = field(default_factory=dict)  # string column -> length per category
 
     @property
     def categories(self) -> dict[str, np.ndarray]:

@@ -411,11 +411,12 @@ def _ranked_pair(av, a_le, bv, bcum, nbins):
     return d, w, counts
 
 
-def _segment_summaries(values, off, levels, nbins, res, quantiles, distinct, psi, cum):
+def _segment_summaries(values, off, levels, nbins, res, quantiles, distinct, zeros, psi, cum):
     """Per sorted segment ``values[off[g]:off[g+1]]``: ``res`` = (sum / n, sum of squared deviations, min, max);
     ``quantiles`` at ``levels`` by linear interpolation (as ``stats.quantiles_sorted``); ``distinct`` values;
-    ``psi`` = :func:`self_psi_counts`; prefix sums into ``cum[off[g] + g : off[g+1] + g + 1]`` (the same
-    sequential sums as ``np.cumsum``). Two passes over each segment."""
+    ``zeros``: values equal to zero (the run of zeros, read as it is walked); ``psi`` = :func:`self_psi_counts`;
+    prefix sums into ``cum[off[g] + g : off[g+1] + g + 1]`` (the same sequential sums as ``np.cumsum``). Two
+    passes over each segment."""
     for g in range(off.shape[0] - 1):
         lo = off[g]
         hi = off[g + 1]
@@ -435,6 +436,8 @@ def _segment_summaries(values, off, levels, nbins, res, quantiles, distinct, psi
                 i2 += 1
                 cum[i2 + g] = acc
             runs += 1
+            if x == 0.0:
+                zeros[g] = i2 - i
             while b < nbins - 1 and (b + 1) * n < (i2 - lo) * nbins:
                 b += 1
             psi[g, b] += i2 - i

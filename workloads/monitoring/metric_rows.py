@@ -22,9 +22,10 @@ def window_struct(start_ns: int, end_ns: int) -> dict:
 
 
 def emit_profile(out: Rows, data: MonitorData, g: GroupStats, base: dict) -> None:
+    """The profile rows of one group: its ``:table`` row, then one row per monitored column (see the null
+    conventions in :mod:`workloads.monitoring.schema`)."""
     spec = data.spec
-    out.add(**base, column_name=TABLE_COLUMN, data_type="table", count=g.rows, num_nulls=0, num_nan=0,
-            **g.quality)
+    out.add(**base, column_name=TABLE_COLUMN, count=g.rows, non_null_columns=non_null_columns(data, g), **g.quality)
     for col, categorical in monitored_columns(spec):
         name = col.name
         nulls = g.nulls[name]
@@ -34,15 +35,47 @@ def emit_profile(out: Rows, data: MonitorData, g: GroupStats, base: dict) -> Non
             distinct = int(np.count_nonzero(counts))
             top = np.argsort(-counts, kind="stable")[: stats.FREQUENT_ITEMS]
             items = [{"item": str(data.categories[name][i]), "count": int(counts[i])} for i in top if counts[i] > 0]
-            out.add(**base, column_name=name, data_type=col.type, count=present, num_nulls=nulls, num_nan=0,
+            lengths = {}
+            if col.type == "string" and present:
+                size = category_lengths(data, name)
+                held = counts > 0
+                lengths = {"min_length": float(size[held].min()), "max_length": float(size[held].max()),
+                           "avg_length": float(counts @ size) / present}
+            out.add(**base, column_name=name, data_type=col.type, count=present, num_nulls=nulls,
                     distinct_count=distinct, percent_null=_pct(nulls, present + nulls),
-                    percent_distinct=_pct(distinct, present), frequent_items=items)
+                    percent_distinct=_pct(distinct, present), frequent_items=items, **lengths)
         else:
             p = g.profile(name)
+            rows = p.count + nulls
             out.add(**base, column_name=name, data_type=col.type, count=p.count, num_nulls=nulls,
-                    num_nan=g.nonfinite[name], avg=p.avg, stddev=p.stddev, min=p.min, max=p.max,
-                    quantiles=p.quantiles, median=p.median, distinct_count=p.distinct_count,
-                    percent_null=_pct(nulls, p.count + nulls), percent_distinct=_pct(p.distinct_count, p.count))
+                    num_nan=0, avg=p.avg, stddev=p.stddev, min=p.min, max=p.max, quantiles=p.quantiles,
+                    median=p.median, distinct_count=p.distinct_count, num_zeros=p.zeros,
+                    percent_nan=_pct(0, rows), percent_null=_pct(nulls, rows), percent_zeros=_pct(p.zeros, rows),
+                    percent_distinct=_pct(p.distinct_count, p.count))
+
+
+def non_null_columns(data: MonitorData, g: GroupStats) -> list[str]:
+    """The monitored columns holding at least one non-null value in the group (an infinite value is not null);
+    computed once per group (a baseline group is compared with every window)."""
+    if g.non_null is not None:
+        return g.non_null
+    out = []
+    for col, categorical in monitored_columns(data.spec):
+        name = col.name
+        held = int(g.counts[name].sum()) if categorical else g.profile(name).count + g.nonfinite.get(name, 0)
+        if held:
+            out.append(name)
+    g.non_null = out
+    return out
+
+
+def category_lengths(data: MonitorData, name: str) -> np.ndarray:
+    """Length in characters of each category of a string column (computed once per column)."""
+    lengths = data.category_lengths.get(name)
+    if lengths is None:
+        lengths = data.category_lengths[name] = np.fromiter(
+            (len(str(v)) for v in data.categories[name]), dtype=np.float64, count=len(data.categories[name]))
+    return lengths
 
 
 def _pct(part: int, whole: int) -> float | None:
@@ -112,23 +145,28 @@ class PendingDrift:
 
 def emit_drift(data: MonitorData, a: GroupStats, b: GroupStats, base: dict, pending: PendingDrift,
                 b_le: dict[str, np.ndarray] | None = None, kind: str = "") -> None:
-    pending.rows.append({**base, "column_name": TABLE_COLUMN, "data_type": "table",
-                         "count_delta": float(a.rows - b.rows)})
+    """The drift rows of group ``a`` against ``b``: every delta is ``a``'s value minus ``b``'s."""
+    cols_a, cols_b = set(non_null_columns(data, a)), set(non_null_columns(data, b))
+    pending.rows.append({**base, "column_name": TABLE_COLUMN, "count_delta": a.rows - b.rows,
+                         "non_null_columns_delta": {"added": len(cols_a - cols_b), "missing": len(cols_b - cols_a)}})
     for col, categorical in monitored_columns(data.spec):
         name = col.name
+        null_delta = _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))
         if categorical:
             ca, cb = a.counts[name], b.counts[name]
             na, nb = int(ca.sum()), int(cb.sum())
-            fields = {"count_delta": float(na - nb),
-                      "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
-            row = {**base, "column_name": name, "data_type": col.type, **fields}
+            distinct_delta = _delta(_pct(int(np.count_nonzero(ca)), na), _pct(int(np.count_nonzero(cb)), nb))
+            row = {**base, "column_name": name, "data_type": col.type, "count_delta": na - nb,
+                   "percent_null_delta": null_delta, "percent_distinct_delta": distinct_delta}
             pending.rows.append(row)
             pending.categorical.setdefault(name, []).append((row, ca, cb))
         else:
-            na, nb = a.profile(name).count, b.profile(name).count
-            row = {**base, "column_name": name, "data_type": col.type, "count_delta": float(na - nb),
-                   "avg_delta": _delta(a.profile(name).avg, b.profile(name).avg),
-                   "percent_null_delta": _delta(_pct(a.nulls[name], a.rows), _pct(b.nulls[name], b.rows))}
+            prof_a, prof_b = a.profile(name), b.profile(name)
+            na, nb = prof_a.count, prof_b.count
+            row = {**base, "column_name": name, "data_type": col.type, "count_delta": na - nb,
+                   "avg_delta": _delta(prof_a.avg, prof_b.avg), "percent_null_delta": null_delta,
+                   "percent_zeros_delta": _delta(_pct(prof_a.zeros, a.rows), _pct(prof_b.zeros, b.rows)),
+                   "percent_distinct_delta": _delta(_pct(prof_a.distinct_count, na), _pct(prof_b.distinct_count, nb))}
             pending.rows.append(row)
             if a.drift is None:
                 pending.numeric.append((row, a.sorted[name], b.sorted[name], None if b_le is None else b_le.get(name)))

@@ -77,8 +77,10 @@ def read_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables | Non
     out = []
     for name in names:
         frame = tables.read(name)
-        frame["window_start"] = frame["window"].map(lambda w: _timestamp(struct_field(w, "start")))
-        frame["window_end"] = frame["window"].map(lambda w: _timestamp(struct_field(w, "end")))
+        # BASELINE profile rows have no window (null, as on Databricks): NaT there.
+        for edge in ("start", "end"):
+            values = frame["window"].map(lambda w, e=edge: _timestamp(struct_field(w, e)))
+            frame[f"window_{edge}"] = pd.to_datetime(values, utc=True)
         out.append(frame)
     return out[0], out[1]
 
@@ -92,6 +94,9 @@ def quality_values(row) -> dict[str, float]:
         value = _num(row.get(name))
         if value is not None:
             out[name] = value
+    # the MAE column as Databricks' schema table may spell it (unsettled: see databricks_metric_tables.json)
+    if "mean_absolute_error" not in out and _num(row.get("mean_average_error")) is not None:
+        out["mean_absolute_error"] = _num(row.get("mean_average_error"))
     for name in CLASSIFICATION_AVERAGED:
         for avg in ("macro", "weighted"):
             value = _num(struct_field(row.get(name), avg))

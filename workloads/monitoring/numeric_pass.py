@@ -28,8 +28,9 @@ def _segment_summaries(out: np.ndarray, off: np.ndarray, count: int, cum: np.nda
     res = np.zeros((count, 4))
     quantiles = np.zeros((count, _LEVELS.shape[0]))
     distinct = np.zeros(count, dtype=np.int64)
+    zeros = np.zeros(count, dtype=np.int64)
     own = np.zeros((count, stats.PSI_BINS), dtype=np.int64)
-    kernels.segment_summaries(out, off, _LEVELS, stats.PSI_BINS, res, quantiles, distinct, own, cum)
+    kernels.segment_summaries(out, off, _LEVELS, stats.PSI_BINS, res, quantiles, distinct, zeros, own, cum)
     sizes = np.diff(off)
     profiles, props = [], []
     for i in range(count):
@@ -41,7 +42,7 @@ def _segment_summaries(out: np.ndarray, off: np.ndarray, count: int, cum: np.nda
         std = float(np.sqrt(res[i, 1] / (n - 1))) if n > 1 else None
         qs = quantiles[i].tolist()
         profiles.append(stats.NumericProfile(n, float(res[i, 0]), std, float(res[i, 2]), float(res[i, 3]), qs[:-1],
-                                             qs[-1], int(distinct[i])))
+                                             qs[-1], int(distinct[i]), int(zeros[i])))
         props.append(own[i] / n)
     return profiles, props
 

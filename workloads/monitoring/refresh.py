@@ -34,7 +34,7 @@ from workloads.ports.tables import Tables, get_tables
 from workloads.settings import Settings
 from workloads.specs import MODEL_ID_COLUMN, TIMESTAMP_COLUMN, ModelSpec
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the metric tables gained the columns Databricks writes (databricks_metric_tables.json)
 
 
 class MonitorError(MlopsError):
@@ -134,9 +134,16 @@ def _keep_existing(existing: pd.DataFrame, granularity: str, replaced: set[int],
     starts = _window_starts_ns(existing["window"])
     same = (existing["granularity"] == granularity).to_numpy()
     drop = same & np.isin(starts, np.fromiter(replaced, dtype=np.int64, count=len(replaced)))
-    if baseline_rows:
-        drop |= same & (existing["log_type"] == BASELINE).to_numpy()
+    if baseline_rows:  # BASELINE profile rows belong to no granularity: replaced by the new ones
+        drop |= (existing["log_type"] == BASELINE).to_numpy()
     return existing[~drop]
+
+
+def _monitor_version(previous: dict, spec_hash: str) -> int:
+    """The local monitor configuration's version (``monitor_version``): 0 at first, one more whenever the spec
+    changed since the previous refresh (Databricks counts updates of the monitor the same way)."""
+    version = int(previous.get("monitor_version", 0))
+    return version + 1 if previous.get("spec") not in (None, spec_hash) else version
 
 
 def _arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -155,7 +162,8 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
         raise MonitorError(f"processed inference table {processed} does not exist yet; serve traffic and unpack "
                            f"the payloads first")
     names = [c.name for c, _ in monitored_columns(spec)] + [MODEL_ID_COLUMN, TIMESTAMP_COLUMN]
-    frame = tables.read(processed)
+    commit_version = tables.version(processed)  # stamped on the profile rows (logging_table_commit_version)
+    frame = tables.read(processed, version=commit_version)
     missing = [n for n in (MODEL_ID_COLUMN, TIMESTAMP_COLUMN) if n not in frame.columns]
     if missing:
         raise MonitorError(f"{processed} lacks column(s) {missing}; it is not a processed inference table")
@@ -166,18 +174,21 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
     drift_name = settings.metrics_table(spec.drift_metrics_table)
 
     state_path = _state_path(settings, processed)
-    state = {} if full else _load_state(state_path)
+    previous = _load_state(state_path)
+    state = {} if full else previous
     context = {"spec": spec.content_hash(), "baseline": _baseline_fingerprint(tables, baseline_name)}
     tables_present = tables.exists(profile_name) and tables.exists(drift_name)
     if not tables_present or any(state.get(k) != v for k, v in context.items()):
         state = {}
-    new_state = {"version": STATE_VERSION, **context, "windows": {}}
+    new_state = {"version": STATE_VERSION, **context, "windows": {},
+                 "monitor_version": _monitor_version(previous, context["spec"])}
     result = RefreshResult(spec.name, "local", [g.text for g in grans])
 
     ts = to_ns(frame[TIMESTAMP_COLUMN]) if len(frame) else np.zeros(0, dtype=np.int64)
     label, pred = _numeric_column(frame, spec.label.name), _numeric_column(frame, spec.prediction.name)
     profile_parts, drift_parts = [], []
     replaced_by_gran: dict[str, set[int]] = {}
+    baseline_profiled = False  # BASELINE profile rows (no window, no granularity) are emitted once
     for gran in grans:
         window_starts, index = window_index(gran, ts)
         starts = window_starts[index]
@@ -202,14 +213,17 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
             if not baseline:
                 baseline.append(tables.read(baseline_name) if tables.exists(baseline_name) else None)
             data = prepare(frame[mask].reset_index(drop=True), baseline[0], spec)
-            span = (int(present[0]), int(gran.end(present[-1:])[0]))
             tables_out = compute_metrics(data, gran, windows=recompute, exact_pvalues=exact_pvalues,
-                                         baseline_window=span)
+                                         baseline_profile=not baseline_profiled,
+                                         monitor_version=new_state["monitor_version"],
+                                         logging_table_commit_version=commit_version)
+            baseline_profiled = True
             profile_parts.append(tables_out.profile)
             drift_parts.append(tables_out.drift)
 
     if replaced_by_gran:
-        _rewrite(tables, profile_name, PROFILE_SCHEMA, profile_parts, replaced_by_gran, baseline_rows=True)
+        _rewrite(tables, profile_name, PROFILE_SCHEMA, profile_parts, replaced_by_gran,
+                 baseline_rows=baseline_profiled)
         _rewrite(tables, drift_name, DRIFT_SCHEMA, drift_parts, replaced_by_gran, baseline_rows=False)
     _save_state(state_path, new_state)
     result.profile_rows = sum(t.num_rows for t in profile_parts)

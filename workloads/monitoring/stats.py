@@ -508,6 +508,7 @@ class NumericProfile:
     quantiles: list[float] | None
     median: float | None
     distinct_count: int
+    zeros: int = 0  # values equal to zero (0.0 and -0.0)
 
 
 def numeric_profile(s: Sorted) -> NumericProfile:
@@ -519,8 +520,9 @@ def numeric_profile(s: Sorted) -> NumericProfile:
     std = float(np.sqrt(np.sum((v - avg) ** 2) / (n - 1))) if n > 1 else None
     qs = quantiles_sorted(v, QUANTILE_LEVELS)
     distinct = int(1 + np.count_nonzero(v[1:] != v[:-1]))
+    zeros = int(np.searchsorted(v, 0.0, side="right") - np.searchsorted(v, 0.0, side="left"))
     return NumericProfile(n, avg, std, float(v[0]), float(v[-1]), qs, float(quantiles_sorted(v, (0.5,))[0]),
-                          distinct)
+                          distinct, zeros)
 
 
 def quantiles_sorted(v: np.ndarray, levels) -> list[float]:
