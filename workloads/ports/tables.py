@@ -48,6 +48,82 @@ class TableChanges:
     version: int
 
 
+@dataclass(frozen=True)
+class RowFilter:
+    """Which rows a read returns: rows of ``column`` in any of ``ranges`` (each ``[start, end)``, either end open
+    as ``None``), and with every column of ``not_null`` set. Both backends push it down: delta-rs skips the files
+    whose min/max statistics rule the ranges out, Spark gets it as a ``WHERE`` clause (Delta data skipping:
+    https://docs.databricks.com/aws/en/delta/data-skipping), so a read's cost follows the rows selected when the
+    table's files are laid out along ``column`` (as appends of a time series are).
+
+    ``column=None`` applies no range; ``column`` with no ``ranges`` selects nothing.
+    """
+
+    column: str | None = None
+    ranges: tuple[tuple[Any, Any], ...] = ()
+    not_null: tuple[str, ...] = ()
+
+    @classmethod
+    def since(cls, column: str, start: Any, not_null: Sequence[str] = ()) -> RowFilter:
+        """Rows with ``column >= start`` (all rows when ``start`` is ``None``)."""
+        return cls(column, ((start, None),), tuple(not_null))
+
+    def _bounds(self) -> list[tuple[pd.Timestamp | None, pd.Timestamp | None]]:
+        def ts(value):
+            if value is None:
+                return None
+            value = pd.Timestamp(value)
+            return value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+
+        return [(ts(lo), ts(hi)) for lo, hi in self.ranges]
+
+    def sql(self) -> str:
+        """The filter as a Spark SQL boolean expression (``TRUE`` when it selects every row)."""
+        literal = lambda t: f"TIMESTAMP '{t.strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'"
+        parts = [f"`{c}` IS NOT NULL" for c in self.not_null]
+        if self.column is not None:
+            ranges = []
+            for lo, hi in self._bounds():
+                bounds = ([f"`{self.column}` >= {literal(lo)}"] if lo is not None else []) + (
+                    [f"`{self.column}` < {literal(hi)}"] if hi is not None else [])
+                ranges.append("(" + " AND ".join(bounds) + ")" if bounds else "TRUE")
+            parts.append("(" + " OR ".join(ranges) + ")" if ranges else "FALSE")
+        return " AND ".join(parts) if parts else "TRUE"
+
+    def file_pruning(self) -> list[list[tuple]] | None:
+        """delta-rs tuple filters in disjunctive normal form selecting the files that may hold matching rows."""
+        if self.column is None:
+            return None
+        groups = []
+        for lo, hi in self._bounds():
+            group = ([(self.column, ">=", lo.to_pydatetime())] if lo is not None else []) + (
+                [(self.column, "<", hi.to_pydatetime())] if hi is not None else [])
+            if not group:
+                return None
+            groups.append(group)
+        return groups
+
+    def arrow(self, schema: pa.Schema):
+        """The exact row filter as a pyarrow compute expression over a table of ``schema``."""
+        import pyarrow.compute as pc
+
+        expression = pc.scalar(True)
+        for c in self.not_null:
+            expression = expression & pc.field(c).is_valid()
+        if self.column is not None:
+            unit_type = schema.field(self.column).type
+            selected = pc.scalar(False)
+            for lo, hi in self._bounds():
+                term = pc.scalar(True)
+                if lo is not None:
+                    term = term & (pc.field(self.column) >= pa.scalar(lo.to_pydatetime(), type=unit_type))
+                if hi is not None:
+                    term = term & (pc.field(self.column) < pa.scalar(hi.to_pydatetime(), type=unit_type))
+                selected = selected | term
+            expression = expression & selected
+        return expression
+
+
 def _since_clause(since: tuple[str, Any] | None, literal) -> str:
     """`` AND t.`col` >= <literal>`` restricting a MERGE's target rows, or nothing."""
     if since is None:
@@ -60,7 +136,8 @@ class Tables(Protocol):
     """What the workloads need from tables."""
 
     def exists(self, name: str) -> bool: ...
-    def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None) -> pd.DataFrame: ...
+    def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None,
+             where: RowFilter | None = None) -> pd.DataFrame: ...
     def write(self, name: str, df: pd.DataFrame, mode: str = "append") -> None: ...
     def merge(self, name: str, df: pd.DataFrame, keys: Sequence[str], update: bool = True) -> dict: ...
     def delete(self, name: str, predicate: str) -> int: ...
@@ -116,12 +193,18 @@ class LocalTables:
             raise TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
         return DeltaTable(str(self.path(name)))
 
-    def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None) -> pd.DataFrame:
+    def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None,
+             where: RowFilter | None = None) -> pd.DataFrame:
+        """The table (at ``version``), only ``columns``, only the rows ``where`` selects (files pruned by their
+        statistics first, then rows filtered exactly)."""
         table = self._table(name)
         if version is not None:
             table.load_as_version(version)
-        arrow = table.to_pyarrow_table(columns=list(columns) if columns else None)
-        return arrow.to_pandas()
+        if where is None:
+            return table.to_pyarrow_table(columns=list(columns) if columns else None).to_pandas()
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=where.file_pruning())
+        return dataset.to_table(columns=list(columns) if columns else None,
+                                filter=where.arrow(dataset.schema)).to_pandas()
 
     def write(self, name: str, df: pd.DataFrame, mode: str = "append") -> None:
         from deltalake import write_deltalake
@@ -227,15 +310,25 @@ class SparkTables:
         if not self.exists(name):
             raise TableNotFoundError(f"table {name} does not exist in the metastore")
 
-    def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None) -> pd.DataFrame:
+    def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None,
+             where: RowFilter | None = None) -> pd.DataFrame:
+        """The rows ``where`` selects, collected on the driver: for bounded reads only (a window, a watermark,
+        a capped sample); :meth:`frame` keeps a traffic-sized read in Spark."""
+        return self.frame(name, columns, version, where).toPandas()
+
+    def frame(self, name: str, columns: Sequence[str] | None = None, version: int | None = None,
+              where: RowFilter | None = None):
+        """The same read as :meth:`read` as a Spark DataFrame (nothing collected)."""
         self._require(name)
         if version is not None:
             sdf = self.spark.sql(f"SELECT * FROM {name} VERSION AS OF {int(version)}")
         else:
             sdf = self.spark.table(name)
+        if where is not None:
+            sdf = sdf.where(where.sql())
         if columns:
             sdf = sdf.select(*columns)
-        return sdf.toPandas()
+        return sdf
 
     def _frame(self, df: pd.DataFrame):
         return self.spark.createDataFrame(_to_arrow(df).to_pandas())
