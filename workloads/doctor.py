@@ -1,0 +1,453 @@
+"""``mlops doctor``: a read-only preflight of a real workspace before a stack's first ``pulumi up``.
+
+Each check asks the workspace one or two read-only questions through databricks-sdk (every request is a GET)
+and comes back as one :class:`CheckResult`: pass, warn, fail or skip, what was found, and the fix when it
+fails. The checks, in order, and the Databricks documentation each rests on:
+
+1. **identity**: ``current_user.me()`` (``GET /api/2.0/preview/scim/v2/Me``): who the deploy would act as.
+2. **metastore**: ``metastores.current()`` (``GET /api/2.1/unity-catalog/current-metastore-assignment``):
+   a Unity Catalog metastore is assigned to the workspace; without one the workspace answers 404
+   ("No metastore assigned for the current workspace").
+   https://docs.databricks.com/api/uc-metastores/v1/get-current-metastore-assignment.md
+3. **catalog**: ``catalogs.get`` then ``grants.get_effective`` on the catalog (``GET
+   /api/2.1/unity-catalog/effective-permissions/CATALOG/<name>``, which includes privileges inherited from the
+   metastore). A present catalog needs its owner, or USE CATALOG + CREATE SCHEMA (ALL PRIVILEGES covers both)
+   + MANAGE (the stack grants USE CATALOG on it, and only the owner, MANAGE holders or a metastore admin may
+   grant). An absent catalog needs CREATE CATALOG on the metastore (effective permissions on the
+   ``METASTORE`` securable, full name = metastore id) or the metastore admin (the metastore's owner, from
+   ``metastores.summary()``, who holds CREATE CATALOG by default).
+   https://docs.databricks.com/api/uc-grants/v1/get-effective-permissions.md
+   https://learn.microsoft.com/azure/databricks/data-governance/unity-catalog/manage-privileges/
+   https://docs.databricks.com/data-governance/unity-catalog/manage-privileges/admin-privileges.html
+4. **warehouse**: ``warehouses.get(warehouseId)`` (``GET /api/2.0/sql/warehouses/<id>``).
+   https://docs.databricks.com/api/warehouses/v1/get-warehouse.md
+5. **run-as**: ``service_principals.list(filter='applicationId eq "<id>"')`` (SCIM, ``GET
+   /api/2.0/preview/scim/v2/ServicePrincipals``): the principal is in the workspace and ``active``. Using it
+   as a job's run-as needs the account-level *Service Principal User* role (the *Manager* role does not
+   include it). The one read-only way to see that role from a workspace is the rule-set proxy (``GET
+   /api/2.0/preview/accounts/access-control/rule-sets`` with ``name=accounts/<account id>/servicePrincipals/
+   <application id>/ruleSets/default``, role ``roles/servicePrincipal.user``); it needs the account id, which
+   databricks-sdk reads from the host's ``/.well-known/databricks-config`` (or ``DATABRICKS_ACCOUNT_ID``).
+   Without it, or when the rule set cannot be read, the line is a warn that says what was not checked.
+   https://docs.databricks.com/api/scim/v1/list-service-principals.md
+   https://docs.databricks.com/security/auth/access-control/service-principal-acl.html
+   https://docs.databricks.com/api/access-management/v1/get-rule-set-proxy.md
+6. **model serving**: ``serving_endpoints.list()`` (``GET /api/2.0/serving-endpoints``) answers (a workspace
+   without Model Serving answers FEATURE_DISABLED).
+   **serverless jobs**: Databricks documents no read-only API that says whether serverless compute for jobs
+   is available: "Serverless compute is available by default in most workspaces and does not require
+   enablement. Workspaces that have Unity Catalog enabled and are in a supported region automatically have
+   access" (https://learn.microsoft.com/en-us/azure/Databricks/compute/serverless). So the line fails without a
+   metastore and otherwise is a warn saying that only the Unity Catalog requirement was checked.
+7. **source models** (a stack promoted from another, e.g. prod from dev): ``registered_models.get`` of each
+   model ``mlops promote`` copies (``GET /api/2.1/unity-catalog/models/<full name>``): missing is a warn (not
+   trained yet), permission denied a fail.
+
+Nothing here writes: the tests hold every request to a GET.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from workloads.errors import MlopsError
+
+if TYPE_CHECKING:
+    from infra.config import StackConfig
+
+Status = Literal["pass", "warn", "fail", "skip"]
+
+SERVICE_PRINCIPAL_USER_ROLE = "roles/servicePrincipal.user"
+CATALOG_PRIVILEGES = ("USE_CATALOG", "CREATE_SCHEMA", "MANAGE")  # what the deploy needs on a present catalog
+ALL_PRIVILEGES_COVERS = {"USE_CATALOG", "CREATE_SCHEMA"}  # ALL PRIVILEGES does not include MANAGE
+ACCOUNT_USERS = "account users"  # every account user is in it; UC grants to it apply to everyone
+
+
+class DoctorError(MlopsError):
+    """The doctor cannot start (no workspace host for the stack, an unreadable source stack)."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One preflight line: the check, its outcome, what was found, and what to do when it is not a pass."""
+
+    check: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who the workspace says we are, and every principal name a Unity Catalog grant to us could carry."""
+
+    user_name: str
+    groups: tuple[str, ...] = ()
+    is_service_principal: bool = False
+
+    @property
+    def principals(self) -> set[str]:
+        return {self.user_name, *self.groups, ACCOUNT_USERS}
+
+    @property
+    def rule_set_principals(self) -> set[str]:
+        """The caller as access-control rule sets name principals (``users/<name>``, ``groups/<name>``...)."""
+        kind = "servicePrincipals" if self.is_service_principal else "users"
+        return {f"{kind}/{self.user_name}", *(f"groups/{g}" for g in self.groups)}
+
+
+@dataclass
+class DoctorReport:
+    host: str
+    stack: str
+    caller: Caller | None = None
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status == "fail" for r in self.results)
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "error_code", "") or "")
+
+
+def _message(exc: Exception) -> str:
+    """The workspace's message, without the config dump databricks-sdk appends to 401/403 messages."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    for marker in (". Config: ", ". Env: "):
+        text = text.split(marker, 1)[0]
+    return text
+
+
+def _is(exc: Exception, name: str) -> bool:
+    from databricks.sdk import errors
+
+    return isinstance(exc, getattr(errors, name))
+
+
+def _auth_fix(host: str) -> str:
+    return (f"authenticate to {host}: `az login` (the stacks' authType azure-cli), or `databricks auth login "
+            f"--host {host}`, or DATABRICKS_TOKEN / DATABRICKS_CLIENT_ID+DATABRICKS_CLIENT_SECRET")
+
+
+# --- 1. identity ----------------------------------------------------------------------------------------
+def check_identity(workspace, host: str) -> tuple[CheckResult, Caller | None]:
+    try:
+        me = workspace.current_user.me()
+    except Exception as exc:  # any failure here means nothing else can be asked
+        auth = getattr(getattr(workspace, "config", None), "auth_type", None)
+        return CheckResult("identity", "fail", f"the workspace did not say who you are: {_message(exc)}"
+                           + (f" (databricks-sdk auth: {auth})" if auth else ""), _auth_fix(host)), None
+    groups = tuple(sorted(g.display for g in (me.groups or []) if g.display))
+    # A service principal's SCIM userName is its application id (a UUID), a user's their e-mail address.
+    is_sp = bool(me.user_name) and "@" not in me.user_name
+    caller = Caller(user_name=me.user_name or "", groups=groups, is_service_principal=is_sp)
+    kind = "service principal" if is_sp else "user"
+    return CheckResult("identity", "pass", f"{kind} {caller.user_name}"
+                       + (f" (groups: {', '.join(groups)})" if groups else "")), caller
+
+
+# --- 2. metastore ---------------------------------------------------------------------------------------
+def check_metastore(workspace) -> tuple[CheckResult, str | None]:
+    fix = ("an account admin assigns a Unity Catalog metastore to this workspace (account console -> Catalog -> "
+           "the region's metastore -> Workspaces -> Assign)")
+    try:
+        assignment = workspace.metastores.current()
+    except Exception as exc:
+        if _is(exc, "NotFound"):
+            return CheckResult("metastore", "fail", f"no Unity Catalog metastore is assigned: {_message(exc)}",
+                               fix), None
+        return CheckResult("metastore", "fail", f"cannot read the metastore assignment: {_message(exc)}", fix), None
+    if not assignment.metastore_id:
+        return CheckResult("metastore", "fail", "no Unity Catalog metastore is assigned", fix), None
+    return CheckResult("metastore", "pass", f"metastore {assignment.metastore_id}"), assignment.metastore_id
+
+
+# --- 3. catalog -----------------------------------------------------------------------------------------
+def effective_privileges(workspace, securable_type: str, full_name: str, caller: Caller) -> set[str]:
+    """The privileges the caller holds on a securable, directly, through a group, or inherited from a parent.
+
+    Reads every page (a page may be empty and still carry a ``next_page_token``, as the API documents).
+    Groups nested in other groups are not resolved (SCIM ``Me`` lists direct groups).
+    """
+    held: set[str] = set()
+    token: str | None = None
+    while True:
+        page = workspace.grants.get_effective(securable_type, full_name, max_results=0, page_token=token)
+        for assignment in page.privilege_assignments or []:
+            if assignment.principal in caller.principals:
+                held |= {p.privilege.value if hasattr(p.privilege, "value") else str(p.privilege)
+                         for p in assignment.privileges or [] if p.privilege}
+        token = page.next_page_token
+        if not token:
+            return held
+
+
+def _quoted(principal: str) -> str:
+    return f"`{principal}`"
+
+
+def check_catalog(workspace, config: StackConfig, caller: Caller, metastore_id: str | None) -> CheckResult:
+    name = config.catalog.name
+    if metastore_id is None:
+        return CheckResult("catalog", "skip", f"catalog {name}: not checked without a metastore")
+    try:
+        info = workspace.catalogs.get(name)
+    except Exception as exc:
+        if _is(exc, "NotFound"):
+            return _absent_catalog(workspace, config, caller, metastore_id)
+        if _is(exc, "PermissionDenied"):
+            return CheckResult("catalog", "fail", f"catalog {name}: you cannot see it: {_message(exc)}",
+                               f"its owner grants you USE CATALOG, CREATE SCHEMA and MANAGE: GRANT USE CATALOG, "
+                               f"CREATE SCHEMA, MANAGE ON CATALOG {name} TO {_quoted(caller.user_name)}")
+        return CheckResult("catalog", "fail", f"catalog {name}: cannot read it: {_message(exc)}",
+                           "rerun when the workspace answers; check the host and your network")
+    exists_fix = ""
+    if config.catalog.create:
+        # `pulumi up` creates a catalog the stack declares; one that already exists (and is not yet in the stack's
+        # state) makes it fail with "already exists". Doctor cannot see the state, so it says so.
+        exists_fix = ("if this stack did not create it, set catalog.create: false (reuse it) or `pulumi import "
+                      f"databricks:index/catalog:Catalog catalog {name}`")
+    status: Status = "warn" if exists_fix else "pass"
+    if info.owner and info.owner in caller.principals:
+        return CheckResult("catalog", status, f"catalog {name} exists, owned by {info.owner} (you)", exists_fix)
+    held = effective_privileges(workspace, "CATALOG", name, caller)
+    if "ALL_PRIVILEGES" in held:
+        held |= ALL_PRIVILEGES_COVERS
+    missing = [p for p in CATALOG_PRIVILEGES if p not in held]
+    if missing:
+        needed = ", ".join(p.replace("_", " ") for p in missing)
+        return CheckResult("catalog", "fail",
+                           f"catalog {name} exists (owner {info.owner}); you lack {needed}",
+                           f"its owner runs: GRANT {needed} ON CATALOG {name} TO {_quoted(caller.user_name)} "
+                           f"(or makes you, or a group of yours, the owner)")
+    return CheckResult("catalog", status, f"catalog {name} exists; you hold "
+                       + ", ".join(p.replace("_", " ") for p in CATALOG_PRIVILEGES), exists_fix)
+
+
+def _absent_catalog(workspace, config: StackConfig, caller: Caller, metastore_id: str) -> CheckResult:
+    name = config.catalog.name
+    if not config.catalog.create:
+        return CheckResult("catalog", "fail", f"catalog {name} does not exist and catalog.create is false",
+                           f"create the catalog {name} (or fix catalog.name), or set catalog.create: true")
+    held = effective_privileges(workspace, "METASTORE", metastore_id, caller)
+    if "CREATE_CATALOG" in held:
+        return CheckResult("catalog", "pass", f"catalog {name} does not exist yet; you hold CREATE CATALOG "
+                           "on the metastore: the deploy creates it")
+    try:
+        owner = workspace.metastores.summary().owner
+    except Exception:  # the summary is only a second chance; the grant is what the fix asks for
+        owner = None
+    if owner and owner in caller.principals:
+        return CheckResult("catalog", "pass", f"catalog {name} does not exist yet; you are the metastore admin "
+                           f"({owner}): the deploy creates it")
+    return CheckResult("catalog", "fail",
+                       f"catalog {name} does not exist and you cannot create it (no CREATE CATALOG on metastore "
+                       f"{metastore_id})",
+                       f"a metastore admin runs: GRANT CREATE CATALOG ON METASTORE TO {_quoted(caller.user_name)}; or "
+                       f"creates {name} for you and you set catalog.create: false")
+
+
+# --- 4. warehouse ---------------------------------------------------------------------------------------
+def check_warehouse(workspace, config: StackConfig) -> CheckResult:
+    if not config.warehouse_id:
+        return CheckResult("warehouse", "warn",
+                           f"warehouseId is not set: the deploy creates a serverless SQL warehouse "
+                           f"mlops-{config.environment}",
+                           "you need permission to create SQL warehouses, or set lakehouse-mlops:warehouseId to an "
+                           "existing warehouse's id")
+    fix = ("set lakehouse-mlops:warehouseId to an existing warehouse (SQL Warehouses -> the warehouse -> Overview: "
+           "its id), or remove the key and the deploy creates one")
+    try:
+        warehouse = workspace.warehouses.get(config.warehouse_id)
+    except Exception as exc:
+        if _is(exc, "NotFound"):
+            return CheckResult("warehouse", "fail", f"SQL warehouse {config.warehouse_id} does not exist", fix)
+        if _is(exc, "PermissionDenied"):
+            return CheckResult("warehouse", "fail", f"SQL warehouse {config.warehouse_id}: {_message(exc)}",
+                               "its owner gives you CAN USE (SQL Warehouses -> the warehouse -> Permissions)")
+        return CheckResult("warehouse", "fail", f"SQL warehouse {config.warehouse_id}: {_message(exc)}", fix)
+    state = warehouse.state.value if warehouse.state else "UNKNOWN"
+    if state in ("DELETED", "DELETING"):
+        return CheckResult("warehouse", "fail", f"SQL warehouse {config.warehouse_id} ({warehouse.name}) is {state}",
+                           fix)
+    return CheckResult("warehouse", "pass", f"SQL warehouse {config.warehouse_id} ({warehouse.name}, {state})")
+
+
+# --- 5. run-as service principal ------------------------------------------------------------------------
+def check_run_as(workspace, config: StackConfig, caller: Caller) -> CheckResult:
+    if config.run_as is None:
+        return CheckResult("run-as", "skip", "no runAs.servicePrincipal: the jobs run as the deploying identity")
+    app_id = config.run_as.service_principal
+    try:
+        # The SDK pages on; the first match is all we need (one request).
+        sp = next(iter(workspace.service_principals.list(filter=f'applicationId eq "{app_id}"')), None)
+    except Exception as exc:
+        return CheckResult("run-as", "fail", f"cannot list service principals: {_message(exc)}",
+                           "ask a workspace admin to run `mlops doctor`, or check the principal by hand")
+    if sp is None:
+        return CheckResult("run-as", "fail", f"service principal {app_id} is not in this workspace",
+                           "add it (account console -> User management -> Service principals -> add by application "
+                           "id; then assign it to this workspace), or fix lakehouse-mlops:runAs.servicePrincipal")
+    name = f"{sp.display_name or app_id} ({app_id})"
+    if sp.active is False:
+        return CheckResult("run-as", "fail", f"service principal {name} is deactivated",
+                           "an admin activates it (Settings -> Identity and access -> Service principals)")
+    if caller.is_service_principal and caller.user_name == app_id:
+        return CheckResult("run-as", "pass", f"service principal {name} is active; it is you")
+    account_id = getattr(workspace.config, "account_id", None)
+    role_fix = (f"a Service Principal Manager of {name} (or an account admin) grants {caller.user_name} the "
+                "Service Principal: User role (Settings -> Identity and access -> Service principals -> the "
+                "principal -> Permissions)")
+    if not account_id:
+        return CheckResult("run-as", "warn",
+                           f"service principal {name} is active; whether you hold its User role was not checked "
+                           "(no account id: the workspace did not publish it and DATABRICKS_ACCOUNT_ID is unset)",
+                           "set DATABRICKS_ACCOUNT_ID and rerun, or check the role by hand: " + role_fix)
+    rule_set = f"accounts/{account_id}/servicePrincipals/{app_id}/ruleSets/default"
+    try:
+        rules = workspace.account_access_control_proxy.get_rule_set(rule_set, "")
+    except Exception as exc:
+        return CheckResult("run-as", "warn",
+                           f"service principal {name} is active; its roles could not be read: {_message(exc)}",
+                           "check by hand that you hold the Service Principal: User role: " + role_fix)
+    users = {p for rule in rules.grant_rules or [] if rule.role == SERVICE_PRINCIPAL_USER_ROLE
+             for p in rule.principals or []}
+    mine = sorted(users & caller.rule_set_principals)
+    if not mine:
+        return CheckResult("run-as", "fail",
+                           f"service principal {name} is active, but you cannot run jobs as it (no Service Principal "
+                           "User role)", role_fix)
+    return CheckResult("run-as", "pass", f"service principal {name} is active; you may use it (via {', '.join(mine)})")
+
+
+# --- 6. serving and serverless jobs ---------------------------------------------------------------------
+def check_model_serving(workspace) -> CheckResult:
+    try:
+        endpoints = list(workspace.serving_endpoints.list())
+    except Exception as exc:
+        if _error_code(exc) == "FEATURE_DISABLED":
+            return CheckResult("model serving", "fail", f"Model Serving is not enabled here: {_message(exc)}",
+                               "use a Premium workspace in a region with Model Serving, or ask Databricks to enable it")
+        return CheckResult("model serving", "fail", f"cannot list serving endpoints: {_message(exc)}",
+                           "you need workspace access to Model Serving (Serving in the sidebar)")
+    count = f"{len(endpoints)} endpoint" + ("" if len(endpoints) == 1 else "s")
+    return CheckResult("model serving", "pass", f"Model Serving answers ({count})")
+
+
+def check_serverless_jobs(metastore_id: str | None) -> CheckResult:
+    doc = "https://learn.microsoft.com/azure/databricks/compute/serverless/"
+    if metastore_id is None:
+        return CheckResult("serverless jobs", "fail", "serverless compute needs Unity Catalog, and there is no "
+                           "metastore", f"assign a metastore (above); see {doc}")
+    return CheckResult("serverless jobs", "warn",
+                       "not checked: Databricks has no read-only API for it; Unity Catalog (its requirement) is "
+                       "enabled, the region must support serverless compute",
+                       f"if the first job run fails to start, check the region and the account's serverless setting: "
+                       f"{doc}")
+
+
+# --- 7. source models -----------------------------------------------------------------------------------
+def check_source_models(workspace, names: list[str], source_stack: str, caller: Caller) -> list[CheckResult]:
+    results = []
+    for full_name in names:
+        check = f"{source_stack} model"
+        try:
+            workspace.registered_models.get(full_name)
+        except Exception as exc:
+            if _is(exc, "PermissionDenied"):
+                catalog, schema, _ = full_name.split(".", 2)
+                results.append(CheckResult(check, "fail", f"{full_name}: permission denied: {_message(exc)}",
+                                           f"grant {caller.user_name} USE CATALOG on {catalog}, USE SCHEMA on "
+                                           f"{catalog}.{schema} and EXECUTE on {full_name}; if {catalog} is bound "
+                                           "to its own workspace, add a read-only binding for this one"))
+            elif _is(exc, "NotFound"):
+                results.append(CheckResult(check, "warn", f"{full_name} does not exist: not trained yet",
+                                           f"train it in {source_stack} first; `mlops promote` copies its champion"))
+            else:
+                results.append(CheckResult(check, "fail", f"{full_name}: {_message(exc)}",
+                                           "rerun when the workspace answers"))
+            continue
+        results.append(CheckResult(check, "pass", f"{full_name} is readable"))
+    return results
+
+
+def source_stack_of(config: StackConfig) -> str | None:
+    """The stack a stack's champions are promoted from: the previous environment in the promotion order
+    (prod <- dev), as the pipeline's DeployProd runs `stack_info.py env --stack prod --from-stack dev`."""
+    from workloads.environments import ENVIRONMENT_ORDER
+
+    index = ENVIRONMENT_ORDER.index(config.environment)
+    return ENVIRONMENT_ORDER[index - 1] if index > 0 else None
+
+
+def source_model_names(config: StackConfig, source_stack: str) -> list[str]:
+    """The registered models ``mlops promote --from <source>`` reads for this stack's models: the source stack's
+    catalog with this stack's models schema, exactly as the pipeline's exported environment names them."""
+    from infra.pipeline.stack_info import StackInfoError, stack_env
+    from workloads.settings import DEFAULT_SCHEMA, Settings
+
+    try:
+        env = stack_env(config.stack, source_stack)
+    except StackInfoError as exc:
+        raise DoctorError(f"cannot read the source stack {source_stack!r}: {exc}") from None
+    source = Settings(backend="databricks", env=config.environment, catalog=env[f"MLOPS_CATALOG_{source_stack.upper()}"],
+                      schema_name=env.get("MLOPS_SCHEMA", DEFAULT_SCHEMA))
+    return [source.registered_model(model) for model in config.models]
+
+
+# --- all of them ----------------------------------------------------------------------------------------
+def workspace_client(host: str):
+    """A databricks-sdk ``WorkspaceClient`` for ``host`` with whatever auth the SDK finds for the user."""
+    from databricks.sdk import WorkspaceClient
+
+    return WorkspaceClient(host=host)
+
+
+def run_doctor(config: StackConfig, *, host: str | None = None, workspace=None,
+               source_stack: str | None = None,
+               connect: Callable[[str], Any] = workspace_client) -> DoctorReport:
+    """Run every check against the stack's workspace.
+
+    Args:
+        config: The stack's validated config (``infra.config.stack_config_from_file``).
+        host: Workspace URL; default the stack's ``databricks:host``.
+        workspace: A ``WorkspaceClient`` to use instead of connecting (tests).
+        source_stack: The stack whose models this one is promoted from; None: none (a dev stack).
+        connect: Builds the client from the host when ``workspace`` is not given.
+
+    Raises:
+        DoctorError: no host, or the source stack cannot be read.
+    """
+    host = host or config.host
+    if not host and workspace is None:
+        raise DoctorError(f"Pulumi.{config.stack}.yaml has no databricks:host; set it or pass --host")
+    names = source_model_names(config, source_stack) if source_stack else []
+    report = DoctorReport(host=host or "", stack=config.stack)
+    if workspace is None:
+        try:
+            workspace = connect(host)
+        except ValueError as exc:  # databricks-sdk found no usable credentials for the host
+            report.results.append(CheckResult("identity", "fail", f"no Databricks auth for {host}: "
+                                              f"{_message(exc)}", _auth_fix(host)))
+            return report
+    identity, caller = check_identity(workspace, report.host)
+    report.results.append(identity)
+    report.caller = caller
+    if caller is None:
+        return report  # nothing else can be asked without an identity
+    metastore, metastore_id = check_metastore(workspace)
+    report.results += [
+        metastore,
+        check_catalog(workspace, config, caller, metastore_id),
+        check_warehouse(workspace, config),
+        check_run_as(workspace, config, caller),
+        check_model_serving(workspace),
+        check_serverless_jobs(metastore_id),
+    ]
+    if names:
+        report.results += check_source_models(workspace, names, source_stack, caller)
+    return report
