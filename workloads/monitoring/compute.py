@@ -29,7 +29,13 @@ from workloads.monitoring import stats
 from workloads.monitoring.granularity import Granularity, parse_granularity
 from workloads.monitoring.groups import GroupStats, complete_summaries, group_summaries, window_index
 from workloads.monitoring.inputs import MonitorData, Rowset, monitored_columns, prepare
-from workloads.monitoring.metric_rows import PendingDrift, emit_drift, emit_profile, window_struct
+from workloads.monitoring.metric_rows import (
+    PendingDrift,
+    emit_drift,
+    emit_profile,
+    most_frequent,
+    window_struct,
+)
 from workloads.monitoring.numeric_pass import numeric_pass
 from workloads.monitoring.parallel import parallel_rows
 from workloads.monitoring.schema import (
@@ -94,7 +100,7 @@ def _compute_metrics(data: MonitorData, granularity: str | Granularity, windows:
         if codes is None:
             continue  # numeric slice columns are not sliced (their values are not categories)
         present = np.bincount(codes[codes >= 0], minlength=len(data.categories[key]))
-        for code in np.argsort(-present, kind="stable")[:MAX_SLICE_VALUES]:
+        for code in most_frequent(data, key, present)[:MAX_SLICE_VALUES]:
             if present[code] == 0:
                 break
             rows = data.inputs.subset(codes == code)

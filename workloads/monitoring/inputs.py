@@ -92,6 +92,7 @@ class MonitorData:
     _categories: dict[str, np.ndarray] | _Deferred = field(default_factory=dict)
     versions: list[str] = field(default_factory=list)
     category_lengths: dict[str, np.ndarray] = field(default_factory=dict)  # string column -> length per category
+    category_ranks: dict[str, np.ndarray] = field(default_factory=dict)  # column -> rank of each category's text
 
     @property
     def categories(self) -> dict[str, np.ndarray]:

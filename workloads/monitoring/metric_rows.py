@@ -33,7 +33,7 @@ def emit_profile(out: Rows, data: MonitorData, g: GroupStats, base: dict) -> Non
             counts = g.counts[name]
             present = int(counts.sum())
             distinct = int(np.count_nonzero(counts))
-            top = np.argsort(-counts, kind="stable")[: stats.FREQUENT_ITEMS]
+            top = most_frequent(data, name, counts)[: stats.FREQUENT_ITEMS]
             items = [{"item": str(data.categories[name][i]), "count": int(counts[i])} for i in top if counts[i] > 0]
             lengths = {}
             if col.type == "string" and present:
@@ -67,6 +67,16 @@ def non_null_columns(data: MonitorData, g: GroupStats) -> list[str]:
             out.append(name)
     g.non_null = out
     return out
+
+
+def most_frequent(data: MonitorData, name: str, counts: np.ndarray) -> np.ndarray:
+    """Category codes of a column by count, highest first, ties by the category's text: the same order whichever
+    rows were read (the category dictionary's own order depends on them)."""
+    ranks = data.category_ranks.get(name)
+    if ranks is None:
+        text = np.array([str(v) for v in data.categories[name]], dtype=object)
+        ranks = data.category_ranks[name] = np.argsort(np.argsort(text, kind="stable"), kind="stable")
+    return np.lexsort((ranks, -counts))
 
 
 def category_lengths(data: MonitorData, name: str) -> np.ndarray:

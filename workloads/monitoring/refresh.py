@@ -1,9 +1,13 @@
 """Refreshing the quality monitor of a model's processed inference table, on either runtime.
 
-Local (embedded): computes the metric tables itself. The refresh is *incremental*: a window whose input rows
-are unchanged since the last refresh (same row count, labelled count, prediction and label sums) is not
-recomputed; a changed window is, together with the next window's CONSECUTIVE drift. A changed baseline or
-spec, or a missing metric table, recomputes everything. Each metric table is rewritten in one Delta commit
+Local (embedded): computes the metric tables itself. The refresh is *incremental* and reads only what it
+recomputes: the windows that can have changed are those holding a row of a data file added or removed since the
+table version the last refresh read (each file's min/max ``timestamp`` in the Delta log: appends, label MERGEs
+and deletes all show there, and no data file is opened to find them); each is recomputed together with the next
+window (its CONSECUTIVE drift), and only those windows and their predecessors are read, with a timestamp
+predicate (files and Parquet row groups pruned by their statistics) and only the monitored columns. Cost and
+memory follow the new data, not the table's history. A changed baseline or spec, a missing metric table, or a
+log that cannot say (a file without timestamp statistics) recomputes everything. Each metric table is rewritten in one Delta commit
 (an overwrite of the small metrics table), so a crash mid-refresh leaves the previous complete version
 readable; the refresh state (window fingerprints, under ``<home>/monitor/``) is saved only after both
 commits, so an interrupted refresh is simply redone next time.
@@ -26,15 +30,21 @@ import pyarrow as pa
 
 from workloads.errors import MlopsError
 from workloads.monitoring.compute import compute_metrics, monitored_columns, prepare
-from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity, to_ns
+from workloads.monitoring.granularity import (
+    DEFAULT_GRANULARITY,
+    Granularity,
+    parse_granularity,
+    to_ns,
+    to_timestamp,
+)
 from workloads.monitoring.groups import window_index
 from workloads.monitoring.metrics import struct_field
 from workloads.monitoring.schema import BASELINE, DRIFT_SCHEMA, PROFILE_SCHEMA
-from workloads.ports.tables import Tables, get_tables
+from workloads.ports.tables import RowFilter, Tables, get_tables
 from workloads.settings import Settings
 from workloads.specs import MODEL_ID_COLUMN, TIMESTAMP_COLUMN, ModelSpec
 
-STATE_VERSION = 2  # 2: the metric tables gained the columns Databricks writes (databricks_metric_tables.json)
+STATE_VERSION = 3  # 2: the metric tables gained Databricks' columns; 3: windows found from the Delta log's file stats
 
 
 class MonitorError(MlopsError):
@@ -99,23 +109,6 @@ def _save_state(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def _fingerprints(window_starts: np.ndarray, index: np.ndarray, label: np.ndarray, pred: np.ndarray
-                  ) -> dict[str, list]:
-    """Per window start: row count, labelled count, prediction and label sums (what changes when rows arrive);
-    ``index`` is each row's window (see :func:`~workloads.monitoring.groups.window_index`)."""
-    n = len(window_starts)
-    rows = np.bincount(index, minlength=n)
-    labelled = np.bincount(index, weights=np.isfinite(label), minlength=n)
-    label_sum = np.bincount(index, weights=np.nan_to_num(label, nan=0.0, posinf=0.0, neginf=0.0), minlength=n)
-    pred_sum = np.bincount(index, weights=np.nan_to_num(pred, nan=0.0, posinf=0.0, neginf=0.0), minlength=n)
-    return {str(int(s)): [int(rows[i]), int(labelled[i]), repr(float(label_sum[i])), repr(float(pred_sum[i]))]
-            for i, s in enumerate(window_starts)}
-
-
-def _numeric_column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-
-
 def _baseline_fingerprint(tables: Tables, name: str) -> str:
     if not tables.exists(name):
         return "none"
@@ -151,6 +144,33 @@ def _arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
+def _windows_touched(gran: Granularity, spans: list[tuple[int, int]]) -> set[int]:
+    """Starts of the windows of ``gran`` that hold any instant of the ``[lo, hi]`` spans (epoch ns)."""
+    touched: set[int] = set()
+    for lo, hi in spans:
+        start = int(gran.floor(np.array([lo]))[0])
+        while start <= hi:
+            touched.add(start)
+            start = int(gran.shift(np.array([start]), 1)[0])
+    return touched
+
+
+def _ranges(starts: set[int], gran: Granularity) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges (epoch ns) covering the windows ``starts``, adjacent windows merged."""
+    out: list[tuple[int, int]] = []
+    for start in sorted(starts):
+        end = int(gran.end(np.array([start]))[0])
+        if out and out[-1][1] >= start:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _span_ns(value) -> int:
+    return int(to_ns(pd.Series([pd.Timestamp(value)]))[0])
+
+
 def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] | None = None, *,
                   exact_pvalues: bool = False, full: bool = False, tables: Tables | None = None) -> RefreshResult:
     """Compute the metric tables locally, incrementally; see the module docstring."""
@@ -163,11 +183,6 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
                            f"the payloads first")
     names = [c.name for c, _ in monitored_columns(spec)] + [MODEL_ID_COLUMN, TIMESTAMP_COLUMN]
     commit_version = tables.version(processed)  # stamped on the profile rows (logging_table_commit_version)
-    frame = tables.read(processed, version=commit_version)
-    missing = [n for n in (MODEL_ID_COLUMN, TIMESTAMP_COLUMN) if n not in frame.columns]
-    if missing:
-        raise MonitorError(f"{processed} lacks column(s) {missing}; it is not a processed inference table")
-    frame = frame[[n for n in names if n in frame.columns]]
     baseline_name = settings.table(spec.baseline_table)
     baseline: list[pd.DataFrame | None] = []  # read once, and only when a window is recomputed
     profile_name = settings.metrics_table(spec.profile_metrics_table)
@@ -180,36 +195,62 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
     tables_present = tables.exists(profile_name) and tables.exists(drift_name)
     if not tables_present or any(state.get(k) != v for k, v in context.items()):
         state = {}
-    new_state = {"version": STATE_VERSION, **context, "windows": {},
+    new_state = {"version": STATE_VERSION, **context, "table_version": commit_version, "windows": {},
                  "monitor_version": _monitor_version(previous, context["spec"])}
     result = RefreshResult(spec.name, "local", [g.text for g in grans])
 
+    # Which windows can have changed: those holding any row of a data file added or removed since the version the
+    # last refresh read (the files' statistics in the Delta log); without a usable previous state, all of them.
+    spans = None
+    if state.get("table_version") is not None and all(g.text in state.get("windows", {}) for g in grans):
+        spans = tables.changed_spans(processed, TIMESTAMP_COLUMN, int(state["table_version"]))
+    candidates: dict[str, set[int]] = {}
+    if spans is not None:
+        spans_ns = [(_span_ns(lo), _span_ns(hi)) for lo, hi in spans]
+        for gran in grans:
+            touched = _windows_touched(gran, spans_ns)
+            present = set(state["windows"][gran.text])
+            following = set(gran.shift(np.fromiter(touched, dtype=np.int64), 1).tolist()) if touched else set()
+            candidates[gran.text] = touched | (following & present)  # a changed window changes the next's drift
+        needed = [r for gran in grans for r in _ranges(
+            candidates[gran.text] | set(gran.shift(np.fromiter(candidates[gran.text], dtype=np.int64), -1).tolist()),
+            gran)]
+        where = RowFilter(TIMESTAMP_COLUMN, tuple((to_timestamp(lo), to_timestamp(hi)) for lo, hi in needed))
+        frame = tables.read(processed, version=commit_version, where=where) if needed else None
+    else:
+        frame = tables.read(processed, version=commit_version)
+    if frame is not None:
+        missing = [n for n in (MODEL_ID_COLUMN, TIMESTAMP_COLUMN) if n not in frame.columns]
+        if missing:
+            raise MonitorError(f"{processed} lacks column(s) {missing}; it is not a processed inference table")
+        frame = frame[[n for n in names if n in frame.columns]]
+    else:
+        frame = pd.DataFrame(columns=names)
+
     ts = to_ns(frame[TIMESTAMP_COLUMN]) if len(frame) else np.zeros(0, dtype=np.int64)
-    label, pred = _numeric_column(frame, spec.label.name), _numeric_column(frame, spec.prediction.name)
     profile_parts, drift_parts = [], []
     replaced_by_gran: dict[str, set[int]] = {}
     baseline_profiled = False  # BASELINE profile rows (no window, no granularity) are emitted once
     for gran in grans:
         window_starts, index = window_index(gran, ts)
         starts = window_starts[index]
-        prints = _fingerprints(window_starts, index, label, pred)
-        old = state.get("windows", {}).get(gran.text, {})
-        changed = {int(s) for s, fp in prints.items() if old.get(s) != fp}
-        removed = {int(s) for s in old if s not in prints}
-        present = np.array(sorted(int(s) for s in prints), dtype=np.int64)
-        # A changed window also changes the next window's CONSECUTIVE drift.
-        following = set(gran.shift(np.fromiter(changed | removed, dtype=np.int64), 1).tolist()) if changed or removed \
-            else set()
-        recompute = (changed | (following & set(present.tolist())))
-        new_state["windows"][gran.text] = prints
+        with_rows = {int(s) for s in window_starts}
+        old = set(state.get("windows", {}).get(gran.text, []))
+        if spans is None:
+            recompute, removed, present = with_rows, set(), with_rows
+        else:
+            recompute = candidates[gran.text] & with_rows
+            removed = (candidates[gran.text] & old) - with_rows
+            present = (old - candidates[gran.text]) | recompute
+        new_state["windows"][gran.text] = sorted(present)
         result.recomputed[gran.text] = len(recompute)
-        result.unchanged[gran.text] = len(prints) - len(recompute)
+        result.unchanged[gran.text] = len(present) - len(recompute)
         if not recompute and not removed:
             continue
         replaced_by_gran[gran.text] = recompute | removed
         if recompute:
-            needed = recompute | set(gran.shift(np.fromiter(recompute, dtype=np.int64), -1).tolist())
-            mask = np.isin(starts, np.fromiter(needed, dtype=np.int64))
+            needed_starts = recompute | set(gran.shift(np.fromiter(recompute, dtype=np.int64), -1).tolist())
+            mask = np.isin(starts, np.fromiter(needed_starts, dtype=np.int64))
             if not baseline:
                 baseline.append(tables.read(baseline_name) if tables.exists(baseline_name) else None)
             data = prepare(frame[mask].reset_index(drop=True), baseline[0], spec)

@@ -136,6 +136,7 @@ class Tables(Protocol):
     """What the workloads need from tables."""
 
     def exists(self, name: str) -> bool: ...
+    def columns(self, name: str) -> list[str]: ...
     def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None,
              where: RowFilter | None = None) -> pd.DataFrame: ...
     def write(self, name: str, df: pd.DataFrame, mode: str = "append") -> None: ...
@@ -143,9 +144,14 @@ class Tables(Protocol):
     def delete(self, name: str, predicate: str) -> int: ...
     def version(self, name: str) -> int: ...
     def drop(self, name: str) -> None: ...
+    def update_matched(self, name: str, df, keys: Sequence[str], columns: Sequence[str],
+                       since: tuple[str, Any] | None = None) -> int: ...
+    def delete_keys(self, name: str, df, key: str) -> int: ...
+    def max_value(self, name: str, column: str, where: RowFilter | None = None) -> Any: ...
     def read_changes(self, name: str, key: str, after_version: int | None = None,
                      columns: Sequence[str] | None = None) -> TableChanges: ...
     def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None) -> int: ...
+    def changed_spans(self, name: str, column: str, after_version: int) -> list[tuple[Any, Any]] | None: ...
 
 
 def _to_arrow(df: pd.DataFrame) -> pa.Table:
@@ -185,6 +191,10 @@ class LocalTables:
 
     def exists(self, name: str) -> bool:
         return (self.path(name) / "_delta_log").is_dir()
+
+    def columns(self, name: str) -> list[str]:
+        """The table's column names, from its transaction log (no data file is read)."""
+        return [field.name for field in self._table(name).schema().fields]
 
     def _table(self, name: str):
         from deltalake import DeltaTable
@@ -241,6 +251,65 @@ class LocalTables:
     def drop(self, name: str) -> None:
         shutil.rmtree(self.path(name), ignore_errors=True)
 
+    def update_matched(self, name: str, df: pd.DataFrame, keys: Sequence[str], columns: Sequence[str],
+                       since: tuple[str, Any] | None = None) -> int:
+        """Set ``columns`` of the rows matching ``df`` on ``keys`` to ``df``'s values, where they differ or are null.
+
+        One MERGE with a conditional update (``WHEN MATCHED AND <differs> THEN UPDATE``): only the data files holding
+        a changed row are rewritten, and no version is committed when nothing changes. ``since`` bounds the target
+        rows as in :meth:`insert_new` (files ending before it are skipped). ``df``'s keys must be unique; rows of
+        ``df`` matching nothing are ignored (nothing is inserted). Returns the number of rows updated.
+        """
+        if df.empty:
+            return 0
+        predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        predicate += _since_clause(since, lambda ts: f"'{ts.tz_convert('UTC').isoformat()}'")
+        metrics = (self._table(name).merge(_to_arrow(df), predicate=predicate, source_alias="s", target_alias="t")
+                   .when_matched_update(updates={c: f"s.`{c}`" for c in columns}, predicate=_differs(columns, "!="))
+                   .execute())
+        return int(metrics.get("num_target_rows_updated", 0))
+
+    def delete_keys(self, name: str, df: pd.DataFrame, key: str) -> int:
+        """Delete the rows whose ``key`` is among ``df[key]``, in one commit (a MERGE ``WHEN MATCHED THEN DELETE``);
+        returns how many rows were deleted."""
+        keys = df[[key]].drop_duplicates()
+        if keys.empty:
+            return 0
+        metrics = (self._table(name).merge(_to_arrow(keys), predicate=f"t.`{key}` = s.`{key}`", source_alias="s",
+                                           target_alias="t").when_matched_delete().execute())
+        return int(metrics.get("num_target_rows_deleted", 0))
+
+    def max_value(self, name: str, column: str, where: RowFilter | None = None) -> Any:
+        """The largest ``column`` among the rows ``where`` selects (``None`` when no row is selected).
+
+        Reads the data files newest first by their ``column`` statistics in the transaction log, and stops at the
+        first file whose statistics cannot beat the value found: the cost follows the newest files, not the table.
+        """
+        import pyarrow.compute as pc
+
+        table = self._table(name)
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=where.file_pruning() if where else None)
+        expression = where.arrow(dataset.schema) if where else None
+        actions = pa.table(table.get_add_actions(flatten=True))
+        stat = f"max.{column}"
+        root = table.table_uri.removeprefix("file://").rstrip("/")
+        file_max = {}
+        if stat in actions.column_names:
+            file_max = dict(zip(actions.column("path").to_pylist(), actions.column(stat).to_pylist(), strict=True))
+        fragments = [(file_max.get(f.path.removeprefix(root).lstrip("/")), f) for f in dataset.get_fragments()]
+        # files without statistics first (they must be read), then by their largest value, newest first
+        unknown = [f for m, f in fragments if m is None]
+        known = sorted(((m, f) for m, f in fragments if m is not None), key=lambda item: item[0], reverse=True)
+        best = None
+        for bound, fragment in [(None, f) for f in unknown] + known:
+            if best is not None and bound is not None and _beyond(best, bound):
+                break
+            values = fragment.to_table(columns=[column], filter=expression).column(column)
+            top = pc.max(values).as_py() if len(values) else None
+            if top is not None and (best is None or top > best):
+                best = top
+        return best
+
     def read_changes(self, name: str, key: str, after_version: int | None = None,
                      columns: Sequence[str] | None = None) -> TableChanges:
         """The rows inserted into a table after ``after_version``, up to its current version.
@@ -291,6 +360,30 @@ class LocalTables:
                    .when_not_matched_insert_all().execute())
         return int(metrics.get("num_target_rows_inserted", 0))
 
+    def changed_spans(self, name: str, column: str, after_version: int) -> list[tuple[Any, Any]] | None:
+        """``(min, max)`` of ``column`` over every data file added or removed since ``after_version``: the span of
+        values any row changed since then can have (an append, a MERGE rewriting a file, a delete). Read from the
+        transaction log's per-file statistics, no data file is opened. ``[]``: nothing changed. ``None``: unknown
+        (a changed file without statistics on ``column``, e.g. past the table's first 32 columns, or
+        ``after_version`` no longer readable): the caller must assume everything changed.
+        """
+        from deltalake import DeltaTable
+
+        current = self._table(name)
+        if after_version >= int(current.version()):
+            return []
+        try:
+            before = DeltaTable(str(self.path(name)), version=after_version)
+        except Exception:  # noqa: BLE001 - a vacuumed or missing version: unknown, not an error
+            return None
+        now, then = _file_stats(current, column), _file_stats(before, column)
+        if now is None or then is None:
+            return None
+        changed = [now[p] for p in now.keys() - then.keys()] + [then[p] for p in then.keys() - now.keys()]
+        if any(lo is None or hi is None for lo, hi in changed):
+            return None
+        return changed
+
 
 class SparkTables:
     """Unity Catalog tables through a Spark session (Databricks runtime or local pyspark)."""
@@ -309,6 +402,11 @@ class SparkTables:
     def _require(self, name: str) -> None:
         if not self.exists(name):
             raise TableNotFoundError(f"table {name} does not exist in the metastore")
+
+    def columns(self, name: str) -> list[str]:
+        """The table's column names, from its schema (no Spark job runs)."""
+        self._require(name)
+        return list(self.spark.table(name).columns)
 
     def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None,
              where: RowFilter | None = None) -> pd.DataFrame:
@@ -375,6 +473,43 @@ class SparkTables:
         split_name(name)
         self.spark.sql(f"DROP TABLE IF EXISTS {name}")
 
+    def _source(self, df, view: str):
+        """Register ``df`` (pandas, or a Spark DataFrame kept in Spark) as the temporary view ``view``."""
+        (df if hasattr(df, "createOrReplaceTempView") else self._frame(df)).createOrReplaceTempView(view)
+        return view
+
+    def update_matched_sql(self, name: str, view: str, keys: Sequence[str], columns: Sequence[str],
+                           since: tuple[str, Any] | None = None) -> str:
+        """The ``MERGE INTO`` statement :meth:`update_matched` runs with ``view`` as its source."""
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys) + _since_clause(since, _spark_timestamp)
+        assignments = ", ".join(f"t.`{c}` = s.`{c}`" for c in columns)
+        return (f"MERGE INTO {name} AS t USING {view} AS s ON {on} "
+                f"WHEN MATCHED AND ({_differs(columns, '<>')}) THEN UPDATE SET {assignments}")
+
+    def update_matched(self, name: str, df, keys: Sequence[str], columns: Sequence[str],
+                       since: tuple[str, Any] | None = None) -> int:
+        """See :meth:`LocalTables.update_matched`; ``df`` is pandas or a Spark DataFrame kept in Spark (the MERGE's
+        source, never collected). Only the MERGE's metrics row reaches the driver. A conditional ``WHEN MATCHED AND``
+        clause updates only the rows that differ (https://docs.databricks.com/aws/en/sql/language-manual/delta-merge-into)."""
+        self._require(name)
+        view = self._source(df, f"_mlops_update_{split_name(name)[2]}")
+        rows = self.spark.sql(self.update_matched_sql(name, view, keys, columns, since)).collect()
+        return int(rows[0].asDict().get("num_updated_rows", 0)) if rows else 0
+
+    def delete_keys(self, name: str, df, key: str) -> int:
+        """See :meth:`LocalTables.delete_keys`; ``df`` is pandas or a Spark DataFrame kept in Spark."""
+        self._require(name)
+        view = self._source(df, f"_mlops_delete_{split_name(name)[2]}")
+        rows = self.spark.sql(f"MERGE INTO {name} AS t USING (SELECT DISTINCT `{key}` FROM {view}) AS s "
+                              f"ON t.`{key}` = s.`{key}` WHEN MATCHED THEN DELETE").collect()
+        return int(rows[0].asDict().get("num_deleted_rows", 0)) if rows else 0
+
+    def max_value(self, name: str, column: str, where: RowFilter | None = None) -> Any:
+        """See :meth:`LocalTables.max_value`: one aggregate computed in Spark, one row to the driver."""
+        from pyspark.sql import functions as F
+
+        return self.frame(name, [column], where=where).agg(F.max(column).alias("top")).collect()[0]["top"]
+
     def _change_data_feed(self, name: str) -> bool:
         """Whether the table records its change data feed (``delta.enableChangeDataFeed``)."""
         properties = {row[0]: row[1] for row in self.spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
@@ -420,6 +555,54 @@ class SparkTables:
         on += _since_clause(since, lambda ts: f"TIMESTAMP '{ts.tz_convert('UTC').strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'")
         rows = self.spark.sql(f"MERGE INTO {name} AS t USING {view} AS s ON {on} WHEN NOT MATCHED THEN INSERT *").collect()
         return int(rows[0].asDict().get("num_inserted_rows", 0)) if rows else 0
+
+    def changed_spans(self, name: str, column: str, after_version: int) -> list[tuple[Any, Any]] | None:
+        """See :meth:`LocalTables.changed_spans`: from the change data feed, one aggregate row per commit reaches
+        the driver (``table_changes``: https://docs.databricks.com/aws/en/delta/delta-change-data-feed); ``None``
+        without the feed."""
+        self._require(name)
+        version = self.version(name)
+        if after_version >= version:
+            return []
+        if not self._change_data_feed(name):
+            return None
+        rows = self.spark.sql(
+            f"SELECT _commit_version, min(`{column}`) AS lo, max(`{column}`) AS hi "
+            f"FROM table_changes('{name}', {int(after_version) + 1}, {version}) GROUP BY _commit_version").collect()
+        spans = [(row["lo"], row["hi"]) for row in rows]
+        return None if any(lo is None or hi is None for lo, hi in spans) else spans
+
+
+def _file_stats(table, column: str) -> dict[str, tuple[Any, Any]] | None:
+    """Data file path -> (min, max) of ``column`` from one version's add actions; ``None`` if no statistics."""
+    actions = pa.table(table.get_add_actions(flatten=True))
+    if not actions.num_rows:
+        return {}
+    if f"min.{column}" not in actions.column_names:
+        return None
+    return dict(zip(actions.column("path").to_pylist(),
+                    zip(actions.column(f"min.{column}").to_pylist(), actions.column(f"max.{column}").to_pylist()),
+                    strict=True))
+
+
+def _differs(columns: Sequence[str], not_equal: str) -> str:
+    """SQL condition: the target row ``t`` has a null or a different value than the source ``s`` in any column."""
+    return " OR ".join(f"t.`{c}` IS NULL OR t.`{c}` {not_equal} s.`{c}`" for c in columns)
+
+
+def _beyond(value: Any, file_max: Any) -> bool:
+    """Whether ``value`` is past what a file whose ``max`` statistic is ``file_max`` can hold (Delta writers may
+    truncate timestamp statistics to milliseconds, so a timestamp statistic is taken as up to 1 ms short)."""
+    import datetime as dt
+
+    if isinstance(file_max, dt.datetime):
+        return value >= file_max + dt.timedelta(milliseconds=1)
+    return value >= file_max
+
+
+def _spark_timestamp(ts: pd.Timestamp) -> str:
+    """A UTC Spark SQL timestamp literal."""
+    return f"TIMESTAMP '{ts.tz_convert('UTC').strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'"
 
 
 def _data_files(table) -> set[str]:
