@@ -62,6 +62,7 @@ class FakeWorkspace:
             for sp in (DEV_SP, PROD_SP)}
         self.serving: tuple[int, dict] = (200, ANSWERS["endpoints"])
         self.models: dict[str, tuple[int, dict]] = {}
+        self.publishes_account_id = True  # /.well-known/databricks-config answers with the account id
 
     def handle(self, method, path, query, body, headers):
         self.requests.append((method, path, {k: v[0] for k, v in query.items()}))
@@ -69,6 +70,8 @@ class FakeWorkspace:
         if method != "GET":
             return 405, {"error_code": "BAD_REQUEST", "message": "the doctor must only read"}
         if path == "/.well-known/databricks-config":  # what databricks-sdk asks when a client is created
+            if not self.publishes_account_id:
+                return 404, {"error_code": "NOT_FOUND", "message": "Not Found"}
             return 200, {"oidc_endpoint": f"{self.url}/oidc", "account_id": ACCOUNT_ID,
                          "workspace_id": "1234567890123456"}
         if path == "/api/2.0/preview/scim/v2/Me":
@@ -124,7 +127,7 @@ def workspace(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "/nonexistent/databrickscfg")
     monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-fake")  # the user's own auth, as databricks-sdk finds it
-    with json_server(fake.handle) as url:
+    with json_server(lambda *request: fake.handle(*request)) as url:  # a test may swap fake.handle
         fake.url = url
         yield fake
 
@@ -205,3 +208,241 @@ def test_a_good_prod_workspace_reads_the_dev_models_promote_copies(workspace):
     assert [p for p in workspace.paths() if "/models/" in p] == [f"/api/2.1/unity-catalog/models/{n}"
                                                                  for n in DEV_MODELS]
     assert {method for method, _, _ in workspace.requests} == {"GET"}
+
+
+# --- bad workspaces: each fails its line with the fix, and the command exits 1 ------------------------------
+def test_no_metastore_fails_and_the_checks_that_need_one_say_why(workspace):
+    workspace.metastore = (404, {"error_code": "METASTORE_DOES_NOT_EXIST",
+                                 "message": "No metastore assigned for the current workspace."})
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "metastore") == (
+        "metastore FAIL no Unity Catalog metastore is assigned: No metastore assigned for the current workspace. "
+        "an account admin assigns a Unity Catalog metastore to this workspace (account console -> Catalog -> the "
+        "region's metastore -> Workspaces -> Assign)")
+    assert line(result, "catalog") == "catalog skip catalog mlops_dev: not checked without a metastore"
+    assert line(result, "serverless jobs").startswith(
+        "serverless jobs FAIL serverless compute needs Unity Catalog, and there is no metastore assign a metastore")
+    assert not [p for p in workspace.paths() if "/catalogs/" in p or "effective-permissions" in p]
+
+
+def test_a_missing_catalog_without_create_catalog_fails_with_the_grant_to_ask_for(workspace):
+    workspace.effective[("METASTORE", METASTORE_ID)] = [
+        {"principal": "data-scientists", "privileges": [{"privilege": "CREATE_CATALOG"}]}]  # not a group of ours
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "catalog") == (
+        f"catalog FAIL catalog mlops_dev does not exist and you cannot create it (no CREATE CATALOG on metastore "
+        f"{METASTORE_ID}) a metastore admin runs: GRANT CREATE CATALOG ON METASTORE TO `{ME}`; or creates mlops_dev "
+        "for you and you set catalog.create: false")
+    # the metastore admin (its owner) holds CREATE CATALOG without a grant: asked, and not us
+    assert "/api/2.1/unity-catalog/metastore_summary" in workspace.paths()
+    assert result.output.strip().splitlines()[-1] == "5 pass, 1 warn, 1 fail"
+
+
+def test_the_metastore_admin_may_create_the_catalog_without_a_grant(workspace):
+    workspace.effective[("METASTORE", METASTORE_ID)] = []
+    workspace.me = (200, {**ANSWERS["me"], "groups": [{"display": "metastore-admins", "value": "1"}]})
+    workspace.rule_sets = {k: {**v, "grant_rules": [{"role": "roles/servicePrincipal.user",
+                                                     "principals": [f"users/{ME}"]}]}
+                           for k, v in workspace.rule_sets.items()}
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 0, result.output
+    assert line(result, "catalog") == ("catalog pass catalog mlops_dev does not exist yet; you are the metastore admin "
+                                       "(metastore-admins): the deploy creates it")
+    assert line(result, "run-as").endswith(f"you may use it (via users/{ME})")
+
+
+def test_a_present_catalog_without_the_deploys_privileges_fails_naming_them(workspace):
+    workspace.catalogs["mlops_dev"] = {"name": "mlops_dev", "owner": "platform-team", "catalog_type": "MANAGED_CATALOG"}
+    workspace.effective[("CATALOG", "mlops_dev")] = [
+        {"principal": "mlops-deployers", "privileges": [
+            {"privilege": "ALL_PRIVILEGES", "inherited_from_type": "CATALOG", "inherited_from_name": "mlops_dev"}]}]
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    # ALL PRIVILEGES covers USE CATALOG and CREATE SCHEMA, not MANAGE (which the stack's catalog grants need)
+    assert line(result, "catalog") == (
+        f"catalog FAIL catalog mlops_dev exists (owner platform-team); you lack MANAGE its owner runs: GRANT MANAGE ON "
+        f"CATALOG mlops_dev TO `{ME}` (or makes you, or a group of yours, the owner)")
+
+
+def test_a_missing_warehouse_fails_with_where_to_find_the_id(workspace):
+    del workspace.warehouses[DEV_WAREHOUSE]
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "warehouse") == (
+        f"warehouse FAIL SQL warehouse {DEV_WAREHOUSE} does not exist set lakehouse-mlops:warehouseId to an existing "
+        "warehouse (SQL Warehouses -> the warehouse -> Overview: its id), or remove the key and the deploy creates one")
+
+
+def test_a_missing_run_as_service_principal_fails(workspace):
+    workspace.service_principals = [sp for sp in workspace.service_principals if sp["applicationId"] != DEV_SP]
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "run-as") == (
+        f"run-as FAIL service principal {DEV_SP} is not in this workspace add it (account console -> User management "
+        "-> Service principals -> add by application id; then assign it to this workspace), or fix "
+        "lakehouse-mlops:runAs.servicePrincipal")
+    assert not [p for p in workspace.paths() if "rule-sets" in p]
+
+
+def test_a_run_as_principal_you_may_not_use_or_that_is_deactivated_fails(workspace):
+    workspace.rule_sets = {k: {**v, "grant_rules": [{"role": "roles/servicePrincipal.manager",
+                                                     "principals": [f"users/{ME}"]}]}  # Manager is not User
+                           for k, v in workspace.rule_sets.items()}
+    result = doctor(workspace, "dev")
+    assert result.exit_code == 1
+    assert line(result, "run-as") == (
+        f"run-as FAIL service principal mlops-dev-jobs ({DEV_SP}) is active, but you cannot run jobs as it (no Service "
+        f"Principal User role) a Service Principal Manager of mlops-dev-jobs ({DEV_SP}) (or an account admin) grants "
+        f"{ME} the Service Principal: User role (Settings -> Identity and access -> Service principals -> the "
+        "principal -> Permissions)")
+
+    workspace.service_principals[0] = {**workspace.service_principals[0], "active": False}
+    result = doctor(workspace, "dev")
+    assert result.exit_code == 1
+    assert line(result, "run-as") == (
+        f"run-as FAIL service principal mlops-dev-jobs ({DEV_SP}) is deactivated an admin activates it (Settings -> "
+        "Identity and access -> Service principals)")
+
+
+def test_without_an_account_id_the_role_is_a_warn_saying_it_was_not_checked(workspace):
+    workspace.publishes_account_id = False
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 0, result.output
+    assert line(result, "run-as").startswith(
+        f"run-as warn service principal mlops-dev-jobs ({DEV_SP}) is active; whether you hold its User role was not "
+        "checked (no account id: the workspace did not publish it and DATABRICKS_ACCOUNT_ID is unset) set "
+        "DATABRICKS_ACCOUNT_ID and rerun")
+    assert not [p for p in workspace.paths() if "rule-sets" in p]
+
+
+def test_an_answer_a_check_did_not_expect_fails_that_line_and_the_others_still_run(workspace):
+    original = workspace.handle
+
+    def broken_grants(method, path, query, body, headers):
+        if "effective-permissions" in path:
+            return 403, {"error_code": "PERMISSION_DENIED", "message": "User cannot read grants on metastore."}
+        return original(method, path, query, body, headers)
+
+    workspace.handle = broken_grants
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "catalog") == (
+        "catalog FAIL could not be checked: PermissionDenied: User cannot read grants on metastore rerun with --debug "
+        "for the full error; fix what it names")
+    assert line(result, "warehouse").startswith("warehouse pass")
+    assert line(result, "model serving").startswith("model serving pass")
+
+
+def test_model_serving_disabled_fails(workspace):
+    workspace.serving = (400, {"error_code": "FEATURE_DISABLED",
+                               "message": "Model serving is not enabled for your shard."})
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "model serving") == (
+        "model serving FAIL Model Serving is not enabled here: Model serving is not enabled for your shard. use a "
+        "Premium workspace in a region with Model Serving, or ask Databricks to enable it")
+
+
+def test_prod_fails_on_a_dev_model_it_may_not_read_and_warns_on_untrained_ones(workspace):
+    autolog, decorators, large_order = DEV_MODELS
+    workspace.models[autolog] = (403, {"error_code": "PERMISSION_DENIED",
+                                       "message": "User does not have USE CATALOG on Catalog 'mlops_dev'."})
+    workspace.models[large_order] = (200, {"full_name": large_order, "name": "bakehouse_large_order_model"})
+
+    result = doctor(workspace, "prod")
+
+    assert result.exit_code == 1
+    rows = [row for row in lines_with(result, "FAIL") + lines_with(result, "warn") + lines_with(result, "pass")
+            if row.startswith("dev model")]
+    assert rows == [
+        (f"dev model FAIL {autolog}: permission denied: User does not have USE CATALOG on Catalog 'mlops_dev' grant "
+         f"{ME} USE CATALOG on mlops_dev, USE SCHEMA on mlops_dev.bakehouse_ml and EXECUTE on {autolog}; if mlops_dev "
+         "is bound to its own workspace, add a read-only binding for this one"),
+        (f"dev model warn {decorators} does not exist: not trained yet train it in dev first; `mlops promote` copies "
+         "its champion"),
+        f"dev model pass {large_order} is readable"]
+    # the config dump databricks-sdk appends to 401/403 messages (after dropping their final '.') stays out
+    assert "Config:" not in result.output
+
+
+def test_unauthenticated_fails_identity_with_the_auth_fix_and_asks_nothing_else(workspace):
+    workspace.me = (401, {"error_code": "UNAUTHENTICATED", "message": "Invalid access token."})
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "identity") == (
+        "identity FAIL the workspace did not say who you are: Invalid access token (databricks-sdk auth: pat) "
+        f"authenticate to {workspace.url}: `az login` (the stacks' authType azure-cli), or `databricks auth login "
+        f"--host {workspace.url}`, or DATABRICKS_TOKEN / DATABRICKS_CLIENT_ID+DATABRICKS_CLIENT_SECRET")
+    assert workspace.paths() == ["/.well-known/databricks-config", "/api/2.0/preview/scim/v2/Me"]
+    assert result.output.strip().splitlines()[-1] == "1 fail"
+
+
+def test_the_source_stack_cannot_be_the_stack_itself(workspace):
+    result = CliRunner().invoke(app, ["doctor", "--stack", "prod", "--from-stack", "prod", "--host", workspace.url])
+    assert result.exit_code == 1
+    assert "is the stack itself" in str(result.exception)
+    assert workspace.requests == []
+
+
+# --- the fake's answers are the documented shapes -------------------------------------------------------------
+@pytest.mark.parametrize("answer, cls", [
+    ("me", "iam.User"), ("metastore", "catalog.MetastoreAssignment"), ("metastore_summary", "catalog.GetMetastoreSummaryResponse"),
+    ("warehouse", "sql.GetWarehouseResponse"), ("rule_set", "iam.RuleSetResponse"),
+    ("endpoints", "serving.ListEndpointsResponse")])
+def test_every_answer_round_trips_through_the_sdk_dataclass(answer, cls):
+    """``from_dict`` drops keys it does not know; a round trip that loses nothing shows every key is a documented
+    field in the documented form."""
+    import importlib
+
+    module, name = cls.split(".")
+    dataclass = getattr(importlib.import_module(f"databricks.sdk.service.{module}"), name)
+    assert dataclass.from_dict(copy.deepcopy(ANSWERS[answer])).as_dict() == ANSWERS[answer]
+
+
+def test_the_scim_and_unity_catalog_answers_round_trip_too():
+    from databricks.sdk.service import catalog, iam
+
+    fake = FakeWorkspace()
+    for sp in fake.service_principals:
+        assert iam.ServicePrincipal.from_dict(sp).as_dict() == sp
+    for assignments in fake.effective.values():
+        page = {"privilege_assignments": assignments}
+        assert catalog.EffectivePermissionsList.from_dict(page).as_dict() == page
+    info = {"name": "mlops_prod", "owner": "mlops-deployers", "catalog_type": "MANAGED_CATALOG",
+            "metastore_id": METASTORE_ID}
+    assert catalog.CatalogInfo.from_dict(info).as_dict() == info
+
+
+def test_no_databricks_auth_at_all_fails_identity_with_the_auth_fix(workspace, monkeypatch):
+    monkeypatch.delenv("DATABRICKS_TOKEN")
+    monkeypatch.setenv("PATH", "/nonexistent")  # no `az` or `databricks` CLI to borrow a login from
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "identity").startswith(f"identity FAIL no Databricks auth for {workspace.url}: ")
+    assert line(result, "identity").endswith(
+        f"authenticate to {workspace.url}: `az login` (the stacks' authType azure-cli), or `databricks auth login "
+        f"--host {workspace.url}`, or DATABRICKS_TOKEN / DATABRICKS_CLIENT_ID+DATABRICKS_CLIENT_SECRET")
+    assert "/api/2.0/preview/scim/v2/Me" not in workspace.paths()

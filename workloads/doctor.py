@@ -52,6 +52,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from databricks.sdk.errors import DatabricksError, NotFound, PermissionDenied
+
 from workloads.errors import MlopsError
 
 if TYPE_CHECKING:
@@ -122,10 +124,8 @@ def _message(exc: Exception) -> str:
     return text
 
 
-def _is(exc: Exception, name: str) -> bool:
-    from databricks.sdk import errors
-
-    return isinstance(exc, getattr(errors, name))
+# What asking the workspace can raise: its error answers, and (requests' exceptions are OSErrors) the network.
+WORKSPACE_ERRORS = (DatabricksError, OSError)
 
 
 def _auth_fix(host: str) -> str:
@@ -137,7 +137,7 @@ def _auth_fix(host: str) -> str:
 def check_identity(workspace, host: str) -> tuple[CheckResult, Caller | None]:
     try:
         me = workspace.current_user.me()
-    except Exception as exc:  # any failure here means nothing else can be asked
+    except WORKSPACE_ERRORS as exc:  # any failure here means nothing else can be asked
         auth = getattr(getattr(workspace, "config", None), "auth_type", None)
         return CheckResult("identity", "fail", f"the workspace did not say who you are: {_message(exc)}"
                            + (f" (databricks-sdk auth: {auth})" if auth else ""), _auth_fix(host)), None
@@ -156,8 +156,8 @@ def check_metastore(workspace) -> tuple[CheckResult, str | None]:
            "the region's metastore -> Workspaces -> Assign)")
     try:
         assignment = workspace.metastores.current()
-    except Exception as exc:
-        if _is(exc, "NotFound"):
+    except WORKSPACE_ERRORS as exc:
+        if isinstance(exc, NotFound):
             return CheckResult("metastore", "fail", f"no Unity Catalog metastore is assigned: {_message(exc)}",
                                fix), None
         return CheckResult("metastore", "fail", f"cannot read the metastore assignment: {_message(exc)}", fix), None
@@ -196,10 +196,10 @@ def check_catalog(workspace, config: StackConfig, caller: Caller, metastore_id: 
         return CheckResult("catalog", "skip", f"catalog {name}: not checked without a metastore")
     try:
         info = workspace.catalogs.get(name)
-    except Exception as exc:
-        if _is(exc, "NotFound"):
+    except WORKSPACE_ERRORS as exc:
+        if isinstance(exc, NotFound):
             return _absent_catalog(workspace, config, caller, metastore_id)
-        if _is(exc, "PermissionDenied"):
+        if isinstance(exc, PermissionDenied):
             return CheckResult("catalog", "fail", f"catalog {name}: you cannot see it: {_message(exc)}",
                                f"its owner grants you USE CATALOG, CREATE SCHEMA and MANAGE: GRANT USE CATALOG, "
                                f"CREATE SCHEMA, MANAGE ON CATALOG {name} TO {_quoted(caller.user_name)}")
@@ -239,7 +239,7 @@ def _absent_catalog(workspace, config: StackConfig, caller: Caller, metastore_id
                            "on the metastore: the deploy creates it")
     try:
         owner = workspace.metastores.summary().owner
-    except Exception:  # the summary is only a second chance; the grant is what the fix asks for
+    except WORKSPACE_ERRORS:  # the summary is only a second chance; the grant is what the fix asks for
         owner = None
     if owner and owner in caller.principals:
         return CheckResult("catalog", "pass", f"catalog {name} does not exist yet; you are the metastore admin "
@@ -263,10 +263,10 @@ def check_warehouse(workspace, config: StackConfig) -> CheckResult:
            "its id), or remove the key and the deploy creates one")
     try:
         warehouse = workspace.warehouses.get(config.warehouse_id)
-    except Exception as exc:
-        if _is(exc, "NotFound"):
+    except WORKSPACE_ERRORS as exc:
+        if isinstance(exc, NotFound):
             return CheckResult("warehouse", "fail", f"SQL warehouse {config.warehouse_id} does not exist", fix)
-        if _is(exc, "PermissionDenied"):
+        if isinstance(exc, PermissionDenied):
             return CheckResult("warehouse", "fail", f"SQL warehouse {config.warehouse_id}: {_message(exc)}",
                                "its owner gives you CAN USE (SQL Warehouses -> the warehouse -> Permissions)")
         return CheckResult("warehouse", "fail", f"SQL warehouse {config.warehouse_id}: {_message(exc)}", fix)
@@ -285,7 +285,7 @@ def check_run_as(workspace, config: StackConfig, caller: Caller) -> CheckResult:
     try:
         # The SDK pages on; the first match is all we need (one request).
         sp = next(iter(workspace.service_principals.list(filter=f'applicationId eq "{app_id}"')), None)
-    except Exception as exc:
+    except WORKSPACE_ERRORS as exc:
         return CheckResult("run-as", "fail", f"cannot list service principals: {_message(exc)}",
                            "ask a workspace admin to run `mlops doctor`, or check the principal by hand")
     if sp is None:
@@ -310,7 +310,7 @@ def check_run_as(workspace, config: StackConfig, caller: Caller) -> CheckResult:
     rule_set = f"accounts/{account_id}/servicePrincipals/{app_id}/ruleSets/default"
     try:
         rules = workspace.account_access_control_proxy.get_rule_set(rule_set, "")
-    except Exception as exc:
+    except WORKSPACE_ERRORS as exc:
         return CheckResult("run-as", "warn",
                            f"service principal {name} is active; its roles could not be read: {_message(exc)}",
                            "check by hand that you hold the Service Principal: User role: " + role_fix)
@@ -328,7 +328,7 @@ def check_run_as(workspace, config: StackConfig, caller: Caller) -> CheckResult:
 def check_model_serving(workspace) -> CheckResult:
     try:
         endpoints = list(workspace.serving_endpoints.list())
-    except Exception as exc:
+    except WORKSPACE_ERRORS as exc:
         if _error_code(exc) == "FEATURE_DISABLED":
             return CheckResult("model serving", "fail", f"Model Serving is not enabled here: {_message(exc)}",
                                "use a Premium workspace in a region with Model Serving, or ask Databricks to enable it")
@@ -357,14 +357,14 @@ def check_source_models(workspace, names: list[str], source_stack: str, caller: 
         check = f"{source_stack} model"
         try:
             workspace.registered_models.get(full_name)
-        except Exception as exc:
-            if _is(exc, "PermissionDenied"):
+        except WORKSPACE_ERRORS as exc:
+            if isinstance(exc, PermissionDenied):
                 catalog, schema, _ = full_name.split(".", 2)
                 results.append(CheckResult(check, "fail", f"{full_name}: permission denied: {_message(exc)}",
                                            f"grant {caller.user_name} USE CATALOG on {catalog}, USE SCHEMA on "
                                            f"{catalog}.{schema} and EXECUTE on {full_name}; if {catalog} is bound "
                                            "to its own workspace, add a read-only binding for this one"))
-            elif _is(exc, "NotFound"):
+            elif isinstance(exc, NotFound):
                 results.append(CheckResult(check, "warn", f"{full_name} does not exist: not trained yet",
                                            f"train it in {source_stack} first; `mlops promote` copies its champion"))
             else:
@@ -399,12 +399,28 @@ def source_model_names(config: StackConfig, source_stack: str) -> list[str]:
     return [source.registered_model(model) for model in config.models]
 
 
+def _guarded(check: str, run: Callable[..., CheckResult], *args) -> CheckResult:
+    """A check's result, or a failed line when the workspace answered something the check did not expect (one
+    unreadable answer must not hide the other checks' lines)."""
+    try:
+        return run(*args)
+    except WORKSPACE_ERRORS as exc:
+        return CheckResult(check, "fail", f"could not be checked: {type(exc).__name__}: {_message(exc)}",
+                           "rerun with --debug for the full error; fix what it names")
+
+
 # --- all of them ----------------------------------------------------------------------------------------
+# databricks-sdk retries a request for up to 5 minutes by default; an unreachable host would keep a preflight
+# silent that long (twice: the host metadata probe, then the first call). Rate limits still get retried.
+RETRY_TIMEOUT_S = 30
+
+
 def workspace_client(host: str):
     """A databricks-sdk ``WorkspaceClient`` for ``host`` with whatever auth the SDK finds for the user."""
     from databricks.sdk import WorkspaceClient
+    from databricks.sdk.core import Config
 
-    return WorkspaceClient(host=host)
+    return WorkspaceClient(config=Config(host=host, retry_timeout_seconds=RETRY_TIMEOUT_S))
 
 
 def run_doctor(config: StackConfig, *, host: str | None = None, workspace=None,
@@ -440,12 +456,12 @@ def run_doctor(config: StackConfig, *, host: str | None = None, workspace=None,
     if caller is None:
         return report  # nothing else can be asked without an identity
     metastore, metastore_id = check_metastore(workspace)
+    report.results.append(metastore)
     report.results += [
-        metastore,
-        check_catalog(workspace, config, caller, metastore_id),
-        check_warehouse(workspace, config),
-        check_run_as(workspace, config, caller),
-        check_model_serving(workspace),
+        _guarded("catalog", check_catalog, workspace, config, caller, metastore_id),
+        _guarded("warehouse", check_warehouse, workspace, config),
+        _guarded("run-as", check_run_as, workspace, config, caller),
+        _guarded("model serving", check_model_serving, workspace),
         check_serverless_jobs(metastore_id),
     ]
     if names:
