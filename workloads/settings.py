@@ -8,6 +8,8 @@ Resolved from (highest first) explicit arguments, environment variables, default
 - ``MLOPS_CATALOG`` / ``MLOPS_SCHEMA``: Unity Catalog names for the models' tables and registry
 - ``MLOPS_MONITORING_SCHEMA`` (``--monitoring-schema``): schema of the monitors' metric tables (the stack's
   ``schemas.monitoring``), default the models' schema
+- ``MLOPS_RETRAIN_MAX_ROWS``: most labelled traffic rows a retrain reads (the newest are kept), default
+  ``DEFAULT_RETRAIN_MAX_ROWS``; bounds the training sample that reaches one process (the job driver on Databricks)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field
 from workloads.errors import SettingsError
 
 DEFAULT_SCHEMA = "bakehouse_ml"
+DEFAULT_RETRAIN_MAX_ROWS = 200_000
 SAMPLES_CATALOG = "samples"
 SAMPLES_SCHEMA = "bakehouse"
 
@@ -41,6 +44,8 @@ class Settings(BaseModel):
                                                             "models' schema.")
     samples_catalog: str = Field(SAMPLES_CATALOG, description="Catalog holding the bakehouse source tables.")
     samples_schema: str = Field(SAMPLES_SCHEMA, description="Schema holding the bakehouse source tables.")
+    retrain_max_rows: int = Field(DEFAULT_RETRAIN_MAX_ROWS, gt=0, description="Most labelled traffic rows a retrain "
+                                  "reads, the newest kept (MLOPS_RETRAIN_MAX_ROWS).")
 
     def model_post_init(self, context, /) -> None:
         if not self.catalog:
@@ -103,6 +108,9 @@ def load_settings(home: str | Path | None = None, backend: str | None = None, en
     env_value = env or os.environ.get("MLOPS_ENV") or "dev"
     if env_value not in ("dev", "prod"):
         raise SettingsError(f"env must be 'dev' or 'prod', got {env_value!r}")
+    max_rows = os.environ.get("MLOPS_RETRAIN_MAX_ROWS") or str(DEFAULT_RETRAIN_MAX_ROWS)
+    if not max_rows.strip().isdigit() or int(max_rows) < 1:
+        raise SettingsError(f"MLOPS_RETRAIN_MAX_ROWS must be a positive whole number of rows, got {max_rows!r}")
     catalog_value = catalog or os.environ.get("MLOPS_CATALOG") or os.environ.get(f"MLOPS_CATALOG_{env_value.upper()}") or ""
     return Settings(
         backend=backend_value,
@@ -111,4 +119,5 @@ def load_settings(home: str | Path | None = None, backend: str | None = None, en
         catalog=catalog_value,
         schema_name=schema or os.environ.get("MLOPS_SCHEMA") or DEFAULT_SCHEMA,
         monitoring_schema=monitoring_schema or os.environ.get("MLOPS_MONITORING_SCHEMA") or None,
+        retrain_max_rows=int(max_rows),
     )

@@ -2,7 +2,8 @@
 
 Each request carries a ``client_request_id``; each of its rows is example ``<client_request_id>:<row>``.
 The true label of every example sent is recorded in the model's pending-labels table, so
-``mlops labels ingest`` can merge the ground truth once the payloads are unpacked. A ``transform`` hook
+``mlops labels ingest`` can merge the ground truth once the payloads are unpacked; with each label goes the time
+the requests were sent (``requested_at``), which bounds the processed rows the label MERGE reads. A ``transform`` hook
 rewrites the sampled rows before they are sent (features and, for concept drift, the label source
 columns), which is how drifted traffic is simulated.
 """
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 import numpy as np
@@ -136,6 +138,7 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
             rows = transform(rows.copy()).reset_index(drop=True)
         batches.append((f"{request_prefix}-{uuid.uuid4().hex[:16]}", rows))
 
+    requested_at = datetime.now(UTC)  # before any request leaves: a lower bound of every request's endpoint time
     started = time.perf_counter()
     with httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=max(concurrency, 1))) as client:
         def send(item):
@@ -158,6 +161,7 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
     errors = [err for _, status, err in answers if status != 200 and err]
     recorded = 0
     if record_labels and settings is not None and ok_ids:
+        from workloads.labels import REQUESTED_AT_COLUMN
         from workloads.labels import record_labels as record
 
         pieces = []
@@ -168,6 +172,7 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
                 EXAMPLE_ID_COLUMN: [example_id(cid, i) for i in range(len(rows))],
                 REQUEST_ID_COLUMN: cid,
                 spec.label.name: _labels(rows, spec).to_numpy(),
+                REQUESTED_AT_COLUMN: requested_at,
             })
             if "transactionID" in rows.columns:
                 piece["transactionID"] = rows["transactionID"].to_numpy()

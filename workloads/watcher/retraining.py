@@ -27,7 +27,7 @@ import pandas as pd
 
 from workloads import registry
 from workloads.data.features import label_frame, load_feature_frame, split_holdout
-from workloads.ports.tables import get_tables
+from workloads.ports.tables import RowFilter, SparkTables, Tables, get_tables
 from workloads.promotion import PromotionRecord, promote
 from workloads.settings import Settings
 from workloads.specs import EXAMPLE_ID_COLUMN, TIMESTAMP_COLUMN, ModelSpec, Threshold
@@ -72,37 +72,78 @@ def _is_fresh_holdout(ids: pd.Series) -> np.ndarray:
 
 
 def fresh_traffic(settings: Settings, spec: ModelSpec, since: pd.Timestamp | None = None,
-                  with_timestamp: bool = False) -> pd.DataFrame:
-    """Labelled examples of the processed inference table (since ``since``), in feature-frame shape."""
-    tables = get_tables(settings)
+                  with_timestamp: bool = False, tables: Tables | None = None) -> pd.DataFrame:
+    """Labelled examples of the processed inference table (since ``since``), in feature-frame shape.
+
+    Reads only the feature, label, id and timestamp columns of the labelled rows since ``since`` (pushed down:
+    older files are skipped by their statistics; on Databricks a Spark ``WHERE``), and at most
+    ``settings.retrain_max_rows`` of them (``MLOPS_RETRAIN_MAX_ROWS``): the newest rows are kept (latest
+    timestamps, ties by example id), because after a change the recent labels are the truth. On Databricks the
+    read, the dedupe and the cap run in Spark and only the capped sample reaches the driver. Rows come out
+    oldest first (by timestamp, then example id) on both backends.
+    """
+    tables = tables or get_tables(settings)
     name = settings.table(spec.processed_table)
-    columns = [*spec.feature_names, spec.label.name, EXAMPLE_ID_COLUMN, *([TIMESTAMP_COLUMN] if with_timestamp else [])]
+    label = spec.label.name
+    columns = [*spec.feature_names, label, EXAMPLE_ID_COLUMN, *([TIMESTAMP_COLUMN] if with_timestamp else [])]
     if not tables.exists(name):
         return pd.DataFrame(columns=columns)
-    frame = tables.read(name)
-    frame = frame[frame[spec.label.name].notna()]
-    if since is not None:
-        frame = frame[frame[TIMESTAMP_COLUMN] >= pd.Timestamp(since)]
-    frame = frame.drop_duplicates(EXAMPLE_ID_COLUMN)
-    out = frame[columns].reset_index(drop=True)
+    wanted = list(dict.fromkeys([*spec.feature_names, label, EXAMPLE_ID_COLUMN, TIMESTAMP_COLUMN]))
+    where = RowFilter.since(TIMESTAMP_COLUMN, since, not_null=[label])
+    cap = settings.retrain_max_rows
+    if isinstance(tables, SparkTables):
+        from pyspark.sql import functions as F
+
+        newest = (tables.frame(name, wanted, where=where).dropDuplicates([EXAMPLE_ID_COLUMN])
+                  .orderBy(F.col(TIMESTAMP_COLUMN).desc(), F.col(EXAMPLE_ID_COLUMN).desc()).limit(cap)
+                  # collected timestamps are naive in the session time zone: carry them as UTC epoch microseconds
+                  .withColumn(TIMESTAMP_COLUMN, F.unix_micros(TIMESTAMP_COLUMN)))
+        frame = newest.toPandas()
+        frame[TIMESTAMP_COLUMN] = pd.to_datetime(frame[TIMESTAMP_COLUMN].astype("int64"), unit="us", utc=True)
+    else:
+        frame = tables.read(name, wanted, where=_newest_rows(tables, name, where, cap))
+        frame = frame.drop_duplicates(EXAMPLE_ID_COLUMN)
+    frame = frame.sort_values([TIMESTAMP_COLUMN, EXAMPLE_ID_COLUMN], ascending=False, kind="stable").head(cap)
+    out = frame.iloc[::-1][columns].reset_index(drop=True)
     if spec.label.type in ("bigint", "int"):
-        out[spec.label.name] = out[spec.label.name].astype("int64")
+        out[label] = out[label].astype("int64")
     return out
 
 
-def latest_labelled_window(settings: Settings, spec: ModelSpec, held_out_only: bool = False) -> pd.DataFrame:
+def _newest_rows(tables: Tables, name: str, where: RowFilter, cap: int) -> RowFilter:
+    """``where``, narrowed when it selects more than ``cap`` rows to the rows at or after the ``cap``-th newest
+    timestamp: found from the timestamp column alone, so the full-width read stays near ``cap`` rows."""
+    stamps = tables.read(name, [TIMESTAMP_COLUMN], where=where)[TIMESTAMP_COLUMN]
+    if len(stamps) <= cap:
+        return where
+    cutoff = stamps.nlargest(cap).min()
+    return RowFilter.since(TIMESTAMP_COLUMN, cutoff, not_null=where.not_null)
+
+
+def latest_labelled_window(settings: Settings, spec: ModelSpec, held_out_only: bool = False,
+                           tables: Tables | None = None) -> pd.DataFrame:
     """Labelled traffic of the most recent day that has any (the freshest ground truth there is).
 
-    ``held_out_only`` keeps only the examples a retrain never trains on (the fresh holdout share).
+    Finds the newest labelled timestamp with one bounded aggregate (:meth:`Tables.max_value`: locally the
+    newest files by their statistics, on Databricks one Spark aggregate row), then reads only that day (the
+    24 hours up to it) through :func:`fresh_traffic`. ``held_out_only`` keeps only the examples a retrain never
+    trains on (the fresh holdout share).
     """
-    fresh = fresh_traffic(settings, spec, with_timestamp=True)
+    tables = tables or get_tables(settings)
+    name = settings.table(spec.processed_table)
+    latest = None
+    if tables.exists(name):
+        latest = tables.max_value(name, TIMESTAMP_COLUMN, where=RowFilter(not_null=(spec.label.name,)))
+    if latest is None:
+        return fresh_traffic(settings, spec, tables=tables).iloc[0:0]
+    latest = pd.Timestamp(latest)
+    latest = latest.tz_localize("UTC") if latest.tzinfo is None else latest
+    # the day up to the newest label: timestamps > latest - 1 day (timestamps have microsecond precision)
+    fresh = fresh_traffic(settings, spec, since=latest - pd.Timedelta(days=1) + pd.Timedelta(microseconds=1),
+                          tables=tables)
     if held_out_only and len(fresh):
         fresh = fresh[_is_fresh_holdout(fresh[EXAMPLE_ID_COLUMN])]
-    if fresh.empty:
-        return fresh.drop(columns=[TIMESTAMP_COLUMN])
-    latest = fresh[TIMESTAMP_COLUMN].max()
-    recent = fresh[fresh[TIMESTAMP_COLUMN] > latest - pd.Timedelta(days=1)]
-    return recent.drop(columns=[TIMESTAMP_COLUMN]).reset_index(drop=True)
+    return fresh.reset_index(drop=True)
 
 
 def primary_metric(spec: ModelSpec, overrides: dict[str, Threshold] | None = None) -> tuple[str, Threshold]:
