@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity
-from workloads.monitoring.metrics import drift_values, read_metric_tables
+from workloads.monitoring.metrics import EVALUATED_COLUMNS, drift_values, read_metric_tables
 from workloads.monitoring.schema import ALL_MODELS, BASELINE
-from workloads.ports.tables import Tables, get_tables
+from workloads.ports.tables import SparkTables, Tables, get_tables
 from workloads.settings import Settings
 from workloads.specs import MODEL_ID_COLUMN, ModelSpec
 
@@ -38,31 +38,92 @@ class PayloadReport:
 def check_payload_table(settings: Settings, spec: ModelSpec, max_age_hours: float = 24.0,
                         max_error_rate: float = 0.05, tables: Tables | None = None,
                         now: pd.Timestamp | None = None) -> PayloadReport:
-    """Exists, has rows, newest request recent, AI Gateway columns present, error rate below the bound."""
+    """Exists, has rows, newest request recent, AI Gateway columns present, error rate below the bound.
+
+    Reads the table's column names and one summary of it (:func:`payload_summary`): in Spark an aggregate (one row
+    to the driver), locally the two columns it needs.
+    """
     tables = tables or get_tables(settings)
     name = settings.table(spec.payload_table)
     report = PayloadReport(name)
     if not tables.exists(name):
         report.checks.append(Check("exists", False, "table missing: deploy the endpoint and send traffic"))
         return report
-    frame = tables.read(name)
-    report.checks.append(Check("exists", True, f"{len(frame)} row(s)"))
-    missing = [c for c in PAYLOAD_COLUMNS if c not in frame.columns]
+    summary = payload_summary(tables, name)
+    rows = summary.rows
+    report.checks.append(Check("exists", True, f"{rows} row(s)"))
+    missing = [c for c in PAYLOAD_COLUMNS if c not in summary.columns]
     report.checks.append(Check("schema", not missing, f"missing {missing}" if missing else "AI Gateway columns"))
-    report.checks.append(Check("receiving rows", len(frame) > 0, f"{len(frame)} row(s)"))
-    if len(frame) and "request_time" in frame.columns:
-        newest = pd.to_datetime(frame["request_time"], utc=True).max()
+    report.checks.append(Check("receiving rows", rows > 0, f"{rows} row(s)"))
+    if rows and summary.newest is not None:
+        newest = summary.newest
         now = now or pd.Timestamp.now(tz="UTC")
         age_h = (now - newest).total_seconds() / 3600.0
         when = f"{age_h:.1f} h ago" if age_h >= 0 else f"{-age_h:.1f} h ahead of this clock"
         report.checks.append(Check("recent", age_h <= max_age_hours,
                                    f"newest request {newest:%Y-%m-%d %H:%M} UTC ({when})"))
-    if len(frame) and "status_code" in frame.columns:
-        codes = pd.to_numeric(frame["status_code"], errors="coerce")
-        rate = float(((codes < 200) | (codes >= 300) | codes.isna()).mean())
+    if rows and summary.error_rate is not None:
+        rate = summary.error_rate
         report.checks.append(Check("error rate", rate <= max_error_rate,
                                    f"{rate:.1%} non-2xx (bound {max_error_rate:.0%})"))
     return report
+
+
+@dataclass(frozen=True)
+class PayloadSummary:
+    """What the inference-table check reads of the whole table.
+
+    Attributes:
+        columns: the table's column names.
+        rows: its row count.
+        newest: the latest ``request_time`` (UTC); ``None`` without that column or any time.
+        error_rate: the share of rows whose ``status_code`` is not 2xx (missing or non-numeric counts as an error);
+            ``None`` without that column.
+    """
+
+    columns: tuple[str, ...]
+    rows: int
+    newest: pd.Timestamp | None
+    error_rate: float | None
+
+
+def payload_summary(tables: Tables, name: str) -> PayloadSummary:
+    """Row count, newest request and error rate of a payload table, without holding the table in this process.
+
+    A Spark port computes them in one Spark SQL aggregate (:func:`payload_summary_sql`); locally only the
+    ``request_time`` and ``status_code`` columns are read.
+    """
+    if isinstance(tables, SparkTables):
+        columns = tuple(tables.frame(name).columns)
+        row = tables.spark.sql(payload_summary_sql(name, columns)).collect()[0].asDict()
+        micros = row.get("newest_us")
+        return PayloadSummary(columns, int(row["row_count"]), None if micros is None else pd.Timestamp(micros, unit="us", tz="UTC"),
+                              None if row.get("error_rate") is None else float(row["error_rate"]))
+    columns = tuple(tables.columns(name))
+    frame = tables.read(name, columns=[c for c in ("request_time", "status_code") if c in columns])
+    newest = None
+    if "request_time" in frame.columns and len(frame):
+        newest = pd.to_datetime(frame["request_time"], utc=True).max()
+        newest = None if pd.isna(newest) else newest
+    error_rate = None
+    if "status_code" in frame.columns and len(frame):
+        codes = pd.to_numeric(frame["status_code"], errors="coerce")
+        error_rate = float(((codes < 200) | (codes >= 300) | codes.isna()).mean())
+    return PayloadSummary(columns, len(frame), newest, error_rate)
+
+
+def payload_summary_sql(name: str, columns: tuple[str, ...]) -> str:
+    """The Spark SQL aggregate of :func:`payload_summary` (``row_count``, ``newest_us``, ``error_rate``): one row.
+
+    ``try_cast`` reads a non-numeric status code as null, an error, as ``pd.to_numeric(errors="coerce")`` does
+    (and does not fail under ANSI mode, Databricks SQL's default).
+    """
+    # epoch microseconds: a collected timestamp would come back naive, in the session time zone
+    newest = "unix_micros(max(`request_time`))" if "request_time" in columns else "CAST(NULL AS BIGINT)"
+    code = "try_cast(`status_code` AS DOUBLE)"
+    rate = (f"avg(CASE WHEN {code} >= 200 AND {code} < 300 THEN 0D ELSE 1D END)" if "status_code" in columns
+            else "CAST(NULL AS DOUBLE)")
+    return f"SELECT count(*) AS row_count, {newest} AS newest_us, {rate} AS error_rate FROM {name}"
 
 
 @dataclass
@@ -85,7 +146,7 @@ def drift_summary(settings: Settings, spec: ModelSpec, days: int = 7, granularit
                   tables: Tables | None = None) -> DriftSummary:
     """Per feature and drift threshold: how many of the last ``days`` days' windows breached, first and worst."""
     gran = parse_granularity(granularity).text
-    _, drift = read_metric_tables(settings, spec, tables)
+    _, drift = read_metric_tables(settings, spec, tables, columns=EVALUATED_COLUMNS)
     d = drift[(drift["granularity"] == gran) & (drift["drift_type"] == BASELINE) & drift["slice_key"].isna()
               & (drift[MODEL_ID_COLUMN] == ALL_MODELS) & drift["column_name"].isin(spec.feature_names)]
     if d.empty:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -65,9 +66,23 @@ def _timestamp(value) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def read_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables | None = None
-                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both metric tables as pandas, with ``window_start`` / ``window_end`` columns added (UTC)."""
+# The metric-table columns the readers here (and the report and the drift summary) use: what evaluation reads.
+EVALUATED_COLUMNS = ("window", "granularity", "log_type", "slice_key", "column_name", MODEL_ID_COLUMN, "drift_type",
+                     "count", "distinct_count", *REGRESSION_METRICS, "mean_average_error", "accuracy_score",
+                     *CLASSIFICATION_AVERAGED, *dict.fromkeys(m.split(".")[0] for m in DRIFT_METRICS))
+
+
+def read_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
+                       columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both metric tables as pandas, with ``window_start`` / ``window_end`` columns added (UTC).
+
+    Args:
+        settings: where the tables are.
+        spec: whose metric tables.
+        tables: the tables port (default: the configured backend's).
+        columns: read only these columns of each table, where it has them (e.g. :data:`EVALUATED_COLUMNS`);
+            default: every column. ``window`` is always read.
+    """
     tables = tables or get_tables(settings)
     names = settings.metrics_table(spec.profile_metrics_table), settings.metrics_table(spec.drift_metrics_table)
     missing = [n for n in names if not tables.exists(n)]
@@ -76,7 +91,11 @@ def read_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables | Non
                                    f"run `mlops monitor refresh --model {spec.name}`")
     out = []
     for name in names:
-        frame = tables.read(name)
+        if columns is None:
+            frame = tables.read(name)
+        else:
+            present = set(tables.columns(name))
+            frame = tables.read(name, columns=[c for c in dict.fromkeys(["window", *columns]) if c in present])
         # BASELINE profile rows have no window (null, as on Databricks): NaT there.
         for edge in ("start", "end"):
             values = frame["window"].map(lambda w, e=edge: _timestamp(struct_field(w, e)))
@@ -160,7 +179,7 @@ def latest_window_metrics(settings: Settings, spec: ModelSpec, granularity: str 
                           tables: Tables | None = None) -> WindowMetrics:
     """Quality, counts and baseline drift of the latest INPUT window at ``granularity`` (unsliced rows)."""
     gran = parse_granularity(granularity).text
-    profile, drift = read_metric_tables(settings, spec, tables)
+    profile, drift = read_metric_tables(settings, spec, tables, columns=EVALUATED_COLUMNS)
     rows = profile[(profile["granularity"] == gran) & (profile["log_type"] == INPUT)
                    & profile["slice_key"].isna() & (profile["column_name"] == TABLE_COLUMN)]
     if rows.empty:

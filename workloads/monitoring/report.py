@@ -25,9 +25,9 @@ import pandas as pd
 
 from workloads.metric_names import ALIASES, metric_value
 from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity
-from workloads.monitoring.metrics import drift_values, quality_values, read_metric_tables
+from workloads.monitoring.metrics import EVALUATED_COLUMNS, drift_values, quality_values, read_metric_tables
 from workloads.monitoring.schema import ALL_MODELS, BASELINE, INPUT, TABLE_COLUMN
-from workloads.ports.tables import Tables, get_tables
+from workloads.ports.tables import RowFilter, SparkTables, Tables, get_tables, split_name
 from workloads.settings import Settings
 from workloads.specs import MODEL_ID_COLUMN, ModelSpec
 
@@ -68,14 +68,23 @@ def _banner(evaluation) -> str:
 
 
 def _payload_stats(settings: Settings, spec: ModelSpec, spans: pd.DataFrame, tables: Tables) -> pd.DataFrame:
-    """Per window: requests, errors, latency p50/p99 from the payload table (three columns read)."""
+    """Per window: requests, errors, latency p50/p99 from the payload table.
+
+    Only the three columns used and only the rows from the first window's start to the last window's end are read
+    (a ``request_time`` filter the tables port pushes down). A Spark port aggregates per window in Spark SQL
+    (:func:`payload_window_stats_sql`): one row per window reaches the driver, whatever the traffic.
+    """
     out = spans[["window_start"]].copy()
     for column in ("requests", "error_rate", "p50_ms", "p99_ms"):
         out[column] = np.nan
     name = settings.table(spec.payload_table)
     if spans.empty or not tables.exists(name):
         return out
-    payload = tables.read(name, columns=["request_time", "status_code", "execution_duration_ms"])
+    period = RowFilter("request_time", ((spans["window_start"].min(), spans["window_end"].max()),))
+    columns = ["request_time", "status_code", "execution_duration_ms"]
+    if isinstance(tables, SparkTables):
+        return _payload_stats_in_spark(tables, name, columns, period, spans, out)
+    payload = tables.read(name, columns=columns, where=period)
     if payload.empty:
         return out
     times = pd.to_datetime(payload["request_time"], utc=True)
@@ -88,6 +97,37 @@ def _payload_stats(settings: Settings, spec: ModelSpec, spans: pd.DataFrame, tab
         out.loc[i, "error_rate"] = float((inside["status_code"].astype(int) != 200).mean())
         out.loc[i, "p50_ms"] = float(np.percentile(durations, 50))
         out.loc[i, "p99_ms"] = float(np.percentile(durations, 99))
+    return out
+
+
+def payload_window_stats_sql(payload: str, windows: str) -> str:
+    """Spark SQL: per window of ``windows`` (``window_index``, ``window_start``, ``window_end``) the payload rows of
+    ``payload`` inside it: ``requests``, ``error_rate`` (status not 200) and the exact latency percentiles
+    (``percentile`` interpolates linearly between the closest ranks, as numpy's default does). Windows without
+    requests have no row."""
+    duration = "CAST(p.`execution_duration_ms` AS DOUBLE)"
+    return f"""SELECT w.window_index, count(*) AS requests,
+  avg(CASE WHEN CAST(p.`status_code` AS INT) <> 200 THEN 1D ELSE 0D END) AS error_rate,
+  percentile({duration}, 0.5) AS p50_ms, percentile({duration}, 0.99) AS p99_ms
+FROM {payload} AS p JOIN {windows} AS w
+  ON p.`request_time` >= w.window_start AND p.`request_time` < w.window_end
+GROUP BY w.window_index"""
+
+
+def _payload_stats_in_spark(tables: SparkTables, name: str, columns: list[str], period: RowFilter,
+                            spans: pd.DataFrame, out: pd.DataFrame) -> pd.DataFrame:
+    """:func:`_payload_stats` in Spark: the windows go to Spark (a few rows), one aggregate row per window returns."""
+    suffix = split_name(name)[2]
+    tables.frame(name, columns=columns, where=period).createOrReplaceTempView(f"_mlops_report_payload_{suffix}")
+    windows = spans[["window_start", "window_end"]].reset_index(drop=True)
+    windows.insert(0, "window_index", range(len(windows)))
+    tables.spark.createDataFrame(windows).createOrReplaceTempView(f"_mlops_report_windows_{suffix}")
+    rows = tables.spark.sql(payload_window_stats_sql(f"_mlops_report_payload_{suffix}",
+                                                     f"_mlops_report_windows_{suffix}")).collect()
+    for row in rows:
+        i = out.index[int(row["window_index"])]
+        for column in ("requests", "error_rate", "p50_ms", "p99_ms"):
+            out.loc[i, column] = float(row[column])
     return out
 
 
@@ -150,7 +190,7 @@ def build_report(settings: Settings, spec: ModelSpec, granularity: str = DEFAULT
 
     tables = tables or get_tables(settings)
     gran = parse_granularity(granularity).text
-    profile, drift = read_metric_tables(settings, spec, tables)
+    profile, drift = read_metric_tables(settings, spec, tables, columns=EVALUATED_COLUMNS)
     table_rows = profile[(profile["granularity"] == gran) & (profile["log_type"] == INPUT)
                          & profile["slice_key"].isna() & (profile["column_name"] == TABLE_COLUMN)]
     table_rows = table_rows.sort_values("window_start")
