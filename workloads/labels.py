@@ -209,7 +209,8 @@ def _ingest_in_spark(tables: SparkTables, spec: ModelSpec, source: str | None, p
     earliest = stats.get("earliest_us")
     since = _request_time_bound(pd.Timestamp(earliest, unit="us", tz="UTC") if earliest is not None else None,
                                 int(stats.get("untimed") or 0) if timed else 1)
-    target = tables.frame(processed_name, [key, spec.label.name], where=RowFilter.since(*since) if since else None)
+    where = RowFilter.since(*since) if since else None
+    target = tables.frame(processed_name, [key, spec.label.name], where=where)
     new = F.col("_new")
     current = F.col(spec.label.name)
     counts = (target.join(labels.select(key, F.col(spec.label.name).alias("_new")), key, "inner")
@@ -220,7 +221,9 @@ def _ingest_in_spark(tables: SparkTables, spec: ModelSpec, source: str | None, p
     updated = tables.update_matched(processed_name, labels.select(key, spec.label.name), keys=[key],
                                     columns=[spec.label.name], since=since) if changed else 0
     if source is None and matched_keys:
-        _forget(tables, pending, key, labels.join(target.select(key), key, "left_semi").select(key))
+        # a new read of the matched keys: the MERGE has committed a new version of the processed table since
+        _forget(tables, pending, key, labels.join(tables.frame(processed_name, [key], where=where), key,
+                                                  "left_semi").select(key))
     return LabelResult(received, matched, updated, received - matched_keys)
 
 
