@@ -101,6 +101,8 @@ def _normalise(labels: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, str
     timed = [REQUESTED_AT_COLUMN] if REQUESTED_AT_COLUMN in labels.columns else []
     frame = labels[[key, label, *timed]].rename(columns={label: "_label"}).dropna(subset=[key, "_label"])
     frame[key] = frame[key].astype(str)
+    if timed:  # a time that cannot be read is no time: the batch is then not bounded
+        frame[REQUESTED_AT_COLUMN] = pd.to_datetime(frame[REQUESTED_AT_COLUMN], utc=True, errors="coerce")
     frame = frame.drop_duplicates(key, keep="last").reset_index(drop=True)
     frame[spec.label.name] = cast_columns(frame.rename(columns={"_label": spec.label.name}), [spec.label])[
         spec.label.name]
@@ -149,11 +151,14 @@ def ingest_labels(settings: Settings, spec: ModelSpec, source: str | None = None
     since = _request_time_bound(labels[REQUESTED_AT_COLUMN].min() if timed else None,
                                 int(labels[REQUESTED_AT_COLUMN].isna().sum()) if timed else 1)
     where = RowFilter.since(*since) if since else None
-    examples = tables.read(processed_name, columns=[key], where=where)[key]
-    hits = examples[examples.isin(labels[key])]
-    matched_keys = labels[key][labels[key].isin(hits)]
-    updated = tables.update_matched(processed_name, labels[labels[key].isin(matched_keys)][[key, spec.label.name]],
-                                    keys=[key], columns=[spec.label.name], since=since) if len(hits) else 0
+    label = spec.label.name
+    current = tables.read(processed_name, columns=[key, label], where=where)
+    hits = current[current[key].isin(labels[key])]
+    new = hits[key].map(labels.set_index(key)[label])
+    changed = int((hits[label].isna() | hits[label].ne(new).fillna(True)).sum())
+    matched_keys = labels[key][labels[key].isin(hits[key])]
+    updated = tables.update_matched(processed_name, labels[labels[key].isin(matched_keys)][[key, label]],
+                                    keys=[key], columns=[label], since=since) if changed else 0
     if from_pending and len(matched_keys):
         _forget(tables, pending, key, matched_keys.to_frame())
     return LabelResult(len(labels), len(hits), updated, len(labels) - len(matched_keys))
