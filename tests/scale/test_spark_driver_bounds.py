@@ -159,3 +159,59 @@ def test_payload_summary_sql_reads_codes_leniently_and_times_as_epoch():
     assert sql.startswith("SELECT count(*) AS row_count, unix_micros(max(`request_time`)) AS newest_us")
     assert "try_cast(`status_code` AS DOUBLE)" in sql and sql.endswith("FROM c.s.t")
     assert "CAST(NULL AS BIGINT) AS newest_us" in payload_summary_sql("c.s.t", ("status_code",))
+
+
+def _metric_tables_in_spark(spark, settings, spec, tmp_path):
+    """Copy the locally refreshed metric tables into local Spark tables of the same names (their parquet rows)."""
+    import pyarrow.parquet as pq
+
+    local = LocalTables(settings.warehouse)
+    for table in (spec.profile_metrics_table, spec.drift_metrics_table):
+        name = settings.metrics_table(table)
+        path = tmp_path / f"{table}.parquet"
+        pq.write_table(local._table(name).to_pyarrow_table(), path)
+        spark.sql(f"DROP TABLE IF EXISTS {name}")
+        spark.read.parquet(str(path)).write.saveAsTable(name)
+
+
+def test_databricks_metric_readers_bring_only_the_windows_they_read(spark, tmp_path_factory, driver_rows):
+    """The watcher's latest window is one window's rows and the drift summary its last days' rows, at 4 and at 12
+    days of history; both equal what the local path reads."""
+    from tests.monitoring.conftest import seed_tables
+    from workloads.monitoring.checks import drift_summary
+    from workloads.monitoring.metrics import granularity_sql, latest_window_metrics, read_metric_tables
+    from workloads.monitoring.refresh import refresh_local
+
+    spec = load_spec("bakehouse_autolog").model_copy(update={"slices": []})
+    driver_rows_per_history = {}
+    for days in (4, 12):
+        home = tmp_path_factory.mktemp(f"metrics-{days}")
+        settings = load_settings(home=home, catalog="spark_catalog", schema="sch")
+        seed_tables(settings, spec, rows=150 * days, days=days, baseline_rows=300, drift_from_day=2)
+        refresh_local(settings, spec)
+        _metric_tables_in_spark(spark, settings, spec, home)
+        in_spark = SparkTables(spark)
+
+        driver_rows.clear()
+        driver_rows.on = True
+        latest = latest_window_metrics(settings, spec, tables=in_spark)
+        summary = drift_summary(settings, spec, days=2, tables=in_spark)
+        driver_rows.on = False
+        driver_rows_per_history[days] = list(driver_rows)
+
+        assert latest == latest_window_metrics(settings, spec)
+        assert latest.window_end - latest.window_start == pd.Timedelta(days=1)
+        assert summary == drift_summary(settings, spec, days=2) and summary.windows == 2
+        # the report's read: only its granularity's rows, the same rows as the local read keeps
+        profile, drift = read_metric_tables(settings, spec, in_spark, spark_where=granularity_sql("1 day"))
+        local_profile, _ = read_metric_tables(settings, spec)
+        assert set(profile["granularity"]) == set(drift["granularity"]) == {"1 day"}
+        assert len(profile) == (local_profile["granularity"] == "1 day").sum()
+
+    # latest window: the latest-start row, one window's profile and drift rows; drift summary: the latest-start
+    # row and two windows' drift rows. The same at 4 and 12 days of history.
+    shapes = driver_rows_per_history[4]
+    assert shapes == driver_rows_per_history[12]
+    assert [what for what, _ in shapes] == ["collect", "toPandas", "toPandas", "collect", "toPandas"], shapes
+    one_window = shapes[1][1] + shapes[2][1]
+    assert shapes[0][1] == shapes[3][1] == 1 and shapes[4][1] == 2 * shapes[2][1] and one_window < 200

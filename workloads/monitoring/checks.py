@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity
-from workloads.monitoring.metrics import EVALUATED_COLUMNS, drift_values, read_metric_tables
+from workloads.monitoring.metrics import (
+    EVALUATED_COLUMNS,
+    drift_values,
+    read_drift_metrics,
+    recent_drift_where,
+)
 from workloads.monitoring.schema import ALL_MODELS, BASELINE
 from workloads.ports.tables import SparkTables, Tables, get_tables
 from workloads.settings import Settings
@@ -146,7 +151,9 @@ def drift_summary(settings: Settings, spec: ModelSpec, days: int = 7, granularit
                   tables: Tables | None = None) -> DriftSummary:
     """Per feature and drift threshold: how many of the last ``days`` days' windows breached, first and worst."""
     gran = parse_granularity(granularity).text
-    _, drift = read_metric_tables(settings, spec, tables, columns=EVALUATED_COLUMNS)
+    tables = tables or get_tables(settings)
+    drift = read_drift_metrics(settings, spec, tables, columns=EVALUATED_COLUMNS,
+                               spark_where=recent_drift_where(settings, spec, tables, gran, days))
     d = drift[(drift["granularity"] == gran) & (drift["drift_type"] == BASELINE) & drift["slice_key"].isna()
               & (drift[MODEL_ID_COLUMN] == ALL_MODELS) & drift["column_name"].isin(spec.feature_names)]
     if d.empty:

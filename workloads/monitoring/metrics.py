@@ -23,7 +23,7 @@ from workloads.monitoring.schema import (
     REGRESSION_METRICS,
     TABLE_COLUMN,
 )
-from workloads.ports.tables import Tables, get_tables
+from workloads.ports.tables import SparkTables, Tables, get_tables
 from workloads.settings import Settings
 from workloads.specs import MODEL_ID_COLUMN, ModelSpec
 
@@ -73,7 +73,8 @@ EVALUATED_COLUMNS = ("window", "granularity", "log_type", "slice_key", "column_n
 
 
 def read_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
-                       columns: Sequence[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       columns: Sequence[str] | None = None, spark_where: str | None = None
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both metric tables as pandas, with ``window_start`` / ``window_end`` columns added (UTC).
 
     Args:
@@ -82,26 +83,90 @@ def read_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables | Non
         tables: the tables port (default: the configured backend's).
         columns: read only these columns of each table, where it has them (e.g. :data:`EVALUATED_COLUMNS`);
             default: every column. ``window`` is always read.
+        spark_where: a Spark SQL predicate over both tables applied in Spark before anything reaches the driver
+            (e.g. :func:`granularity_sql`); locally every row is read. It must keep every row the caller uses: it
+            narrows the read, never the answer.
     """
     tables = tables or get_tables(settings)
+    names = _existing_metric_tables(settings, spec, tables)
+    profile, drift = (_read_metric_table(tables, name, columns, spark_where) for name in names)
+    return profile, drift
+
+
+def read_drift_metrics(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
+                       columns: Sequence[str] | None = None, spark_where: str | None = None) -> pd.DataFrame:
+    """The drift metric table alone, read as :func:`read_metric_tables` reads it (both tables must exist)."""
+    tables = tables or get_tables(settings)
+    return _read_metric_table(tables, _existing_metric_tables(settings, spec, tables)[1], columns, spark_where)
+
+
+def _existing_metric_tables(settings: Settings, spec: ModelSpec, tables: Tables) -> tuple[str, str]:
+    """The profile and drift metric table names; :class:`MetricsNotFoundError` unless both exist."""
     names = settings.metrics_table(spec.profile_metrics_table), settings.metrics_table(spec.drift_metrics_table)
     missing = [n for n in names if not tables.exists(n)]
     if missing:
         raise MetricsNotFoundError(f"no monitor metrics for {spec.name} yet ({', '.join(missing)} missing); "
                                    f"run `mlops monitor refresh --model {spec.name}`")
-    out = []
-    for name in names:
-        if columns is None:
-            frame = tables.read(name)
-        else:
-            present = set(tables.columns(name))
-            frame = tables.read(name, columns=[c for c in dict.fromkeys(["window", *columns]) if c in present])
-        # BASELINE profile rows have no window (null, as on Databricks): NaT there.
-        for edge in ("start", "end"):
-            values = frame["window"].map(lambda w, e=edge: _timestamp(struct_field(w, e)))
-            frame[f"window_{edge}"] = pd.to_datetime(values, utc=True)
-        out.append(frame)
-    return out[0], out[1]
+    return names
+
+
+def _read_metric_table(tables: Tables, name: str, columns: Sequence[str] | None,
+                       spark_where: str | None) -> pd.DataFrame:
+    wanted = None
+    if columns is not None:
+        present = set(tables.columns(name))
+        wanted = [c for c in dict.fromkeys(["window", *columns]) if c in present]
+    if spark_where is not None and isinstance(tables, SparkTables):
+        frame = tables.frame(name, columns=wanted).where(spark_where).toPandas()
+    else:
+        frame = tables.read(name, columns=wanted)
+    # BASELINE profile rows have no window (null, as on Databricks): NaT there.
+    for edge in ("start", "end"):
+        values = frame["window"].map(lambda w, e=edge: _timestamp(struct_field(w, e)))
+        frame[f"window_{edge}"] = pd.to_datetime(values, utc=True)
+    return frame
+
+
+def granularity_sql(granularity: str) -> str:
+    """Spark SQL predicate: the metric rows of one granularity (``granularity`` as :func:`parse_granularity` spells
+    it)."""
+    return f"`granularity` = '{parse_granularity(granularity).text}'"
+
+
+def _latest_start_us(tables: SparkTables, name: str, predicate: str) -> int | None:
+    """Epoch microseconds of the latest ``window.start`` among the rows ``predicate`` selects (one aggregate row to
+    the driver; epoch, as a collected timestamp would come back naive in the session time zone); ``None``: no row."""
+    row = tables.spark.sql(f"SELECT unix_micros(max(`window`.`start`)) AS latest_us FROM {name} "
+                           f"WHERE {predicate}").collect()[0]
+    return None if row["latest_us"] is None else int(row["latest_us"])
+
+
+def _latest_window_where(settings: Settings, spec: ModelSpec, tables: Tables, gran: str) -> str | None:
+    """On a Spark port: the predicate selecting only the latest INPUT window of ``gran`` (the window
+    :func:`latest_window_metrics` reads), so one window's metric rows reach the driver; ``None`` elsewhere."""
+    name = settings.metrics_table(spec.profile_metrics_table)
+    if not isinstance(tables, SparkTables) or not tables.exists(name):
+        return None
+    where = granularity_sql(gran)
+    latest = _latest_start_us(tables, name, f"{where} AND `log_type` = '{INPUT}' AND `slice_key` IS NULL "
+                                            f"AND `column_name` = '{TABLE_COLUMN}'")
+    return where if latest is None else f"{where} AND `window`.`start` = timestamp_micros({latest})"
+
+
+def recent_drift_where(settings: Settings, spec: ModelSpec, tables: Tables, gran: str, days: int) -> str | None:
+    """On a Spark port: the predicate selecting the drift rows of ``gran`` whose window starts less than ``days``
+    before the latest unsliced BASELINE drift window of the spec's features (what the drift summary reads);
+    ``None`` elsewhere."""
+    name = settings.metrics_table(spec.drift_metrics_table)
+    if not isinstance(tables, SparkTables) or not tables.exists(name):
+        return None
+    where = granularity_sql(gran)
+    features = ", ".join("'" + f.replace("'", "''") + "'" for f in spec.feature_names)
+    latest = _latest_start_us(tables, name, f"{where} AND `drift_type` = '{BASELINE}' AND `slice_key` IS NULL "
+                                            f"AND `{MODEL_ID_COLUMN}` = '{ALL_MODELS}' AND `column_name` IN ({features})")
+    if latest is None:
+        return where
+    return f"{where} AND `window`.`start` > timestamp_micros({latest - days * 86_400_000_000})"
 
 
 def quality_values(row) -> dict[str, float]:
@@ -179,7 +244,9 @@ def latest_window_metrics(settings: Settings, spec: ModelSpec, granularity: str 
                           tables: Tables | None = None) -> WindowMetrics:
     """Quality, counts and baseline drift of the latest INPUT window at ``granularity`` (unsliced rows)."""
     gran = parse_granularity(granularity).text
-    profile, drift = read_metric_tables(settings, spec, tables, columns=EVALUATED_COLUMNS)
+    tables = tables or get_tables(settings)
+    profile, drift = read_metric_tables(settings, spec, tables, columns=EVALUATED_COLUMNS,
+                                        spark_where=_latest_window_where(settings, spec, tables, gran))
     rows = profile[(profile["granularity"] == gran) & (profile["log_type"] == INPUT)
                    & profile["slice_key"].isna() & (profile["column_name"] == TABLE_COLUMN)]
     if rows.empty:

@@ -25,7 +25,13 @@ import pandas as pd
 
 from workloads.metric_names import ALIASES, metric_value
 from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity
-from workloads.monitoring.metrics import EVALUATED_COLUMNS, drift_values, quality_values, read_metric_tables
+from workloads.monitoring.metrics import (
+    EVALUATED_COLUMNS,
+    drift_values,
+    granularity_sql,
+    quality_values,
+    read_metric_tables,
+)
 from workloads.monitoring.schema import ALL_MODELS, BASELINE, INPUT, TABLE_COLUMN
 from workloads.ports.tables import RowFilter, SparkTables, Tables, get_tables, split_name
 from workloads.settings import Settings
@@ -190,7 +196,8 @@ def build_report(settings: Settings, spec: ModelSpec, granularity: str = DEFAULT
 
     tables = tables or get_tables(settings)
     gran = parse_granularity(granularity).text
-    profile, drift = read_metric_tables(settings, spec, tables, columns=EVALUATED_COLUMNS)
+    profile, drift = read_metric_tables(settings, spec, tables, columns=EVALUATED_COLUMNS,
+                                        spark_where=granularity_sql(gran))
     table_rows = profile[(profile["granularity"] == gran) & (profile["log_type"] == INPUT)
                          & profile["slice_key"].isna() & (profile["column_name"] == TABLE_COLUMN)]
     table_rows = table_rows.sort_values("window_start")
