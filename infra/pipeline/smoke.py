@@ -12,8 +12,9 @@ Per model (stack output `models.<model>`: endpoint_name, watcher_job_id, registe
 - an endpoint in the outputs (the infra program declares it once the model has a `champion` alias)
   must become READY and answer one request, a row built from the model spec. HTTP 200 with predictions
   passes; HTTP 400 (the model answered but refused the synthetic row) passes with a warning; anything
-  else fails. No endpoint (deferred: no champion yet) is skipped with a warning; see docs/deploy.md for
-  bootstrapping the first champion.
+  else fails. No endpoint (deferred: no champion yet) is skipped with a warning; in the pipeline it does
+  not come to that, as DeployDev first trains the first champions and deploys again
+  (infra/pipeline/bootstrap.py, docs/deploy.md).
 - the watcher job is started (`run_now`) and must finish with result SUCCESS; for a model with no
   champion yet (endpoint deferred) a run that does not succeed is a warning (nothing to watch yet).
 Exit code 0 when nothing failed, 1 otherwise; every check is one line of the report.
