@@ -8,7 +8,9 @@ Labels are keyed by ``example_id`` (``<request_id>:<row>``, one scored example) 
   for a later unpack);
 - a CSV file, a local Delta directory, or a three-level table name.
 
-Merging is idempotent: re-ingesting the same labels changes nothing.
+Ingesting is one MERGE into the processed table (see :func:`ingest_labels`): only the files holding examples
+whose label changes are rewritten, and with the request times :mod:`workloads.traffic` records only the recent
+rows are read. Merging is idempotent: re-ingesting the same labels changes nothing and commits nothing.
 """
 
 from __future__ import annotations
@@ -181,12 +183,14 @@ def _spark_label_source(source: str, tables: SparkTables):
 
 def _ingest_in_spark(tables: SparkTables, spec: ModelSpec, source: str | None, pending: str,
                      processed_name: str) -> LabelResult:
-    """:func:`ingest_labels` on Spark: labels, lookup and MERGE source stay DataFrames; three aggregate rows (label
-    counts, match counts, MERGE metrics) and the pending-table delete's metrics row reach the driver."""
+    """:func:`ingest_labels` on Spark: labels, lookup and MERGE source stay DataFrames; only single rows reach the
+    driver (the pending table's version, the label counts, the match counts, the two MERGEs' metrics)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    raw = tables.frame(pending) if source is None else _spark_label_source(source, tables)
+    # the pending labels as of one version: a label recorded meanwhile is neither merged nor deleted by this run
+    raw = tables.frame(pending, version=tables.version(pending)) if source is None else _spark_label_source(source,
+                                                                                                             tables)
     label = spec.label.name if spec.label.name in raw.columns else LABEL_ALIAS
     if label not in raw.columns:
         raise LabelError(f"labels need a '{spec.label.name}' (or '{LABEL_ALIAS}') column; got {list(raw.columns)}")
@@ -196,7 +200,7 @@ def _ingest_in_spark(tables: SparkTables, spec: ModelSpec, source: str | None, p
     timed = REQUESTED_AT_COLUMN in raw.columns
     labels = raw.select(F.col(key).cast("string").alias(key),
                         F.col(label).cast(spec.label.type).alias(spec.label.name),
-                        *([F.col(REQUESTED_AT_COLUMN)] if timed else []),
+                        *([F.col(REQUESTED_AT_COLUMN).cast("timestamp")] if timed else []),
                         *([F.col(RECORDED_AT_COLUMN)] if RECORDED_AT_COLUMN in raw.columns else [])
                         ).dropna(subset=[key, spec.label.name])
     if RECORDED_AT_COLUMN in labels.columns:  # the last recorded label of a key wins
