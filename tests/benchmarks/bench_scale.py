@@ -8,6 +8,11 @@ One function per section, each printing its own table; all run in one process, s
 - ``incremental_unpack``: ``mlops unpack`` of 500 new requests on a payload table of 200k and of 600k requests (the
   processed table holding their unpacked examples, the watermark at the last version), as 5 flushes of 100 requests;
   time per run at each size and the ratio (goal: within 1.5x, the cost follows the new rows, not the history).
+- ``watcher_cycle``: a history of 1 day and of 30 days (72k requests a day: 2.16M requests, 10.8M examples), built as
+  the watcher builds it (unpack every 6 hours, refresh every day); then a cycle: 6 hours of new requests and their
+  labels arrive, unpack, labels ingest, monitor refresh, observe and evaluate the latest window. Each cycle runs in
+  a fresh process: its time, its peak RSS and its peak above the RSS it started the cycle with (imports and the
+  process itself excluded), per history, and the 30-day / 1-day ratios (goal: within 1.5x in time and memory).
 
 Payload rows replicate the demo's requests (held-back bakehouse transactions, ``workloads.traffic.request_body``) with
 unique ids and times, written straight to the Delta tables (no server, no demo run).
@@ -60,13 +65,15 @@ def _spec_and_pool(seed: int = 0) -> tuple[object, list[str], list[str]]:
     return spec, bodies, answers
 
 
-def payload_table(spec, bodies: list[str], answers: list[str], first: int, n: int) -> pa.Table:
-    """``n`` payload rows (requests ``first .. first+n-1``) in the AI Gateway inference table schema."""
+def payload_table(spec, bodies: list[str], answers: list[str], first: int, n: int,
+                  seconds_apart: float = 2.0) -> pa.Table:
+    """``n`` payload rows (requests ``first .. first+n-1``, one every ``seconds_apart``) in the AI Gateway inference
+    table schema."""
     from workloads.serving.payload_log import PAYLOAD_SCHEMA
 
     ids = np.arange(first, first + n)
     client = [f"traffic-{i:016x}" for i in ids]
-    times = pd.Timestamp(START) + pd.to_timedelta(ids * 2, unit="s")  # one request every 2 s
+    times = pd.Timestamp(START) + pd.to_timedelta(ids * seconds_apart, unit="s")
     pick = ids % len(bodies)
     columns = {
         "databricks_request_id": [f"db-{i:016x}" for i in ids],
@@ -194,8 +201,170 @@ def _processed_history(pool: pd.DataFrame, first: int, n: int) -> pd.DataFrame:
     return rows
 
 
-# A later section ("watcher cycle on a 1-day vs a 30-day history") is added here as its own function and listed below.
-SECTIONS = {"bulk_unpack": bulk_unpack, "incremental_unpack": incremental_unpack}
+CYCLE_HOURS = 6                       # the watcher's cadence: each cycle handles the last 6 hours of requests
+REQUESTS_PER_DAY = 72_000              # one request every 1.2 s: 2.16M requests (10.8M examples) in 30 days
+
+
+def _labels_of(spec, pool: pd.DataFrame, first: int, n: int) -> pd.DataFrame:
+    """The ground truth of requests ``first .. first+n-1`` (every example), as traffic records it: the model's own
+    answer to the replicated request, rounded, plus a little noise (a healthy model)."""
+    from workloads.specs import EXAMPLE_ID_COLUMN, REQUEST_ID_COLUMN
+
+    ids = np.arange(first, first + n)
+    request_ids = np.repeat([f"traffic-{i:016x}" for i in ids], ROWS_PER_REQUEST)
+    rows = np.concatenate([np.arange(k * 5, k * 5 + 5) for k in ids % POOL])
+    predicted = pd.to_numeric(pool[spec.prediction.name], errors="coerce").to_numpy()[rows]
+    noise = np.random.default_rng(first).integers(-1, 2, len(rows))
+    return pd.DataFrame({REQUEST_ID_COLUMN: request_ids,
+                         EXAMPLE_ID_COLUMN: [f"{r}:{k % ROWS_PER_REQUEST}" for k, r in enumerate(request_ids)],
+                         spec.label.name: np.maximum(np.round(predicted) + noise, 0).astype(np.int64)})
+
+
+def _build_history(home: Path, days: int, per_day: int) -> int:
+    """A model's tables after ``days`` of traffic, built as the watcher builds them: every 6 hours the new requests
+    are unpacked, every day the monitor is refreshed. Returns the next request number."""
+    from workloads.monitoring.refresh import refresh_local
+    from workloads.ports.tables import LocalTables
+    from workloads.settings import load_settings
+    from workloads.unpacking import unpack
+
+    spec, bodies, answers = _spec_and_pool()
+    settings = load_settings(home=home)
+    tables = LocalTables(settings.warehouse)
+    baseline = _processed_history(unpack_pool(spec, bodies, answers), 0, POOL)
+    tables.write(settings.table(spec.baseline_table), baseline.drop(columns=["request_id", "example_id"]))
+    per_cycle = per_day * CYCLE_HOURS // 24
+    first = 0
+    for day in range(days):
+        for _ in range(24 // CYCLE_HOURS):
+            tables.write(settings.table(spec.payload_table),
+                         payload_table(spec, bodies, answers, first, per_cycle, 86_400 / per_day))
+            unpack(settings, spec)
+            first += per_cycle
+        refresh_local(settings, spec)
+        if day % 5 == 4:
+            console.print(f"[dim]  history: day {day + 1}/{days}, {first:,} requests[/dim]")
+    return first
+
+
+def unpack_pool(spec, bodies, answers) -> pd.DataFrame:
+    from workloads.unpacking import unpack_payload
+
+    return unpack_payload(payload_table(spec, bodies, answers, 0, POOL).to_pandas(), spec).frame
+
+
+def _rss(field: str) -> int:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident since start or the last reset) of this process, bytes."""
+    import re
+
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
+
+
+def _reset_peak_rss() -> None:
+    """Reset ``VmHWM`` to the current RSS (Linux: ``echo 5 > /proc/self/clear_refs``, see proc(5))."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _cycle_in_child(home: str, first: int, per_day: int, out) -> None:
+    """:func:`_cycle`, its result or its error put on ``out`` (a dead child must not leave the parent waiting)."""
+    try:
+        out.put(_cycle(home, first, per_day))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        import traceback
+
+        out.put({"error": "".join(traceback.format_exception(exc))})
+
+
+def _cycle(home: str, first: int, per_day: int) -> dict:
+    """One watcher cycle (run in a fresh process, so its peak memory is its own): 6 hours of new requests and their
+    labels arrive; unpack them, ingest the labels, refresh the monitor, observe and evaluate the latest window."""
+    from workloads.labels import ingest_labels, record_labels
+    from workloads.monitoring.refresh import refresh_local
+    from workloads.ports.tables import LocalTables
+    from workloads.settings import load_settings
+    from workloads.unpacking import unpack
+    from workloads.watcher.evaluation import evaluate_window
+    from workloads.watcher.observation import observe_latest_window
+
+    spec, bodies, answers = _spec_and_pool()
+    settings = load_settings(home=Path(home))
+    tables = LocalTables(settings.warehouse)
+    per_cycle = per_day * CYCLE_HOURS // 24
+    tables.write(settings.table(spec.payload_table), payload_table(spec, bodies, answers, first, per_cycle,
+                                                                  86_400 / per_day))
+    pool = unpack_pool(spec, bodies, answers)
+    record_labels(settings, spec, _labels_of(spec, pool, first, per_cycle), tables=tables)
+    gc.collect()
+    rss_before = _rss("VmRSS")
+    _reset_peak_rss()  # the peak measured from here on is the cycle's, not the setup's
+    started = time.perf_counter()
+    steps, peaks = {}, {}
+    for name, step in (("unpack", lambda: unpack(settings, spec)),
+                       ("labels", lambda: ingest_labels(settings, spec)),
+                       ("refresh", lambda: refresh_local(settings, spec)),
+                       ("evaluate", lambda: evaluate_window(spec, observe_latest_window(settings, spec)))):
+        t = time.perf_counter()
+        result = step()
+        steps[name] = time.perf_counter() - t
+        peaks[name] = _rss("VmHWM") - rss_before
+    seconds = time.perf_counter() - started
+    peak = _rss("VmHWM")
+    return {"seconds": seconds, "steps": steps, "peaks": peaks, "peak": peak, "above": max(peak - rss_before, 0),
+            "health": result.health}
+
+
+def watcher_cycle(quick: bool) -> None:
+    """A watcher cycle on a 1-day history and on a 30-day history (goal: the 30-day cycle within 1.5x)."""
+    import multiprocessing as mp
+
+    days_long, per_day = (3, 12_000) if quick else (30, REQUESTS_PER_DAY)
+    repeats = 2 if quick else 3
+    context = mp.get_context("spawn")
+    rows = []
+    for days in (1, days_long):
+        home = Path(tempfile.mkdtemp(prefix="bench-cycle-"))
+        try:
+            started = time.perf_counter()
+            first = history = _build_history(home, days, per_day)
+            built = time.perf_counter() - started
+            runs = []
+            for _ in range(repeats):
+                queue = context.Queue()
+                child = context.Process(target=_cycle_in_child, args=(str(home), first, per_day, queue))
+                child.start()
+                run = queue.get(timeout=3600)
+                child.join()
+                if "error" in run:
+                    raise RuntimeError(f"the watcher cycle failed:\n{run['error']}")
+                runs.append(run)
+                first += per_day * CYCLE_HOURS // 24
+            rows.append((days, history, built, runs))
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+    base = rows[0][3]
+    base_s = statistics.median(r["seconds"] for r in base)
+    base_mem = statistics.median(r["above"] for r in base)
+    base_peak = statistics.median(r["peak"] for r in base)
+    table_rows, step_rows = [], []
+    for days, first, built, runs in rows:
+        med = statistics.median(r["seconds"] for r in runs)
+        above = statistics.median(r["above"] for r in runs)
+        peak = statistics.median(r["peak"] for r in runs)
+        table_rows.append([f"{days} day(s)", f"{first:,}", f"{first * ROWS_PER_REQUEST:,}", f"{built:.0f}",
+                           f"{med:.2f}", f"{med / base_s:.2f}x", f"{above / 2**20:,.0f}", f"{above / base_mem:.2f}x",
+                           f"{peak / 2**20:,.0f}", f"{peak / base_peak:.2f}x", runs[-1]["health"]])
+        for step in runs[0]["steps"]:
+            step_rows.append([f"{days} day(s)", step, f"{statistics.median(r['steps'][step] for r in runs):.2f}",
+                              f"{statistics.median(r['peaks'][step] for r in runs) / 2**20:,.0f}"])
+    _table(f"watcher cycle: {per_day * CYCLE_HOURS // 24:,} new requests ({CYCLE_HOURS} h) + their labels, "
+           f"median of {repeats} cycles, each in a fresh process",
+           ["history", "requests", "examples", "build s", "cycle s", "time ratio", "peak MB above start",
+            "mem ratio", "peak RSS MB", "RSS ratio", "verdict"], table_rows)
+    _table("watcher cycle, per step (peak: the cycle's peak RSS above its start, up to the end of the step)",
+           ["history", "step", "seconds", "peak MB above start"], step_rows)
+
+
+SECTIONS = {"bulk_unpack": bulk_unpack, "incremental_unpack": incremental_unpack, "watcher_cycle": watcher_cycle}
 
 
 def main(argv: list[str] | None = None) -> int:
