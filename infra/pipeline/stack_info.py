@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from infra.config import SchemasConfig
+
 PROJECT = "lakehouse-mlops"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,6 +93,9 @@ def _catalog(config: dict[str, Any], stack: str) -> str:
     return value
 
 
+DEFAULT_SCHEMA = SchemasConfig.model_fields["models"].default  # what the infra program uses when unset
+
+
 def _schema(config: dict[str, Any]) -> str | None:
     schemas = config.get(f"{PROJECT}:schemas")
     if isinstance(schemas, dict) and isinstance(schemas.get("models"), str):
@@ -115,7 +120,16 @@ def stack_env(stack: str, from_stack: str | None = None, root: Path = ROOT) -> d
     if schema:
         env["MLOPS_SCHEMA"] = schema
     if from_stack:
-        env[f"MLOPS_CATALOG_{from_stack.upper()}"] = _catalog(load_stack_config(from_stack, root), from_stack)
+        source = load_stack_config(from_stack, root)
+        # The workloads address both environments' models with one MLOPS_SCHEMA (workloads/settings.py), so
+        # promotion reads the source's models in this stack's schema: refuse stacks whose schemas differ rather
+        # than look for the source's models in the wrong place.
+        source_schema = _schema(source) or DEFAULT_SCHEMA
+        if source_schema != (schema or DEFAULT_SCHEMA):
+            raise StackInfoError(f"Pulumi.{from_stack}.yaml keeps its models in schema {source_schema!r} but "
+                                 f"Pulumi.{stack}.yaml in {schema or DEFAULT_SCHEMA!r}; promotion needs one models "
+                                 f"schema (`{PROJECT}:schemas.models`) in both stacks")
+        env[f"MLOPS_CATALOG_{from_stack.upper()}"] = _catalog(source, from_stack)
     return env
 
 

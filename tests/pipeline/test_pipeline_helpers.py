@@ -45,7 +45,8 @@ def test_missing_models_key_is_one_clear_error(tmp_path):
 
 
 def test_env_for_promotion_names_both_catalogs(tmp_path):
-    _write_stack(tmp_path, "dev", {"databricks:host": "https://dev", "lakehouse-mlops:catalog": {"name": "c_dev"}})
+    _write_stack(tmp_path, "dev", {"databricks:host": "https://dev", "lakehouse-mlops:catalog": {"name": "c_dev"},
+                                   "lakehouse-mlops:schemas": {"models": "ml"}})
     _write_stack(tmp_path, "prod", {"databricks:host": "https://prod.azuredatabricks.net",
                                     "lakehouse-mlops:environment": "prod",
                                     "lakehouse-mlops:catalog": {"name": "c_prod", "create": True},
@@ -190,3 +191,20 @@ def test_long_output_is_truncated_from_the_top(tmp_path):
 def test_summary_reports_the_first_error():
     text = "Previewing update (prod):\nerror: preview failed: stack is locked\nerror: another\n"
     assert pr_comment.summarize(text) == ["error: preview failed: stack is locked"]
+
+
+CATALOG = {"lakehouse-mlops:catalog": {"name": "c"}}
+
+
+def test_promotion_between_stacks_with_different_model_schemas_is_refused(tmp_path):
+    """The workloads address both environments' models with one MLOPS_SCHEMA: a source stack keeping its models in
+    another schema would be looked for in the wrong place, so the env export refuses it by name."""
+    _write_stack(tmp_path, "dev", {"databricks:host": "https://dev", **CATALOG, "lakehouse-mlops:schemas": {"models": "ml_dev"}})
+    _write_stack(tmp_path, "prod", {"databricks:host": "https://prod", **CATALOG, "lakehouse-mlops:schemas": {"models": "ml"}})
+    with pytest.raises(stack_info.StackInfoError, match="Pulumi.dev.yaml keeps its models in schema 'ml_dev' but "
+                                                         "Pulumi.prod.yaml in 'ml'"):
+        stack_info.stack_env("prod", "dev", tmp_path)
+    _write_stack(tmp_path, "dev", {"databricks:host": "https://dev", **CATALOG})  # unset: the infra program's default
+    _write_stack(tmp_path, "prod", {"databricks:host": "https://prod", **CATALOG,
+                                    "lakehouse-mlops:schemas": {"models": "bakehouse_ml"}})
+    assert stack_info.stack_env("prod", "dev", tmp_path)["MLOPS_SCHEMA"] == "bakehouse_ml"
