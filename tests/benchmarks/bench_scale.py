@@ -205,9 +205,10 @@ CYCLE_HOURS = 6                       # the watcher's cadence: each cycle handle
 REQUESTS_PER_DAY = 72_000              # one request every 1.2 s: 2.16M requests (10.8M examples) in 30 days
 
 
-def _labels_of(spec, pool: pd.DataFrame, first: int, n: int) -> pd.DataFrame:
-    """The ground truth of requests ``first .. first+n-1`` (every example), as traffic records it: the model's own
-    answer to the replicated request, rounded, plus a little noise (a healthy model)."""
+def _labels_of(spec, pool: pd.DataFrame, first: int, n: int, per_day: int) -> pd.DataFrame:
+    """The ground truth of requests ``first .. first+n-1`` (every example), as traffic records it (with the time each
+    request was sent): the model's own answer to the replicated request, rounded, plus a little noise (healthy)."""
+    from workloads.labels import REQUESTED_AT_COLUMN
     from workloads.specs import EXAMPLE_ID_COLUMN, REQUEST_ID_COLUMN
 
     ids = np.arange(first, first + n)
@@ -217,7 +218,10 @@ def _labels_of(spec, pool: pd.DataFrame, first: int, n: int) -> pd.DataFrame:
     noise = np.random.default_rng(first).integers(-1, 2, len(rows))
     return pd.DataFrame({REQUEST_ID_COLUMN: request_ids,
                          EXAMPLE_ID_COLUMN: [f"{r}:{k % ROWS_PER_REQUEST}" for k, r in enumerate(request_ids)],
-                         spec.label.name: np.maximum(np.round(predicted) + noise, 0).astype(np.int64)})
+                         spec.label.name: np.maximum(np.round(predicted) + noise, 0).astype(np.int64),
+                         REQUESTED_AT_COLUMN: np.repeat(pd.Timestamp(START) + pd.to_timedelta(ids * 86_400 / per_day,
+                                                                                              unit="s"),
+                                                        ROWS_PER_REQUEST)})
 
 
 def _build_history(home: Path, days: int, per_day: int) -> int:
@@ -293,7 +297,7 @@ def _cycle(home: str, first: int, per_day: int) -> dict:
     tables.write(settings.table(spec.payload_table), payload_table(spec, bodies, answers, first, per_cycle,
                                                                   86_400 / per_day))
     pool = unpack_pool(spec, bodies, answers)
-    record_labels(settings, spec, _labels_of(spec, pool, first, per_cycle), tables=tables)
+    record_labels(settings, spec, _labels_of(spec, pool, first, per_cycle, per_day), tables=tables)
     gc.collect()
     rss_before = _rss("VmRSS")
     _reset_peak_rss()  # the peak measured from here on is the cycle's, not the setup's
