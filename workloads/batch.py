@@ -54,7 +54,8 @@ def batch_metrics_sql(spec: ModelSpec, relation: str, labelled: bool) -> str:
     """One Spark SQL aggregate over a scored batch: ``scored_rows``, ``labelled_rows`` and, when ``labelled``, the
     batch metrics :func:`_batch_metrics` computes in pandas (same definitions: sklearn's RMSE, MAE and R² with its
     constant-label convention; accuracy and macro F1 over the classes seen in labels or predictions, zero for a class
-    without any true or predicted positive). The metric columns are meaningful only when every row is labelled.
+    without any true or predicted positive). The metric columns are meaningful only when every row is labelled; no
+    division fails on an empty batch under ANSI mode (Databricks SQL's default).
 
     Args:
         spec: the model spec (problem type, label and prediction columns).
@@ -82,8 +83,8 @@ SELECT
     AS batch_f1"""
     error = f"(CAST({y} AS DOUBLE) - CAST({p} AS DOUBLE))"
     return f"""SELECT scored_rows, labelled_rows,
-  sqrt(squared_error / labelled_rows) AS batch_rmse,
-  absolute_error / labelled_rows AS batch_mae,
+  sqrt(squared_error / nullif(labelled_rows, 0)) AS batch_rmse,
+  absolute_error / nullif(labelled_rows, 0) AS batch_mae,
   CASE WHEN total_variance > 0 THEN 1D - squared_error / total_variance
        WHEN squared_error = 0 THEN 1D ELSE 0D END AS batch_r2
 FROM (SELECT count(*) AS scored_rows, count({y}) AS labelled_rows,
@@ -168,7 +169,8 @@ def _score_table_in_spark(settings: Settings, spec: ModelSpec, tables: SparkTabl
     _require_features(spec, source.columns, source_table)
     labelled = spec.label.name in source.columns
     # The champion as a pandas UDF run on the executors; env_manager="local": the job's environment already holds
-    # the model's dependencies (the same wheel trained it). result_type: the spec's prediction column type.
+    # the model's dependencies (the same wheel trained it). result_type: the spec's prediction column type. On
+    # serverless the UDF runs in Databricks' UDF sandbox (1 GB of memory and disk together, per MLflow's notes).
     # https://mlflow.org/docs/latest/python_api/mlflow.pyfunc.html#mlflow.pyfunc.spark_udf
     predict = mlflow.pyfunc.spark_udf(tables.spark, registry.model_uri(settings, spec, version=champion.version),
                                       result_type=spec.prediction.type, env_manager="local")
@@ -187,12 +189,14 @@ def _score_table_in_spark(settings: Settings, spec: ModelSpec, tables: SparkTabl
         # The input names the Delta table and version it was read at; the dataset wraps the lazy DataFrame (its
         # digest is the plan's semantic hash), nothing is materialised. What mlflow.data.from_spark builds for a
         # Delta table name and version, without its DESCRIBE DETAIL probe (Unity Catalog managed tables are Delta).
-        # https://mlflow.org/docs/latest/python_api/mlflow.data.html#mlflow.data.spark_dataset.SparkDataset
+        # https://mlflow.org/docs/latest/api_reference/python_api/mlflow.data.html (from_spark, load_delta, SparkDataset;
+        # source: https://mlflow.org/docs/latest/api_reference/_modules/mlflow/data/spark_dataset.html)
         feature_cols = [*spec.feature_names, *([spec.label.name] if labelled else [])]
         mlflow.log_input(SparkDataset(df=source.select(*feature_cols), source=_delta_source(source_table, version),
                                       targets=spec.label.name if labelled else None, name=f"{spec.name}_batch"),
                          context="inference")
-        scored.write.mode("append").option("mergeSchema", "true").saveAsTable(out_table)
+        _aligned_to(tables, out_table, scored).write.mode("append").option("mergeSchema", "true") \
+            .saveAsTable(out_table)
         # The batch just appended, scored once: found by its scored_at literal (Delta skips every older file by its
         # statistics) and batch id; aggregated in Spark, one row to the driver.
         batch = tables.frame(out_table, where=RowFilter(
@@ -206,6 +210,21 @@ def _score_table_in_spark(settings: Settings, spec: ModelSpec, tables: SparkTabl
             metrics = {k: float(v) for k, v in row.items() if k.startswith("batch_")}
             mlflow.log_metrics(metrics)
     return BatchResult(out_table, rows, champion.version, batch_id, run.info.run_id, metrics)
+
+
+def _aligned_to(tables: SparkTables, name: str, scored):
+    """``scored`` with the existing table's columns first, in its order (a column ``scored`` lacks, e.g. the label of
+    an unlabelled batch, as a typed null), then its new columns (``mergeSchema`` adds them): an append that means the
+    same whether the table resolves columns by name (Delta) or by position (plain Spark tables)."""
+    from pyspark.sql import functions as F
+
+    if not tables.exists(name):
+        return scored
+    target = tables.frame(name).schema
+    present = set(scored.columns)
+    return scored.select(*[F.col(f.name) if f.name in present else F.lit(None).cast(f.dataType).alias(f.name)
+                           for f in target.fields],
+                         *[F.col(c) for c in scored.columns if c not in set(target.fieldNames())])
 
 
 def _require_features(spec: ModelSpec, columns: list[str], source: str | None) -> None:

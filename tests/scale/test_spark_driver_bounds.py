@@ -81,6 +81,13 @@ def test_databricks_batch_scores_in_spark_and_brings_one_row_to_the_driver(spark
         assert dataset.source_type == "delta_table"
         assert json.loads(dataset.source) == {"delta_table_name": source, "delta_table_version": 3}
 
+    unlabelled = settings.table(f"batch_source_{model}_unlabelled")
+    spark.createDataFrame(_labelled_rows(settings, spec, 50).drop(columns=[spec.label.name])) \
+        .write.mode("overwrite").saveAsTable(unlabelled)
+    result = score_batch(settings, spec, source_table=unlabelled, tables=SparkTables(VersionedLocalSpark(spark)))
+    assert (result.rows, result.metrics) == (50, {})
+    assert MlflowClient(settings.tracking_uri).get_run(result.run_id).data.metrics == {}
+
     first = registry.load_model(settings, spec)
     sample = spark.table(predictions).limit(200).toPandas()
     # spark_udf scored as the champion scores in pandas
