@@ -10,7 +10,8 @@ Where it runs: a pandas frame (the default holdout, or ``frame``) and every sour
 scored in this process. A source table on Databricks (a Spark tables port) never leaves Spark: it is read at one
 Delta version, scored by ``mlflow.pyfunc.spark_udf`` on the executors, the lineage columns are Spark literals, the
 batch is appended with ``saveAsTable``, and the batch metrics are one Spark SQL aggregate over the appended rows: the
-driver receives that one row (and the MLflow input records the table name and version, not the data).
+driver receives the table's version row and that aggregate row (and the MLflow input records the table name and
+version, not the data).
 """
 
 from __future__ import annotations
