@@ -61,3 +61,36 @@ def spark(tmp_path_factory):
     session.sql("CREATE DATABASE IF NOT EXISTS sch")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def driver_rows(monkeypatch):
+    """``(call, rows)`` for every ``DataFrame.collect``/``toPandas`` while ``driver_rows.on`` is true: the rows each
+    brought to the driver (a ``toPandas`` that collects internally counts once)."""
+    from pyspark.sql.classic.dataframe import DataFrame
+
+    class Recorder(list):
+        on = False
+
+    seen = Recorder()
+    real_collect, real_to_pandas = DataFrame.collect, DataFrame.toPandas
+
+    def collect(self):
+        rows = real_collect(self)
+        if seen.on:
+            seen.append(("collect", len(rows)))
+        return rows
+
+    def to_pandas(self):
+        was, seen.on = seen.on, False
+        try:
+            frame = real_to_pandas(self)
+        finally:
+            seen.on = was
+        if seen.on:
+            seen.append(("toPandas", len(frame)))
+        return frame
+
+    monkeypatch.setattr(DataFrame, "collect", collect)
+    monkeypatch.setattr(DataFrame, "toPandas", to_pandas)
+    return seen

@@ -25,7 +25,7 @@ def month(tmp_path):
     """A regression model with 12 days of traffic appended a day at a time (as the watcher's unpack does)."""
     settings = load_settings(home=tmp_path / "home")
     spec = load_spec("bakehouse_autolog").model_copy(update={"slices": []})
-    _, baseline = seed_tables(settings, spec, rows=200, days=1, baseline_rows=400, seed=1)
+    seed_tables(settings, spec, rows=200, days=1, baseline_rows=400, seed=1)
     tables = get_tables(settings)
     processed = settings.table(spec.processed_table)
     tables.drop(processed)

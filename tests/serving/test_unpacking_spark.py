@@ -89,38 +89,6 @@ def _payload_rows(spec, holdout, ids, rows=3):
     return payload_frame(records).astype({"logging_error_codes": object})
 
 
-@pytest.fixture
-def driver_rows(monkeypatch):
-    """Rows brought to the driver by each ``collect``/``toPandas`` while recording (``driver_rows.on = True``)."""
-    from pyspark.sql.classic.dataframe import DataFrame
-
-    class Recorder(list):
-        on = False
-
-    seen = Recorder()
-    real_collect, real_to_pandas = DataFrame.collect, DataFrame.toPandas
-
-    def collect(self):
-        rows = real_collect(self)
-        if seen.on:
-            seen.append(("collect", len(rows)))
-        return rows
-
-    def to_pandas(self):
-        was, seen.on = seen.on, False  # toPandas may collect internally: count it once, as toPandas
-        try:
-            frame = real_to_pandas(self)
-        finally:
-            seen.on = was
-        if seen.on:
-            seen.append(("toPandas", len(frame)))
-        return frame
-
-    monkeypatch.setattr(DataFrame, "collect", collect)
-    monkeypatch.setattr(DataFrame, "toPandas", to_pandas)
-    return seen
-
-
 def test_databricks_unpack_never_brings_traffic_to_the_driver(spark, home, spec, holdout, driver_rows):
     from workloads.settings import load_settings
 
