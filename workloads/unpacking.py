@@ -445,7 +445,8 @@ def unpack(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
         payload_rows, skipped, written = batch.payload_rows, batch.skipped, 0
         if not batch.frame.empty:
             written = tables.insert_new(processed_name, batch.frame, keys=KEYS,
-                                        since=_retry_bound(batch.frame[TIMESTAMP_COLUMN].min()))
+                                        since=_retry_bound(batch.frame[TIMESTAMP_COLUMN].min()),
+                                        properties=spec.processed_table_properties())
     else:
         payload_rows, skipped, written = _unpack_in_spark(tables, changes.rows, spec, processed_name, version_of)
     tables.merge(state_name, pd.DataFrame({
@@ -482,5 +483,6 @@ def _unpack_in_spark(tables: Tables, payload_sdf, spec: ModelSpec, processed_nam
     written = 0
     if earliest is not None:
         written = tables.insert_new(processed_name, _processed_rows(tagged, spec), keys=KEYS,
+                                    properties=spec.processed_table_properties(),
                                     since=_retry_bound(pd.Timestamp(int(earliest), unit="us", tz="UTC")))
     return counts.get("payload_rows", 0), skipped, written

@@ -46,8 +46,9 @@ class InferenceTables(pulumi.ComponentResource):
             table_type="MANAGED", data_source_format="DELTA", warehouse_id=warehouse_id, owner=config.grants.owner,
             columns=processed_columns(spec),
             comment=f"{spec.name}: inference payloads unpacked, with ground-truth labels merged by request id.",
-            # The monitor reads changes incrementally through the change data feed.
-            properties={"delta.enableChangeDataFeed": "true"}, opts=protected)
+            # The change data feed (the monitor reads changes incrementally) and statistics on the columns the
+            # workloads filter on, wherever they sit in the table: one home, ModelSpec.processed_table_properties.
+            properties=spec.processed_table_properties(), opts=protected)
         self.baseline = databricks.SqlTable(
             f"{spec.name}-baseline", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.baseline_table,
             table_type="MANAGED", data_source_format="DELTA", warehouse_id=warehouse_id, owner=config.grants.owner,

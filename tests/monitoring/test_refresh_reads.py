@@ -154,3 +154,22 @@ def test_changed_spans_come_from_the_files_added_and_removed(tmp_path):
     assert {(pd.Timestamp(a), pd.Timestamp(b)) for a, b in spans} == {
         (pd.Timestamp("2026-01-01 01:00", tz="UTC"), pd.Timestamp("2026-01-01 10:00", tz="UTC"))}
     assert tables.changed_spans(name, "no_such_column", 0) is None
+
+
+def test_a_wide_processed_table_keeps_its_timestamp_statistics(tmp_path):
+    """With more than 32 columns before it, the timestamp has statistics only through the processed table's
+    ``delta.dataSkippingStatsColumns``; without them the log cannot say what changed."""
+    spec = load_spec("bakehouse_autolog")
+    wide = pd.DataFrame({**{f"f{i}": [1.0, 2.0] for i in range(40)},
+                         "timestamp": pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True),
+                         spec.label.name: [None, 1.0], spec.prediction.name: [1.0, 2.0], "model_version": ["1", "1"],
+                         "request_id": ["a", "b"], "example_id": ["a:0", "b:0"]})
+    tables = tables_module.LocalTables(tmp_path)
+    for name, properties in (("c.s.plain", None), ("c.s.processed", spec.processed_table_properties())):
+        tables.insert_new(name, wide, keys=["request_id", "example_id"], properties=properties)
+        later = wide.assign(request_id=["c", "d"], example_id=["c:0", "d:0"])
+        tables.insert_new(name, later, keys=["request_id", "example_id"], properties=properties)
+    assert tables.changed_spans("c.s.plain", "timestamp", 0) is None
+    (lo, hi), = tables.changed_spans("c.s.processed", "timestamp", 0)
+    assert (pd.Timestamp(lo), pd.Timestamp(hi)) == (pd.Timestamp("2026-01-01", tz="UTC"),
+                                                    pd.Timestamp("2026-01-02", tz="UTC"))

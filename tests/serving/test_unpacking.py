@@ -53,6 +53,12 @@ def test_unpack_served_traffic_then_merge_late_labels(server, serving_settings, 
     assert set(processed["model_version"]) == {"1"}
     assert processed["quantity"].isna().all()
     assert str(processed["timestamp"].dtype) == "datetime64[us, UTC]"
+    from deltalake import DeltaTable
+
+    from workloads.ports.tables import LocalTables
+
+    table = DeltaTable(str(LocalTables(serving_settings.warehouse).path(serving_settings.table(spec.processed_table))))
+    assert table.metadata().configuration == spec.processed_table_properties()  # as infra declares on Databricks
 
     again = unpack(serving_settings, spec)
     assert again.examples_written == 0 and again.payload_rows == 0

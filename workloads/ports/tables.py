@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -150,7 +150,8 @@ class Tables(Protocol):
     def max_value(self, name: str, column: str, where: RowFilter | None = None) -> Any: ...
     def read_changes(self, name: str, key: str, after_version: int | None = None,
                      columns: Sequence[str] | None = None) -> TableChanges: ...
-    def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None) -> int: ...
+    def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None,
+                   properties: Mapping[str, str] | None = None) -> int: ...
     def changed_spans(self, name: str, column: str, after_version: int) -> list[tuple[Any, Any]] | None: ...
 
 
@@ -225,6 +226,14 @@ class LocalTables:
         path.mkdir(parents=True, exist_ok=True)
         kwargs = {"schema_mode": "overwrite"} if mode == "overwrite" else {"schema_mode": "merge"}
         write_deltalake(str(path), _to_arrow(df), mode=mode, **kwargs)
+
+    def _create(self, name: str, df: pd.DataFrame, properties: Mapping[str, str] | None) -> None:
+        """Create the table from its first rows, with Delta table ``properties`` (delta-rs' ``configuration``)."""
+        from deltalake import write_deltalake
+
+        path = self.path(name)
+        path.mkdir(parents=True, exist_ok=True)
+        write_deltalake(str(path), _to_arrow(df), mode="append", configuration=dict(properties or {}))
 
     def merge(self, name: str, df: pd.DataFrame, keys: Sequence[str], update: bool = True) -> dict:
         """Upsert ``df`` by ``keys`` in one Delta commit: matched rows updated (if ``update``), others inserted."""
@@ -343,14 +352,16 @@ class LocalTables:
         frame = rows.to_pandas()
         return TableChanges(frame[list(columns)] if columns else frame, after_version, version)
 
-    def insert_new(self, name: str, df: pd.DataFrame, keys: Sequence[str], since: tuple[str, Any] | None = None) -> int:
+    def insert_new(self, name: str, df: pd.DataFrame, keys: Sequence[str], since: tuple[str, Any] | None = None,
+                   properties: Mapping[str, str] | None = None) -> int:
         """Insert the rows of ``df`` whose ``keys`` the table does not hold yet (an insert-only MERGE); returns how many.
 
         ``since=(column, value)`` looks for existing keys only among rows with ``column >= value``: the MERGE then
         skips every file whose statistics end before ``value`` (the caller guarantees older rows cannot share keys).
+        ``properties``: the Delta table properties of the table if this call creates it.
         """
         if not self.exists(name):
-            self.write(name, df, mode="append")
+            self._create(name, df, properties)
             return len(df)
         if df.empty:
             return 0
@@ -542,12 +553,16 @@ class SparkTables:
             rows = self.spark.sql(f"SELECT * FROM {name} VERSION AS OF {version}").join(known, on=key, how="left_anti")
         return TableChanges(rows.select(*columns) if columns else rows, after_version, version)
 
-    def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None) -> int:
+    def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None,
+                   properties: Mapping[str, str] | None = None) -> int:
         """Insert the rows of ``df`` (pandas, or a Spark DataFrame kept in Spark) whose ``keys`` are new; see
         :meth:`LocalTables.insert_new`. Only the MERGE's one metrics row reaches the driver."""
         source = df if hasattr(df, "createOrReplaceTempView") else self._frame(df)
         if not self.exists(name):
             source.write.saveAsTable(name)
+            if properties:  # https://learn.microsoft.com/azure/databricks/delta/table-properties
+                listed = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+                self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({listed})")
             return int(self.spark.table(name).count())
         view = f"_mlops_insert_{split_name(name)[2]}"
         source.createOrReplaceTempView(view)

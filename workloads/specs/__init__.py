@@ -206,6 +206,20 @@ class ModelSpec(BaseModel):
             Column(name=EXAMPLE_ID_COLUMN, type="string"),
         ]
 
+    def processed_table_properties(self) -> dict[str, str]:
+        """Delta table properties of the processed inference table, on both runtimes (infra declares them on
+        Databricks, the local unpack sets them when it creates the table).
+
+        - ``delta.enableChangeDataFeed``: the Databricks monitor and ``changed_spans`` read changes incrementally.
+        - ``delta.dataSkippingStatsColumns``: per-file statistics on the columns the workloads filter on (the
+          timestamp for windows, retry and label bounds; the label for "labelled rows only"; prediction and model
+          version). Without it Delta keeps statistics on the first 32 columns only, so a spec with more than ~28
+          features would lose the timestamp's and every read would scan the table
+          (https://learn.microsoft.com/azure/databricks/delta/table-properties; delta-rs honours it too).
+        """
+        stats = [TIMESTAMP_COLUMN, self.label.name, self.prediction.name, MODEL_ID_COLUMN]
+        return {"delta.enableChangeDataFeed": "true", "delta.dataSkippingStatsColumns": ",".join(stats)}
+
     def content_hash(self) -> str:
         """Stable hash of the spec's content (tagged on runs so a model traces back to its spec)."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
