@@ -80,3 +80,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Environment variables through which databricks-sdk could find credentials other than the test's own.
+DATABRICKS_AUTH_VARIABLES = ("DATABRICKS_AUTH_TYPE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "ARM_CLIENT_ID",
+                             "ARM_CLIENT_SECRET", "ARM_TENANT_ID", "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_ACCOUNT_ID",
+                             "DATABRICKS_HOST", "TF_BUILD")
+
+
+def fake_databricks_auth(monkeypatch, host: str | None = None) -> None:
+    """Make databricks-sdk authenticate with a fake personal access token only (no profile file, no other
+    credentials from the environment, no pipeline markers), against ``host`` when given."""
+    for key in DATABRICKS_AUTH_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "/nonexistent/databrickscfg")
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-fake")
+    if host is not None:
+        monkeypatch.setenv("DATABRICKS_HOST", host)

@@ -10,7 +10,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from tests.fakes import json_server
+from tests.fakes import fake_databricks_auth, json_server
 from workloads.cli import app
 
 ACCOUNT_ID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -121,12 +121,7 @@ class FakeWorkspace:
 @pytest.fixture
 def workspace(monkeypatch):
     fake = FakeWorkspace()
-    for key in ("DATABRICKS_AUTH_TYPE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "ARM_CLIENT_ID",
-                "ARM_CLIENT_SECRET", "ARM_TENANT_ID", "DATABRICKS_CONFIG_PROFILE", "DATABRICKS_ACCOUNT_ID",
-                "DATABRICKS_HOST"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "/nonexistent/databrickscfg")
-    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-fake")  # the user's own auth, as databricks-sdk finds it
+    fake_databricks_auth(monkeypatch)  # the user's own auth, as databricks-sdk finds it; the host from --host
     with json_server(lambda *request: fake.handle(*request)) as url:  # a test may swap fake.handle
         fake.url = url
         yield fake

@@ -20,7 +20,7 @@ from databricks.sdk.service.catalog import RegisteredModelInfo
 from databricks.sdk.service.jobs import Run, RunNowResponse
 
 from infra.pipeline import bootstrap
-from tests.fakes import json_server
+from tests.fakes import fake_databricks_auth, json_server
 
 CATALOG = "mlops_dev.bakehouse_ml"
 RUN_PAGE = "https://adb-1.1.azuredatabricks.net/?o=1#job/{job}/run/{run}"
@@ -128,14 +128,9 @@ def _checked(cls, payload: dict) -> dict:
 @pytest.fixture
 def fake(monkeypatch):
     workspace = FakeWorkspace()
-    for key in ("DATABRICKS_AUTH_TYPE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "ARM_CLIENT_ID",
-                "ARM_CLIENT_SECRET", "ARM_TENANT_ID", "DATABRICKS_CONFIG_PROFILE", "TF_BUILD"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "/nonexistent/databrickscfg")
-    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-fake")
     with json_server(workspace.handle) as url:
         workspace.url = url
-        monkeypatch.setenv("DATABRICKS_HOST", url)
+        fake_databricks_auth(monkeypatch, url)
         yield workspace
     assert not workspace.problems, workspace.problems
 

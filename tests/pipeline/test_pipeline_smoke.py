@@ -11,7 +11,7 @@ import pytest
 from databricks.sdk import WorkspaceClient
 
 from infra.pipeline import champion, smoke
-from tests.fakes import json_server
+from tests.fakes import fake_databricks_auth, json_server
 from workloads.specs import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,14 +75,9 @@ class FakeWorkspace:
 @pytest.fixture
 def fake(monkeypatch):
     workspace = FakeWorkspace()
-    for key in ("DATABRICKS_AUTH_TYPE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET", "ARM_CLIENT_ID",
-                "ARM_CLIENT_SECRET", "ARM_TENANT_ID", "DATABRICKS_CONFIG_PROFILE", "TF_BUILD"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "/nonexistent/databrickscfg")
-    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-fake")
     with json_server(workspace.handle) as url:
         workspace.url = url
-        monkeypatch.setenv("DATABRICKS_HOST", url)
+        fake_databricks_auth(monkeypatch, url)
         yield workspace
 
 
