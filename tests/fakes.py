@@ -97,3 +97,30 @@ def fake_databricks_auth(monkeypatch, host: str | None = None) -> None:
     monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-fake")
     if host is not None:
         monkeypatch.setenv("DATABRICKS_HOST", host)
+
+
+class LocalSparkStandIn:
+    """A local Spark session standing in for Databricks where local pyspark lacks Delta.
+
+    Every statement is recorded (whitespace normalised) in ``sql_seen``; ``DESCRIBE HISTORY`` answers ``version``;
+    :meth:`answer` handles the rest: by default the statement with ``VERSION AS OF n`` dropped (the table as it is).
+    Subclasses answer the Delta statements their tests need (``MERGE``, ``SHOW TBLPROPERTIES``, snapshots).
+    """
+
+    def __init__(self, real, version: int = 0):
+        self.real, self.version, self.sql_seen = real, version, []
+
+    def __getattr__(self, item):
+        return getattr(self.real, item)
+
+    def sql(self, text: str):
+        text = " ".join(text.split())
+        self.sql_seen.append(text)
+        if text.startswith("DESCRIBE HISTORY"):  # plain SQL: no rows shipped from the driver (createDataFrame)
+            return self.real.sql(f"SELECT {int(self.version)}L AS version")
+        return self.answer(text)
+
+    def answer(self, text: str):
+        import re
+
+        return self.real.sql(re.sub(r" VERSION AS OF \d+", "", text))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from tests.fakes import LocalSparkStandIn
 from workloads.ports.tables import LocalTables, SparkTables
 
 NAME = "cat.sch.events"
@@ -80,7 +81,7 @@ def test_local_insert_new_inserts_each_key_once_and_prunes_by_since(tmp_path):
     assert sorted(tables.read(NAME)["id"]) == ["r1", "r1", "r2", "r3", "r4"]
 
 
-class PlanSpark:
+class PlanSpark(LocalSparkStandIn):
     """A local Spark session standing in for Databricks where Delta SQL is needed (local pyspark has no Delta).
 
     ``DESCRIBE HISTORY`` answers ``version``; ``SHOW TBLPROPERTIES`` answers the properties set here; ``VERSION AS OF``
@@ -88,16 +89,10 @@ class PlanSpark:
     """
 
     def __init__(self, real, version=5, properties=None):
-        self.real, self.version, self.properties, self.sql_seen = real, version, properties or {}, []
+        super().__init__(real, version)
+        self.properties = properties or {}
 
-    def __getattr__(self, item):
-        return getattr(self.real, item)
-
-    def sql(self, text):
-        text = " ".join(text.split())
-        self.sql_seen.append(text)
-        if text.startswith("DESCRIBE HISTORY"):
-            return self.real.createDataFrame([(self.version,)], "version long")
+    def answer(self, text):
         if text.startswith("SHOW TBLPROPERTIES"):
             return self.real.createDataFrame(list(self.properties.items()) or [("x", "y")], "key string, value string")
         if text.startswith("MERGE"):

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from tests.fakes import LocalSparkStandIn
 from tests.serving.test_labels_merge import DAY0, SPEC, labels, processed_rows
 from workloads.labels import REQUEST_TIME_SLACK, ingest_labels, pending_labels_table, record_labels
 from workloads.ports.tables import SparkTables
@@ -24,24 +25,17 @@ MERGE = re.compile(r"MERGE INTO (\S+) AS t USING (.+) AS s ON (.+?) WHEN MATCHED
                    r"(UPDATE SET (.+)|DELETE)$")
 
 
-class MergeOnLocalSpark:
+class MergeOnLocalSpark(LocalSparkStandIn):
     """Answers ``MERGE INTO`` with plain Spark SQL (a rewrite of the target table), ``DESCRIBE HISTORY`` with version 3
     and ``VERSION AS OF`` with the table itself; records every statement."""
 
     def __init__(self, real):
-        self.real, self.sql_seen = real, []
+        super().__init__(real, version=3)
 
-    def __getattr__(self, item):
-        return getattr(self.real, item)
-
-    def sql(self, text):
-        text = " ".join(text.split())
-        self.sql_seen.append(text)
-        if text.startswith("DESCRIBE HISTORY"):
-            return self.real.sql("SELECT 3L AS version")
+    def answer(self, text):
         match = MERGE.match(text)
         if not match:
-            return self.real.sql(re.sub(r" VERSION AS OF \d+", "", text))
+            return super().answer(text)
         target, source, on, condition, action, assignments = match.groups()
         key = re.search(r"s\.`([^`]+)`", on).group(1)
         if action == "DELETE":

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.fakes import LocalSparkStandIn
 from workloads.ports.tables import SparkTables
 from workloads.serving.payload_log import PAYLOAD_SCHEMA, payload_frame
 from workloads.traffic import request_body
@@ -25,21 +26,11 @@ pytestmark = pytest.mark.spark
 DRIVER_ROW_BOUND = 5  # statistics rows (4), the earliest request time, MERGE metrics, the watermark row
 
 
-class DeltaOnLocalSpark:
+class DeltaOnLocalSpark(LocalSparkStandIn):
     """Answers the Delta-only statements with plain Spark SQL; ``VERSION AS OF n`` reads the snapshot table ``<t>_v<n>``
     where one was kept, else the table itself (the newest version)."""
 
-    def __init__(self, real, version):
-        self.real, self.version, self.sql_seen = real, version, []
-
-    def __getattr__(self, item):
-        return getattr(self.real, item)
-
-    def sql(self, text):
-        text = " ".join(text.split())
-        self.sql_seen.append(text)
-        if text.startswith("DESCRIBE HISTORY"):
-            return self.real.createDataFrame([(self.version,)], "version long")
+    def answer(self, text):
         if text.startswith("SHOW TBLPROPERTIES"):
             return self.real.createDataFrame([("delta.minReaderVersion", "1")], "key string, value string")
         if text.startswith("MERGE INTO"):
