@@ -12,6 +12,15 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value):
+    """``value`` (anything ``pd.Timestamp`` reads: a datetime, an ISO string, a timestamp) as a UTC ``pd.Timestamp``:
+    a naive time is taken as UTC, an aware one converted."""
+    import pandas as pd
+
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 class ShiftableClock:
     """A clock that runs with real time plus an offset the demo can advance (simulates days passing).
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workloads.clock import as_utc
 from workloads.errors import MlopsError
 from workloads.ports.tables import RowFilter, SparkTables, Tables, get_tables, split_name
 from workloads.settings import Settings
@@ -116,9 +117,7 @@ def _request_time_bound(earliest, untimed: int) -> tuple[str, pd.Timestamp] | No
     ``None`` (no bound) when any label lacks its request time (labels from files, or recorded before it was)."""
     if untimed or earliest is None or pd.isna(earliest):
         return None
-    earliest = pd.Timestamp(earliest)
-    earliest = earliest.tz_localize("UTC") if earliest.tzinfo is None else earliest.tz_convert("UTC")
-    return TIMESTAMP_COLUMN, earliest - REQUEST_TIME_SLACK
+    return TIMESTAMP_COLUMN, as_utc(earliest) - REQUEST_TIME_SLACK
 
 
 def ingest_labels(settings: Settings, spec: ModelSpec, source: str | None = None,

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from workloads.clock import as_utc
+
 N_TRANSACTIONS = 3333
 N_CUSTOMERS = 300
 N_FRANCHISES = 48
@@ -71,8 +73,7 @@ def default_reference_date() -> datetime:
 def _reference(reference_date: datetime | str | None) -> pd.Timestamp:
     if reference_date is None:
         return pd.Timestamp(default_reference_date())
-    ts = pd.Timestamp(reference_date)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return as_utc(reference_date)
 
 
 def generate(seed: int = 42, reference_date: datetime | str | None = None) -> dict[str, pd.DataFrame]:

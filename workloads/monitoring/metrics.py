@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from workloads.clock import as_utc
 from workloads.errors import MlopsError
 from workloads.metric_names import with_aliases
 from workloads.monitoring.granularity import DEFAULT_GRANULARITY, parse_granularity
@@ -60,10 +61,7 @@ def _num(value) -> float | None:
 
 
 def _timestamp(value) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return None if value is None else as_utc(value)
 
 
 # The metric-table columns the readers here (and the report and the drift summary) use: what evaluation reads.

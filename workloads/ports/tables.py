@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pandas as pd
 import pyarrow as pa
 
+from workloads.clock import as_utc
 from workloads.errors import MlopsError, TableNotFoundError
 from workloads.settings import Settings
 
@@ -69,17 +70,11 @@ class RowFilter:
         return cls(column, ((start, None),), tuple(not_null))
 
     def _bounds(self) -> list[tuple[pd.Timestamp | None, pd.Timestamp | None]]:
-        def ts(value):
-            if value is None:
-                return None
-            value = pd.Timestamp(value)
-            return value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
-
-        return [(ts(lo), ts(hi)) for lo, hi in self.ranges]
+        return [(None if lo is None else as_utc(lo), None if hi is None else as_utc(hi)) for lo, hi in self.ranges]
 
     def sql(self) -> str:
         """The filter as a Spark SQL boolean expression (``TRUE`` when it selects every row)."""
-        literal = lambda t: f"TIMESTAMP '{t.strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'"
+        literal = _spark_timestamp
         parts = [f"`{c}` IS NOT NULL" for c in self.not_null]
         if self.column is not None:
             ranges = []
@@ -129,7 +124,7 @@ def _since_clause(since: tuple[str, Any] | None, literal) -> str:
     if since is None:
         return ""
     column, value = since
-    return f" AND t.`{column}` >= {literal(pd.Timestamp(value))}"
+    return f" AND t.`{column}` >= {literal(as_utc(value))}"
 
 
 class Tables(Protocol):
@@ -272,7 +267,7 @@ class LocalTables:
         if df.empty:
             return 0
         predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        predicate += _since_clause(since, lambda ts: f"'{ts.tz_convert('UTC').isoformat()}'")
+        predicate += _since_clause(since, _delta_rs_timestamp)
         metrics = (self._table(name).merge(_to_arrow(df), predicate=predicate, source_alias="s", target_alias="t")
                    .when_matched_update(updates={c: f"s.`{c}`" for c in columns}, predicate=_differs(columns, "!="))
                    .execute())
@@ -366,7 +361,7 @@ class LocalTables:
         if df.empty:
             return 0
         predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        predicate += _since_clause(since, lambda ts: f"'{ts.tz_convert('UTC').isoformat()}'")
+        predicate += _since_clause(since, _delta_rs_timestamp)
         metrics = (self._table(name).merge(_to_arrow(df), predicate=predicate, source_alias="s", target_alias="t")
                    .when_not_matched_insert_all().execute())
         return int(metrics.get("num_target_rows_inserted", 0))
@@ -457,8 +452,7 @@ class SparkTables:
         if not self.exists(name):
             self.write(name, df)
             return {"num_target_rows_inserted": len(df), "num_target_rows_updated": 0}
-        view = f"_mlops_merge_{split_name(name)[2]}"
-        self._frame(df).createOrReplaceTempView(view)
+        view = self._source(df, f"_mlops_merge_{split_name(name)[2]}")
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         matched = "WHEN MATCHED THEN UPDATE SET * " if update else ""
         rows = self.spark.sql(
@@ -484,9 +478,13 @@ class SparkTables:
         split_name(name)
         self.spark.sql(f"DROP TABLE IF EXISTS {name}")
 
+    def _spark_frame(self, df):
+        """``df`` as a Spark DataFrame: a Spark DataFrame stays as it is (in Spark), a pandas one is shipped."""
+        return df if hasattr(df, "createOrReplaceTempView") else self._frame(df)
+
     def _source(self, df, view: str):
         """Register ``df`` (pandas, or a Spark DataFrame kept in Spark) as the temporary view ``view``."""
-        (df if hasattr(df, "createOrReplaceTempView") else self._frame(df)).createOrReplaceTempView(view)
+        self._spark_frame(df).createOrReplaceTempView(view)
         return view
 
     def update_matched_sql(self, name: str, view: str, keys: Sequence[str], columns: Sequence[str],
@@ -557,17 +555,15 @@ class SparkTables:
                    properties: Mapping[str, str] | None = None) -> int:
         """Insert the rows of ``df`` (pandas, or a Spark DataFrame kept in Spark) whose ``keys`` are new; see
         :meth:`LocalTables.insert_new`. Only the MERGE's one metrics row reaches the driver."""
-        source = df if hasattr(df, "createOrReplaceTempView") else self._frame(df)
         if not self.exists(name):
-            source.write.saveAsTable(name)
+            self._spark_frame(df).write.saveAsTable(name)
             if properties:  # https://learn.microsoft.com/azure/databricks/delta/table-properties
                 listed = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
                 self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({listed})")
             return int(self.spark.table(name).count())
-        view = f"_mlops_insert_{split_name(name)[2]}"
-        source.createOrReplaceTempView(view)
+        view = self._source(df, f"_mlops_insert_{split_name(name)[2]}")
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        on += _since_clause(since, lambda ts: f"TIMESTAMP '{ts.tz_convert('UTC').strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'")
+        on += _since_clause(since, _spark_timestamp)
         rows = self.spark.sql(f"MERGE INTO {name} AS t USING {view} AS s ON {on} WHEN NOT MATCHED THEN INSERT *").collect()
         return int(rows[0].asDict().get("num_inserted_rows", 0)) if rows else 0
 
@@ -618,6 +614,11 @@ def _beyond(value: Any, file_max: Any) -> bool:
 def _spark_timestamp(ts: pd.Timestamp) -> str:
     """A UTC Spark SQL timestamp literal."""
     return f"TIMESTAMP '{ts.tz_convert('UTC').strftime('%Y-%m-%d %H:%M:%S.%f')}+00:00'"
+
+
+def _delta_rs_timestamp(ts: pd.Timestamp) -> str:
+    """A UTC timestamp literal for a delta-rs MERGE predicate (an ISO-8601 string)."""
+    return f"'{ts.tz_convert('UTC').isoformat()}'"
 
 
 def _data_files(table) -> set[str]:

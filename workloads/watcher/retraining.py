@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from workloads import registry
+from workloads.clock import as_utc
 from workloads.data.features import label_frame, load_feature_frame, split_holdout
 from workloads.ports.tables import RowFilter, SparkTables, Tables, get_tables
 from workloads.promotion import PromotionRecord, promote
@@ -136,8 +137,7 @@ def latest_labelled_window(settings: Settings, spec: ModelSpec, held_out_only: b
         latest = tables.max_value(name, TIMESTAMP_COLUMN, where=RowFilter(not_null=(spec.label.name,)))
     if latest is None:
         return fresh_traffic(settings, spec, tables=tables).iloc[0:0]
-    latest = pd.Timestamp(latest)
-    latest = latest.tz_localize("UTC") if latest.tzinfo is None else latest
+    latest = as_utc(latest)
     # the day up to the newest label: timestamps > latest - 1 day (timestamps have microsecond precision)
     fresh = fresh_traffic(settings, spec, since=latest - pd.Timedelta(days=1) + pd.Timedelta(microseconds=1),
                           tables=tables)
