@@ -167,8 +167,11 @@ def _ranges(starts: set[int], gran: Granularity) -> list[tuple[int, int]]:
     return out
 
 
-def _span_ns(value) -> int:
-    return int(to_ns(pd.Series([pd.Timestamp(value)]))[0])
+def _shifted(gran: Granularity, starts: set[int], windows: int) -> set[int]:
+    """The starts of the windows ``windows`` after (negative: before) each of ``starts``."""
+    if not starts:
+        return set()
+    return set(gran.shift(np.fromiter(starts, dtype=np.int64, count=len(starts)), windows).tolist())
 
 
 def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] | None = None, *,
@@ -181,7 +184,13 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
     if not tables.exists(processed):
         raise MonitorError(f"processed inference table {processed} does not exist yet; serve traffic and unpack "
                            f"the payloads first")
-    names = [c.name for c, _ in monitored_columns(spec)] + [MODEL_ID_COLUMN, TIMESTAMP_COLUMN]
+    present_columns = set(tables.columns(processed))
+    missing = [n for n in (MODEL_ID_COLUMN, TIMESTAMP_COLUMN) if n not in present_columns]
+    if missing:
+        raise MonitorError(f"{processed} lacks column(s) {missing}; it is not a processed inference table")
+    # only the columns the monitor profiles (a spec column the table lacks is profiled as all null)
+    names = [n for n in [c.name for c, _ in monitored_columns(spec)] + [MODEL_ID_COLUMN, TIMESTAMP_COLUMN]
+             if n in present_columns]
     commit_version = tables.version(processed)  # stamped on the profile rows (logging_table_commit_version)
     baseline_name = settings.table(spec.baseline_table)
     baseline: list[pd.DataFrame | None] = []  # read once, and only when a window is recomputed
@@ -206,26 +215,20 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
         spans = tables.changed_spans(processed, TIMESTAMP_COLUMN, int(state["table_version"]))
     candidates: dict[str, set[int]] = {}
     if spans is not None:
-        spans_ns = [(_span_ns(lo), _span_ns(hi)) for lo, hi in spans]
+        edges = to_ns(pd.Series([edge for span in spans for edge in span])).reshape(-1, 2) if spans else []
+        spans_ns = [(int(lo), int(hi)) for lo, hi in edges]
         for gran in grans:
             touched = _windows_touched(gran, spans_ns)
             present = set(state["windows"][gran.text])
-            following = set(gran.shift(np.fromiter(touched, dtype=np.int64), 1).tolist()) if touched else set()
-            candidates[gran.text] = touched | (following & present)  # a changed window changes the next's drift
-        needed = [r for gran in grans for r in _ranges(
-            candidates[gran.text] | set(gran.shift(np.fromiter(candidates[gran.text], dtype=np.int64), -1).tolist()),
-            gran)]
+            # a changed window changes the next one's CONSECUTIVE drift
+            candidates[gran.text] = touched | (_shifted(gran, touched, 1) & present)
+        needed = [r for gran in grans
+                  for r in _ranges(candidates[gran.text] | _shifted(gran, candidates[gran.text], -1), gran)]
         where = RowFilter(TIMESTAMP_COLUMN, tuple((to_timestamp(lo), to_timestamp(hi)) for lo, hi in needed))
-        frame = tables.read(processed, version=commit_version, where=where) if needed else None
+        frame = tables.read(processed, names, version=commit_version, where=where) if needed else \
+            pd.DataFrame(columns=names)
     else:
-        frame = tables.read(processed, version=commit_version)
-    if frame is not None:
-        missing = [n for n in (MODEL_ID_COLUMN, TIMESTAMP_COLUMN) if n not in frame.columns]
-        if missing:
-            raise MonitorError(f"{processed} lacks column(s) {missing}; it is not a processed inference table")
-        frame = frame[[n for n in names if n in frame.columns]]
-    else:
-        frame = pd.DataFrame(columns=names)
+        frame = tables.read(processed, names, version=commit_version)
 
     ts = to_ns(frame[TIMESTAMP_COLUMN]) if len(frame) else np.zeros(0, dtype=np.int64)
     profile_parts, drift_parts = [], []
@@ -249,7 +252,7 @@ def refresh_local(settings: Settings, spec: ModelSpec, granularities: list[str] 
             continue
         replaced_by_gran[gran.text] = recompute | removed
         if recompute:
-            needed_starts = recompute | set(gran.shift(np.fromiter(recompute, dtype=np.int64), -1).tolist())
+            needed_starts = recompute | _shifted(gran, recompute, -1)
             mask = np.isin(starts, np.fromiter(needed_starts, dtype=np.int64))
             if not baseline:
                 baseline.append(tables.read(baseline_name) if tables.exists(baseline_name) else None)
