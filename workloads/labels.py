@@ -92,15 +92,23 @@ def read_label_source(source: str, tables: Tables) -> pd.DataFrame:
     return tables.read(source)
 
 
+def _label_and_key(columns, spec: ModelSpec) -> tuple[str, str]:
+    """Which column of a label source holds the label (the spec's name, else ``label``) and which the key it joins
+    on (``example_id``, else ``request_id``); :class:`LabelError` naming what is missing."""
+    columns = list(columns)
+    label = spec.label.name if spec.label.name in columns else LABEL_ALIAS
+    if label not in columns:
+        raise LabelError(f"labels need a '{spec.label.name}' (or '{LABEL_ALIAS}') column; got {columns}")
+    key = EXAMPLE_ID_COLUMN if EXAMPLE_ID_COLUMN in columns else REQUEST_ID_COLUMN
+    if key not in columns:
+        raise LabelError(f"labels need an '{EXAMPLE_ID_COLUMN}' or '{REQUEST_ID_COLUMN}' column to join on")
+    return label, key
+
+
 def _normalise(labels: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, str]:
     """One label per key: ``[key, <label column>]`` (typed as the processed table's label) plus ``requested_at``
     when the source has it; the last label of a key wins."""
-    label = spec.label.name if spec.label.name in labels.columns else LABEL_ALIAS
-    if label not in labels.columns:
-        raise LabelError(f"labels need a '{spec.label.name}' (or '{LABEL_ALIAS}') column; got {list(labels.columns)}")
-    key = EXAMPLE_ID_COLUMN if EXAMPLE_ID_COLUMN in labels.columns else REQUEST_ID_COLUMN
-    if key not in labels.columns:
-        raise LabelError(f"labels need an '{EXAMPLE_ID_COLUMN}' or '{REQUEST_ID_COLUMN}' column to join on")
+    label, key = _label_and_key(labels.columns, spec)
     timed = [REQUESTED_AT_COLUMN] if REQUESTED_AT_COLUMN in labels.columns else []
     frame = labels[[key, label, *timed]].rename(columns={label: "_label"}).dropna(subset=[key, "_label"])
     frame[key] = frame[key].astype(str)
@@ -190,12 +198,7 @@ def _ingest_in_spark(tables: SparkTables, spec: ModelSpec, source: str | None, p
     # the pending labels as of one version: a label recorded meanwhile is neither merged nor deleted by this run
     raw = tables.frame(pending, version=tables.version(pending)) if source is None else _spark_label_source(source,
                                                                                                              tables)
-    label = spec.label.name if spec.label.name in raw.columns else LABEL_ALIAS
-    if label not in raw.columns:
-        raise LabelError(f"labels need a '{spec.label.name}' (or '{LABEL_ALIAS}') column; got {list(raw.columns)}")
-    key = EXAMPLE_ID_COLUMN if EXAMPLE_ID_COLUMN in raw.columns else REQUEST_ID_COLUMN
-    if key not in raw.columns:
-        raise LabelError(f"labels need an '{EXAMPLE_ID_COLUMN}' or '{REQUEST_ID_COLUMN}' column to join on")
+    label, key = _label_and_key(raw.columns, spec)
     timed = REQUESTED_AT_COLUMN in raw.columns
     labels = raw.select(F.col(key).cast("string").alias(key),
                         F.col(label).cast(spec.label.type).alias(spec.label.name),

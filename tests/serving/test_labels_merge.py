@@ -3,6 +3,7 @@ rows read are bounded by the labels' request times, counts are right, and re-ing
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -174,3 +175,20 @@ def test_labels_recorded_before_request_times_were_kept_are_not_bounded(world):
     assert (result.received, result.matched, result.updated, result.unmatched) == (2, 2, 2, 0)
     assert tables.updates[-1][2] is None
     assert tables.read(name).set_index("example_id").loc[["d0-r0:0", "d2-r0:0"], "quantity"].tolist() == [9, 4]
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    ({"example_id": ["d0-r0:0"], "price": [2]}, ("labels need a 'quantity' (or 'label') column; got ['example_id', "
+                                                "'price']")),
+    ({"id": ["d0-r0:0"], "label": [2]}, "labels need an 'example_id' or 'request_id' column to join on"),
+])
+def test_a_label_file_without_its_label_or_key_column_is_one_clear_error(world, tmp_path, columns, message):
+    from workloads.labels import LabelError
+
+    settings, tables, processed = world
+    path = tmp_path / "labels.csv"
+    pd.DataFrame(columns).to_csv(path, index=False)
+    before = tables.version(processed)
+    with pytest.raises(LabelError, match=re.escape(message)):
+        ingest_labels(settings, SPEC, str(path), tables=tables)
+    assert tables.version(processed) == before  # nothing written
