@@ -98,13 +98,12 @@ def payload_summary(tables: Tables, name: str) -> PayloadSummary:
     A Spark port computes them in one Spark SQL aggregate (:func:`payload_summary_sql`); locally only the
     ``request_time`` and ``status_code`` columns are read.
     """
+    columns = tuple(tables.columns(name))
     if isinstance(tables, SparkTables):
-        columns = tuple(tables.frame(name).columns)
         row = tables.spark.sql(payload_summary_sql(name, columns)).collect()[0].asDict()
         micros = row.get("newest_us")
         return PayloadSummary(columns, int(row["row_count"]), None if micros is None else pd.Timestamp(micros, unit="us", tz="UTC"),
                               None if row.get("error_rate") is None else float(row["error_rate"]))
-    columns = tuple(tables.columns(name))
     frame = tables.read(name, columns=[c for c in ("request_time", "status_code") if c in columns])
     newest = None
     if "request_time" in frame.columns and len(frame):
