@@ -45,7 +45,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from databricks.sdk import WorkspaceClient
@@ -53,13 +53,19 @@ from databricks.sdk.errors import DatabricksError
 from databricks.sdk.service.jobs import Run
 
 from infra.pipeline.champion import CHAMPION, champion_version
-from infra.pipeline.stack_info import StackInfoError, deployed_models, load_outputs, load_stack_config
+from infra.pipeline.report import Report
+from infra.pipeline.stack_info import (
+    ENDPOINT_KEY,
+    REGISTERED_MODEL_KEY,
+    TRAINING_JOB_KEY,
+    StackInfoError,
+    job_id,
+    load_outputs,
+    load_stack_config,
+    model_entries,
+)
 
 NOTHING_TO_DO, FAILED, TRAINED = 0, 1, 3
-# Keys of each model's entry in the `models` stack output (infra/components/model.py ModelDeployment).
-TRAINING_JOB_KEY = "training_job_id"
-REGISTERED_MODEL_KEY = "registered_model"
-ENDPOINT_KEY = "endpoint_name"
 
 # Terminal values of `state.life_cycle_state` and `status.state` (module docstring for the sources).
 TERMINAL_LIFE_CYCLE = frozenset({"TERMINATED", "SKIPPED", "INTERNAL_ERROR"})
@@ -115,22 +121,12 @@ class TrainingRun:
         return "; ".join(parts)
 
 
-@dataclass
-class Report:
+class BootstrapReport(Report):
     """One line per model: `ok` (already has a champion), `train` (started), `new` (got its first champion),
-    `FAIL`; printed as it happens."""
+    `FAIL`; printed as it happens; its exit code says what the pipeline does next."""
 
-    lines: list[tuple[str, str, str]] = field(default_factory=list)
-
-    def add(self, status: str, model: str, message: str) -> None:
-        self.lines.append((status, model, message))
-        print(f"{status:<5} {model}: {message}", flush=True)
-        if os.environ.get("TF_BUILD") and status == "FAIL":
-            print(f"##vso[task.logissue type=error]bootstrap {model}: {message}", flush=True)
-
-    @property
-    def failed(self) -> bool:
-        return any(status == "FAIL" for status, _, _ in self.lines)
+    def __init__(self):
+        super().__init__("bootstrap")
 
     @property
     def trained(self) -> bool:
@@ -143,19 +139,10 @@ class Report:
         return TRAINED if self.trained else NOTHING_TO_DO
 
 
-def _job_id(value: Any, model: str) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise StackInfoError(f"{model}: the stack outputs no usable training job id ({value!r})") from None
-
-
-def start_runs(w: WorkspaceClient, stack: str, outputs: dict[str, Any], report: Report) -> list[TrainingRun]:
+def start_runs(w: WorkspaceClient, stack: str, outputs: dict[str, Any], report: BootstrapReport) -> list[TrainingRun]:
     """Start the training job of every deployed model without a champion; report the others."""
-    per_model = outputs.get("models") if isinstance(outputs.get("models"), dict) else {}
     started = []
-    for model in deployed_models(stack, outputs):
-        entry = per_model.get(model) if isinstance(per_model.get(model), dict) else {}
+    for model, entry in model_entries(stack, outputs):
         registered = entry.get(REGISTERED_MODEL_KEY)
         if not registered:
             report.add("FAIL", model, f"the stack outputs no `{REGISTERED_MODEL_KEY}` for this model")
@@ -175,18 +162,20 @@ def start_runs(w: WorkspaceClient, stack: str, outputs: dict[str, Any], report: 
                                          "endpoint for it yet")
             continue
         try:
-            job_id = _job_id(entry.get(TRAINING_JOB_KEY), model)
-            waiter = w.jobs.run_now(job_id)
+            job = job_id(entry.get(TRAINING_JOB_KEY), model, "training")
+            if job is None:
+                raise StackInfoError(f"{model}: the stack outputs no usable training job id (None)")
+            waiter = w.jobs.run_now(job)
         except StackInfoError as exc:
             report.add("FAIL", model, str(exc))
             continue
         except DatabricksError as exc:
-            report.add("FAIL", model, f"training job {job_id} did not start: "
+            report.add("FAIL", model, f"training job {job} did not start: "
                                       f"{exc.error_code or type(exc).__name__}: {exc}")
             continue
-        report.add("train", model, f"{registered} has no '{CHAMPION}' alias: started training job {job_id} "
+        report.add("train", model, f"{registered} has no '{CHAMPION}' alias: started training job {job} "
                                    f"run {waiter.run_id}")
-        started.append(TrainingRun(model, job_id, registered, waiter.run_id))
+        started.append(TrainingRun(model, job, registered, waiter.run_id))
     return started
 
 
@@ -235,9 +224,9 @@ def judge(w: WorkspaceClient, training: TrainingRun, report: Report) -> None:
 
 def bootstrap(stack: str, outputs: dict[str, Any], w: WorkspaceClient, *, timeout_s: float = 3600,
               poll_s: float = 30, sleep: Callable[[float], None] = time.sleep,
-              clock: Callable[[], float] = time.monotonic) -> Report:
+              clock: Callable[[], float] = time.monotonic) -> BootstrapReport:
     """Train each deployed model that has no champion; the report's exit code says what the pipeline does."""
-    report = Report()
+    report = BootstrapReport()
     runs = start_runs(w, stack, outputs, report)
     if not runs:
         return report

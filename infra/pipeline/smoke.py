@@ -27,26 +27,27 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import BadRequest, DatabricksError, OperationFailed
 
+from infra.pipeline.report import Report
 from infra.pipeline.stack_info import (
+    ENDPOINT_KEY,
+    REGISTERED_MODEL_KEY,
     StackInfoError,
-    deployed_models,
+    job_id,
     load_outputs,
     load_stack_config,
+    model_entries,
 )
+from infra.pipeline.stack_info import WATCHER_JOB_KEY as JOB_KEY
 from workloads.serving.databricks import EndpointError, query_serving_endpoint
 
 CHAMPION = "champion"
-# Keys of each model's entry in the `models` stack output (infra/components/model.py ModelDeployment).
-ENDPOINT_KEY = "endpoint_name"
-JOB_KEY = "watcher_job_id"
-REGISTERED_MODEL_KEY = "registered_model"
 
 
 @dataclass
@@ -59,29 +60,11 @@ class Target:
     registered_model: str | None = None
 
 
-@dataclass
-class Report:
-    lines: list[tuple[str, str, str]] = field(default_factory=list)
+class SmokeReport(Report):
+    """One line per check; `warn` and `skip` lines are pipeline warnings, `FAIL` lines errors."""
 
-    def add(self, status: str, model: str, message: str) -> None:
-        self.lines.append((status, model, message))
-        print(f"{status:<5} {model}: {message}", flush=True)
-        if os.environ.get("TF_BUILD") and status in ("warn", "skip", "FAIL"):
-            kind = "error" if status == "FAIL" else "warning"
-            print(f"##vso[task.logissue type={kind}]smoke {model}: {message}", flush=True)
-
-    @property
-    def failed(self) -> bool:
-        return any(status == "FAIL" for status, _, _ in self.lines)
-
-
-def _job_id(value: Any, model: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise StackInfoError(f"{model}: watcher job id {value!r} is not a number") from None
+    def __init__(self):
+        super().__init__("smoke", frozenset({"warn", "skip"}))
 
 
 def targets(stack: str, outputs: dict[str, Any], only: list[str] | None = None) -> list[Target]:
@@ -90,15 +73,9 @@ def targets(stack: str, outputs: dict[str, Any], only: list[str] | None = None) 
     The models are the keys of that output, else (no outputs yet) the stack config's model list. A model
     whose endpoint name is null has its endpoint deferred (no champion at deploy time).
     """
-    per_model = outputs.get("models") if isinstance(outputs.get("models"), dict) else {}
-    result = []
-    for model in deployed_models(stack, outputs):
-        if only and model not in only:
-            continue
-        entry = per_model.get(model) if isinstance(per_model.get(model), dict) else {}
-        result.append(Target(model, entry.get(ENDPOINT_KEY) or None, _job_id(entry.get(JOB_KEY), model),
-                             entry.get(REGISTERED_MODEL_KEY)))
-    return result
+    return [Target(model, entry.get(ENDPOINT_KEY) or None, job_id(entry.get(JOB_KEY), model, "watcher"),
+                   entry.get(REGISTERED_MODEL_KEY))
+            for model, entry in model_entries(stack, outputs) if not only or model in only]
 
 
 def example_row(model: str) -> dict[str, Any]:
@@ -201,7 +178,7 @@ def run_watchers(w: WorkspaceClient, todo: list[Target], report: Report, timeout
 def smoke(stack: str, outputs: dict[str, Any], w: WorkspaceClient, *, models: list[str] | None = None,
           watcher: bool = True, ready_timeout_s: float = 1800, run_timeout_s: float = 3600,
           poll_s: float = 15) -> Report:
-    report = Report()
+    report = SmokeReport()
     todo = targets(stack, outputs, models)
     if not todo:
         report.add("FAIL", "-", f"no models to check in stack {stack}")

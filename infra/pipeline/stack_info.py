@@ -84,6 +84,32 @@ def deployed_models(stack: str, outputs: dict[str, Any] | None = None, root: Pat
     return _names(config[key] or [], f"Pulumi.{stack}.yaml `{key}`")
 
 
+# Keys of each model's entry in the `models` stack output (infra/components/model.py ModelDeployment).
+ENDPOINT_KEY = "endpoint_name"
+REGISTERED_MODEL_KEY = "registered_model"
+WATCHER_JOB_KEY = "watcher_job_id"
+TRAINING_JOB_KEY = "training_job_id"
+
+
+def model_entries(stack: str, outputs: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    """Each model deployed to the stack (:func:`deployed_models`) with its entry of the `models` stack output
+    (``{}`` when the outputs have none for it, e.g. before the first deploy)."""
+    per_model = (outputs or {}).get("models")
+    per_model = per_model if isinstance(per_model, dict) else {}
+    return [(model, entry if isinstance(entry := per_model.get(model), dict) else {})
+            for model in deployed_models(stack, outputs)]
+
+
+def job_id(value: Any, model: str, job: str) -> int | None:
+    """A job id from a model's stack output entry (``None`` when absent); one clear error when not a number."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise StackInfoError(f"{model}: the stack outputs no usable {job} job id ({value!r})") from None
+
+
 def _catalog(config: dict[str, Any], stack: str) -> str:
     value = config.get(f"{PROJECT}:catalog")
     if isinstance(value, dict):

@@ -297,7 +297,7 @@ def test_champion_lookup_reads_the_documented_aliases(workspace):
 
 
 def test_watcher_run_now_and_wait(workspace):
-    from infra.pipeline.smoke import Report, Target, run_watchers
+    from infra.pipeline.smoke import SmokeReport, Target, run_watchers
 
     workspace.answer("POST", "/api/2.2/jobs/run-now", (200, jobs.RunNowResponse(run_id=9001, number_in_job=1).as_dict()))
     state = jobs.RunState(life_cycle_state=jobs.RunLifeCycleState.TERMINATED, result_state=jobs.RunResultState.SUCCESS,
@@ -305,7 +305,7 @@ def test_watcher_run_now_and_wait(workspace):
     workspace.answer("GET", "/api/2.2/jobs/runs/get", (200, jobs.Run(
         run_id=9001, job_id=101, state=state, run_page_url="https://adb-1.azuredatabricks.net/#job/101/run/9001"
     ).as_dict()))
-    report = Report()
+    report = SmokeReport()
     target = Target(model="bakehouse_autolog", registered_model="m", endpoint="e", job_id=101)
     run_watchers(workspace.client(), [target], report, timeout_s=10)
     assert [status for status, _, _ in report.lines] == ["ok"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from databricks.sdk import WorkspaceClient
 
-from infra.pipeline import champion, smoke
+from infra.pipeline import champion, smoke, stack_info
 from tests.fakes import fake_databricks_auth, json_server
 from workloads.specs import load_spec
 
@@ -222,7 +222,7 @@ def test_cli_reads_the_outputs_file_and_exits_nonzero_on_failure(fake, tmp_path,
 
 def test_without_outputs_the_models_come_from_the_stack_config():
     todo = smoke.targets("dev", {})
-    assert [t.model for t in todo] == smoke.deployed_models("dev", None)
+    assert [t.model for t in todo] == stack_info.deployed_models("dev", None)
     assert all(t.endpoint is None and t.job_id is None for t in todo)
 
 
