@@ -61,8 +61,8 @@ from infra.pipeline.stack_info import (
     StackInfoError,
     job_id,
     load_outputs,
-    load_stack_config,
     model_entries,
+    workspace_host,
 )
 
 NOTHING_TO_DO, FAILED, TRAINED = 0, 1, 3
@@ -255,9 +255,7 @@ def main(argv: list[str] | None = None, client: WorkspaceClient | None = None,
     try:
         outputs = load_outputs(args.outputs)
         if client is None:
-            host = (args.host or os.environ.get("DATABRICKS_HOST")
-                    or load_stack_config(args.stack).get("databricks:host"))
-            client = WorkspaceClient(host=host)
+            client = WorkspaceClient(host=workspace_host(args.stack, args.host))
         report = bootstrap(args.stack, outputs, client, timeout_s=args.timeout_minutes * 60,
                            poll_s=args.poll_seconds, sleep=sleep, clock=clock)
     except (StackInfoError, DatabricksError, json.JSONDecodeError, OSError, ValueError) as exc:

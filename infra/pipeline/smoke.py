@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -41,8 +40,8 @@ from infra.pipeline.stack_info import (
     StackInfoError,
     job_id,
     load_outputs,
-    load_stack_config,
     model_entries,
+    workspace_host,
 )
 from infra.pipeline.stack_info import WATCHER_JOB_KEY as JOB_KEY
 from workloads.serving.databricks import EndpointError, query_serving_endpoint
@@ -206,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         outputs = load_outputs(args.outputs)
-        host = args.host or os.environ.get("DATABRICKS_HOST") or load_stack_config(args.stack).get("databricks:host")
-        w = WorkspaceClient(host=host)
+        w = WorkspaceClient(host=workspace_host(args.stack, args.host))
         report = smoke(args.stack, outputs, w, models=args.models, watcher=not args.no_watcher,
                        ready_timeout_s=args.ready_timeout, run_timeout_s=args.run_timeout, poll_s=args.poll)
     except (StackInfoError, json.JSONDecodeError, OSError, ValueError) as exc:

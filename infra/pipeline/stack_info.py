@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -82,6 +83,12 @@ def deployed_models(stack: str, outputs: dict[str, Any] | None = None, root: Pat
     if key not in config:
         raise StackInfoError(f"Pulumi.{stack}.yaml has no `{key}` and the stack outputs no `models`")
     return _names(config[key] or [], f"Pulumi.{stack}.yaml `{key}`")
+
+
+def workspace_host(stack: str, host: str | None = None, root: Path = ROOT) -> str | None:
+    """The workspace a pipeline helper talks to: ``host`` if given, else ``DATABRICKS_HOST``, else the stack
+    config's ``databricks:host``."""
+    return host or os.environ.get("DATABRICKS_HOST") or load_stack_config(stack, root).get("databricks:host")
 
 
 # Keys of each model's entry in the `models` stack output (infra/components/model.py ModelDeployment).
