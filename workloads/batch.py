@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from workloads import registry
-from workloads.data.features import label_frame, load_feature_frame, split_holdout
 from workloads.errors import DataValidationError
 from workloads.ports.tables import RowFilter, SparkTables, Tables, get_tables
 from workloads.ports.tracking import configure_tracking, ensure_experiment
@@ -103,7 +102,8 @@ def score_batch(settings: Settings, spec: ModelSpec, source_table: str | None = 
         spec: The model spec.
         source_table: Three-level name of a table with the spec's feature columns (labels optional). On
             Databricks it is scored in Spark (see the module docstring); nothing of it is collected.
-        frame: A frame to score instead (default: the holdout split of the bakehouse feature frame).
+        frame: A frame to score instead (default: the holdout share of the spec's source table, which the
+            model never trained on).
         tables: The tables port (default: the configured backend's).
     """
     configure_tracking(settings)
@@ -123,8 +123,12 @@ def _score_frame(settings: Settings, spec: ModelSpec, tables: Tables, champion, 
         if source_table:
             frame = tables.read(source_table)
         else:
-            frame = label_frame(split_holdout(load_feature_frame(settings))[1], spec)
-            source_table = settings.source_table("sales_transactions")
+            from workloads.data import roles
+            from workloads.data.source import read_examples
+            from workloads.data.source import source_table as spec_source
+
+            frame = roles.split(read_examples(settings, spec, tables), spec).holdout
+            source_table = spec_source(settings, spec)
     _require_features(spec, list(frame.columns), source_table)
     model = registry.load_model(settings, spec, version=champion.version)
     predictions = model.predict(frame[spec.feature_names])

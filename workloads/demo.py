@@ -88,11 +88,11 @@ def serve(story: Story) -> None:
 
 def healthy_traffic(story: Story) -> None:
     from workloads.labels import ingest_labels
-    from workloads.traffic import holdout_frame, send_traffic
+    from workloads.traffic import send_traffic, serving_pool
     from workloads.unpacking import unpack
 
     spec, settings = story.spec, story.settings
-    result = send_traffic(story.endpoint.url, spec, holdout_frame(settings, spec), n=HEALTHY_REQUESTS,
+    result = send_traffic(story.endpoint.url, spec, serving_pool(settings, spec), n=HEALTHY_REQUESTS,
                           batch_size=ROWS_PER_REQUEST, seed=story.seed, settings=settings)
     story.endpoint.flush()
     unpack(settings, spec)

@@ -68,11 +68,11 @@ class SimulationResult:
 
 
 def drifted_frame(settings: Settings, spec: ModelSpec, kind: str, seed: int = 0) -> pd.DataFrame:
-    from workloads.traffic import holdout_frame
+    from workloads.traffic import serving_pool
 
     if kind not in KINDS:
         raise MlopsError(f"drift kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    frame = holdout_frame(settings, spec)
+    frame = serving_pool(settings, spec)
     if kind == "covariate":
         return covariate_shift(frame, seed)
     return concept_shift(frame)

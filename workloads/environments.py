@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from workloads import registry
-from workloads.data.features import label_frame, load_feature_frame, split_holdout
 from workloads.errors import MlopsError
 from workloads.promotion import PromotionRecord, promote
 from workloads.settings import Settings
@@ -117,5 +116,8 @@ def validation_data(source: Settings, target: Settings, spec: ModelSpec, source_
         if len(recent) >= spec.min_rows:
             what = "held-out labelled" if held_out else "labelled"
             return recent.drop(columns=[EXAMPLE_ID_COLUMN]), f"{len(recent)} {what} {env} examples of the latest day"
-    holdout = label_frame(split_holdout(load_feature_frame(target))[1], spec)
-    return holdout, f"the {target_env} holdout ({len(holdout)} rows)"
+    from workloads.data import roles
+    from workloads.data.source import read_examples, source_table
+
+    holdout = roles.split(read_examples(target, spec), spec).holdout
+    return holdout, f"the holdout share of {source_table(target, spec)} ({len(holdout)} rows)"

@@ -1,4 +1,7 @@
-"""Traffic: realistic bakehouse requests (held-back transactions) sent to a running endpoint.
+"""Traffic: requests built from the serving pool of a model's source table, sent to a running endpoint.
+
+The serving pool is the share of the source's examples that nothing trains or is gated on
+(:mod:`workloads.data.roles`), so the labelled traffic a retrain learns from never repeats a holdout example.
 
 Each request carries a ``client_request_id``; each of its rows is example ``<client_request_id>:<row>``.
 The true label of every example sent is recorded in the model's pending-labels table, so
@@ -29,6 +32,7 @@ from workloads.specs import EXAMPLE_ID_COLUMN, REQUEST_ID_COLUMN, ModelSpec
 from workloads.unpacking import example_id
 
 Transform = Callable[[pd.DataFrame], pd.DataFrame]
+SOURCE_ID_COLUMN = "source_id"  # pending labels: the id of the source example a request row was built from
 
 
 class TrafficError(MlopsError):
@@ -54,23 +58,20 @@ class TrafficResult:
         return self.examples
 
 
-def holdout_frame(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
-    """Held-back transactions with the spec's label: from the bakehouse tables, else freshly generated."""
-    from workloads.data import features
-    from workloads.ports.tables import get_tables
+def serving_pool(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
+    """The serving pool of the spec's source (features, label, id and timestamp columns).
 
-    tables = get_tables(settings)
-    source = settings.source_table("sales_transactions")
-    if tables.exists(source):
-        frame = features.load_feature_frame(settings, tables)
-    else:
-        from workloads.data.bakehouse import generate
+    Raises:
+        TrafficError: the source has no example in the serving pool.
+    """
+    from workloads.data import roles
+    from workloads.data.source import read_examples, source_table
 
-        frame = features.build_features(generate(seed=42))
-    _, holdout = features.split_holdout(frame)
-    if holdout.empty:
-        raise TrafficError("the holdout split is empty; generate more bakehouse data (mlops data generate)")
-    return holdout.reset_index(drop=True)
+    pool = roles.split(read_examples(settings, spec), spec).serving
+    if pool.empty:
+        raise TrafficError(f"the serving pool of {source_table(settings, spec)} is empty (it holds about "
+                           f"{roles.SHARES[roles.SERVING]}% of the examples); the source needs more rows")
+    return pool
 
 
 def request_body(rows: pd.DataFrame, fmt: str, client_request_id: str | None) -> dict:
@@ -90,16 +91,18 @@ def request_body(rows: pd.DataFrame, fmt: str, client_request_id: str | None) ->
 
 
 def _labels(rows: pd.DataFrame, spec: ModelSpec) -> pd.Series:
-    if spec.label_expression:
-        return pd.Series(rows.eval(spec.label_expression), index=rows.index)
-    return rows[spec.label.name]
+    """The true label of each row: its label column when it has one (a concept drift rewrites it), else derived
+    by the spec's ``label_expression``."""
+    if spec.label.name in rows.columns or not spec.label_expression:
+        return rows[spec.label.name]
+    return pd.Series(rows.eval(spec.label_expression), index=rows.index)
 
 
 def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_size: int = 1,
                  transform: Transform | None = None, seed: int = 0, concurrency: int = 4,
                  fmt: str = "dataframe_split", settings: Settings | None = None, record_labels: bool = True,
                  timeout: float = 30.0, request_prefix: str = "traffic",
-                 replace: bool = True) -> TrafficResult:
+                 replace: bool = False) -> TrafficResult:
     """Send ``n`` requests of ``batch_size`` rows sampled from ``frame`` to the endpoint at ``url``.
 
     Args:
@@ -115,8 +118,8 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
         settings: where to record pending labels (``None``: do not record).
         record_labels: record the true labels of what was sent in the pending-labels table.
         timeout: per-request timeout, seconds.
-        replace: sample rows with replacement; ``False`` sends distinct rows while they last (a drift
-            simulation's rows then never repeat a transaction).
+        replace: sample rows with replacement; ``False`` (default) sends every row once before any repeats (a
+            repeated row is not new evidence: the monitor's tests count rows as independent draws).
         request_prefix: start of every ``client_request_id`` (drift simulation tags its requests with it).
     """
     if n < 0 or batch_size < 1:
@@ -127,9 +130,11 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
         f"{url.rstrip('/')}/serving-endpoints/{spec.endpoint_name}/invocations")
     rng = np.random.default_rng(seed)
     batches = []
-    order = rng.permutation(len(frame)) if not replace else None
+    # without replacement: every row of the frame once (in a random order) before any row repeats
+    order = np.concatenate([rng.permutation(len(frame)) for _ in range(-(-n * batch_size // len(frame)))]) \
+        if not replace and n else None
     for i in range(n):
-        if order is not None and (i + 1) * batch_size <= len(order):
+        if order is not None:
             picked = order[i * batch_size:(i + 1) * batch_size]
         else:
             picked = rng.integers(0, len(frame), size=batch_size)
@@ -174,8 +179,8 @@ def send_traffic(url: str, spec: ModelSpec, frame: pd.DataFrame, n: int, batch_s
                 spec.label.name: _labels(rows, spec).to_numpy(),
                 REQUESTED_AT_COLUMN: requested_at,
             })
-            if "transactionID" in rows.columns:
-                piece["transactionID"] = rows["transactionID"].to_numpy()
+            if spec.source.id in rows.columns:  # which source example was sent (for people; roles use content)
+                piece[SOURCE_ID_COLUMN] = rows[spec.source.id].astype(str).to_numpy()
             pieces.append(piece)
         recorded = record(settings, spec, pd.concat(pieces, ignore_index=True))
     return TrafficResult(

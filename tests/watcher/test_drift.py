@@ -24,10 +24,10 @@ UNTOUCHED = {"gender", "day_of_week"}
 
 def _send_healthy(settings, n: int, seed: int) -> None:
     from workloads.serving.server import start_server
-    from workloads.traffic import holdout_frame, send_traffic
+    from workloads.traffic import send_traffic, serving_pool
 
     with start_server(settings, SPEC) as handle:
-        sent = send_traffic(handle.url, SPEC, holdout_frame(settings, SPEC), n=n, batch_size=5, seed=seed,
+        sent = send_traffic(handle.url, SPEC, serving_pool(settings, SPEC), n=n, batch_size=5, seed=seed,
                             settings=settings)
         handle.flush()
     assert sent.ok == n

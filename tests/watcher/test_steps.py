@@ -71,10 +71,10 @@ def _outbox(settings) -> list:
 @pytest.fixture(scope="module")
 def healthy(world):
     """Held-back (undrifted) traffic today, then one watcher run (which unpacks and labels it itself)."""
-    from workloads.traffic import holdout_frame, send_traffic
+    from workloads.traffic import send_traffic, serving_pool
 
     settings, handle = world["settings"], world["handle"]
-    sent = send_traffic(handle.url, SPEC, holdout_frame(settings, SPEC), n=HEALTHY_REQUESTS, batch_size=ROWS, seed=42,
+    sent = send_traffic(handle.url, SPEC, serving_pool(settings, SPEC), n=HEALTHY_REQUESTS, batch_size=ROWS, seed=42,
                         settings=settings)
     assert sent.ok == HEALTHY_REQUESTS
     handle.flush()

@@ -48,6 +48,8 @@ def _global(
     monitoring_schema: str | None = typer.Option(
         None, "--monitoring-schema",
         help="Schema of the monitors' metric tables (default: --schema). Env: MLOPS_MONITORING_SCHEMA"),
+    specs: str | None = typer.Option(None, "--specs", help="Directory of model specs (default: the package's). "
+                                                           "Env: MLOPS_SPECS"),
     debug: bool = typer.Option(False, "--debug", help="Show full stack traces on errors."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
                                  callback=_print_version),
@@ -56,6 +58,9 @@ def _global(
     state.catalog, state.schema, state.debug = catalog, schema, debug
     state.monitoring_schema = monitoring_schema
     state._settings = None
+    from workloads.specs import set_spec_dir
+
+    set_spec_dir(specs)
 
 
 def _register_commands() -> None:

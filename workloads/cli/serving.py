@@ -91,17 +91,18 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Sampling seed."),
         labels_: bool = typer.Option(True, "--labels/--no-labels", help="Record the true labels of what is sent."),
     ) -> None:
-        """Send realistic bakehouse requests (held-back transactions) to a running endpoint."""
+        """Send requests built from the serving pool of the model's source table (examples nothing trains or is
+        gated on) to a running endpoint, and record their true labels for `mlops labels ingest`."""
         from workloads.serving.running import endpoint_url
         from workloads.specs import load_spec
-        from workloads.traffic import TrafficError, holdout_frame, send_traffic
+        from workloads.traffic import TrafficError, send_traffic, serving_pool
 
         settings = state.settings()
         spec = load_spec(model)
         url, source = endpoint_url(settings, spec.name, url)
         if source != "--url":
             console.print(f"endpoint {url} from {source}", soft_wrap=True)
-        frame = holdout_frame(settings, spec)
+        frame = serving_pool(settings, spec)
         try:
             with step(f"Sending {n} requests of {batch_size} rows to {url}"):
                 result = send_traffic(url, spec, frame, n, batch_size=batch_size, concurrency=concurrency,

@@ -36,29 +36,30 @@ BAKEHOUSE = Expectations(
 EXPECTATIONS = {"bakehouse": BAKEHOUSE}
 
 
-def _offered(spec: ModelSpec, missing: str) -> str:
-    """`` (dataset D offers: ...)``: where a spec author finds the right column name."""
-    from workloads.data.datasets import describe_columns
-    from workloads.errors import SpecError
+def _offered(frame: pd.DataFrame, spec: ModelSpec, missing: str) -> str:
+    """`` (the source offers: ...)``: where a spec author finds the right column name."""
+    from workloads.data.builders import spec_type
 
-    try:
-        offered = describe_columns(spec.dataset)
-    except SpecError:
-        return ""
+    offered = ", ".join(f"{c} ({spec_type(t)})" for c, t in frame.dtypes.items()
+                        if c not in (spec.source.id, spec.source.timestamp))
     hint = " or derive it with label_expression" if missing == spec.label.name else ""
-    return f" (dataset {spec.dataset!r} offers: {offered}{hint}; `mlops spec columns --dataset {spec.dataset}`)"
+    return f" (the source offers: {offered}{hint}; `mlops spec columns --model {spec.name}`)"
 
 
 def check_frame(frame: pd.DataFrame, spec: ModelSpec, expectations: Expectations | None = None) -> list[str]:
     """Every failed check as one human-readable line (empty when the data is valid)."""
-    exp = expectations if expectations is not None else EXPECTATIONS.get(spec.dataset, Expectations())
+    exp = expectations if expectations is not None else EXPECTATIONS.get(spec.builder or "", Expectations())
     failures: list[str] = []
     if len(frame) < exp.min_rows:
         failures.append(f"rows: {len(frame)} rows, need at least {exp.min_rows}")
     columns = [*spec.features, spec.label]
+    missing = [c.name for c in columns if c.name not in frame.columns]
+    if missing:  # one line for all of them, with what the source offers once
+        names = ", ".join(repr(m) for m in missing)
+        failures.append(f"schema: column{'s' if len(missing) > 1 else ''} {names} "
+                        f"{'are' if len(missing) > 1 else 'is'} missing{_offered(frame, spec, missing[0])}")
     for col in columns:
         if col.name not in frame.columns:
-            failures.append(f"schema: column {col.name!r} is missing{_offered(spec, col.name)}")
             continue
         series = frame[col.name]
         if col.type in _NUMERIC:

@@ -1,13 +1,17 @@
 """Model specs: what a model is, independent of environment.
 
-A spec is a YAML file in this package (``<name>.yaml``). Adding a model means adding a spec (and, if
-needed, a trainer); infra and the workloads both discover specs through :func:`list_specs`.
+A spec is a YAML file (``<name>.yaml``) in the spec directory: this package's by default, or the directory
+named by ``--specs DIR`` / ``MLOPS_SPECS``. Adding a model means adding a spec: its ``source`` names the table
+its data comes from (with the id and timestamp columns every step uses); a trainer or a feature builder of
+your own is possible, never required. Infra and the workloads both discover specs through :func:`list_specs`.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import os
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -40,6 +44,38 @@ class Column(BaseModel):
         if self.categorical is not None:
             return self.categorical
         return self.type in ("string", "boolean")
+
+
+_TABLE_NAME = re.compile(r"^(\{catalog\}|[A-Za-z_][A-Za-z0-9_]*)\.[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
+CATALOG_PLACEHOLDER = "{catalog}"
+
+
+class Source(BaseModel):
+    """Where a model's examples come from: one table, with the column that identifies an example and the
+    column that dates it. Every step (train, batch, traffic, retrain, dev -> prod validation, drift simulation)
+    reads this table; an example's role (training, holdout, serving pool) follows from a hash of its id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: str = Field(description="Three-level name catalog.schema.table (a Delta table in the home locally, "
+                                   "the Unity Catalog table on Databricks). '{catalog}.schema.table' reads the "
+                                   "stack's own catalog (mlops_dev in dev, mlops_prod in prod).")
+    id: str = Field(description="Column identifying one example (unique per row); its hash fixes the example's "
+                                "role, so it must never change.")
+    timestamp: str = Field(description="Column dating an example (timestamp or date).")
+
+    @model_validator(mode="after")
+    def _names(self):
+        if not _TABLE_NAME.match(self.table):
+            raise ValueError(f"table {self.table!r} is not a three-level name catalog.schema.table "
+                             "(or {catalog}.schema.table)")
+        if self.id == self.timestamp:
+            raise ValueError(f"id and timestamp are both {self.id!r}; name two columns")
+        return self
+
+    def table_in(self, catalog: str) -> str:
+        """The source table's three-level name for a stack whose catalog is ``catalog``."""
+        return self.table.replace(CATALOG_PLACEHOLDER, catalog, 1)
 
 
 class Threshold(BaseModel):
@@ -116,7 +152,10 @@ class ModelSpec(BaseModel):
     description: str = Field("", description="What the model predicts, for people.")
     problem_type: ProblemType = Field(description="regression, classification or forecasting.")
     trainer: str = Field("generic", description="Trainer module under workloads.training (autolog, decorators, generic).")
-    dataset: str = Field("bakehouse", description="Feature builder that produces the training frame.")
+    source: Source = Field(description="The table the model's examples come from, with its id and timestamp columns.")
+    builder: str | None = Field(None, description="Optional feature builder under workloads/data/builders.py that "
+                                                  "derives features from the source (e.g. joins); none: the "
+                                                  "source's columns are the features.")
     features: list[Column] = Field(description="Feature columns and their types.")
     label: Column = Field(description="Ground-truth column.")
     label_expression: str | None = Field(
@@ -144,6 +183,13 @@ class ModelSpec(BaseModel):
         bad_slices = [s for s in self.slices if s not in names]
         if bad_slices:
             raise ValueError(f"slices {bad_slices} are not feature columns")
+        for role in ("id", "timestamp"):
+            column = getattr(self.source, role)
+            if column in names:
+                raise ValueError(f"source {role} column {column!r} is also a feature (an {role} says which example "
+                                 "it is, not what it is)")
+            if column == self.label.name:
+                raise ValueError(f"source {role} column {column!r} is also the label")
         return self
 
     # --- names derived from the spec (the same on both runtimes and in infra) ---
@@ -225,13 +271,42 @@ class ModelSpec(BaseModel):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
-def _spec_dir() -> Path:
+SPECS_ENV = "MLOPS_SPECS"
+_spec_dir_override: Path | None = None
+
+
+def package_spec_dir() -> Path:
+    """The specs shipped in the package (the demo's and the templates)."""
     return Path(str(resources.files(__name__)))
 
 
+def set_spec_dir(path: str | Path | None) -> None:
+    """Read specs from ``path`` (``mlops --specs DIR``); ``None``: ``MLOPS_SPECS``, else the package's."""
+    global _spec_dir_override
+    _spec_dir_override = Path(path).expanduser() if path else None
+
+
+def spec_dir() -> Path:
+    """Where specs are read from: ``--specs DIR``, else ``MLOPS_SPECS``, else this package.
+
+    Raises:
+        SpecError: the directory named does not exist.
+    """
+    chosen = _spec_dir_override or (Path(os.environ[SPECS_ENV]).expanduser() if os.environ.get(SPECS_ENV) else None)
+    if chosen is None:
+        return package_spec_dir()
+    if not chosen.is_dir():
+        source = "--specs" if _spec_dir_override else SPECS_ENV
+        raise SpecError(f"spec directory {chosen} does not exist ({source}); create it or point {source} elsewhere")
+    return chosen
+
+
+_spec_dir = spec_dir  # the name older callers use
+
+
 def list_specs() -> list[str]:
-    """Names of every model spec shipped in the package (templates excluded)."""
-    return sorted(p.stem for p in _spec_dir().glob("*.yaml"))
+    """Names of every model spec in the spec directory (templates excluded)."""
+    return sorted(p.stem for p in spec_dir().glob("*.yaml"))
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -271,17 +346,12 @@ def parse_spec(data: dict, source: str = "<spec>") -> ModelSpec:
         raise SpecError(f"model spec {source} is invalid: {problems}") from None
 
 
-def check_spec_file(path: str | Path) -> tuple[ModelSpec, list[str]]:
-    """Validate a spec file without training: its keys and values, then its columns against its dataset.
-
-    Returns:
-        The spec and notes (e.g. where the label comes from).
+def read_spec_file(path: str | Path) -> ModelSpec:
+    """Parse and validate one spec file (keys and values only).
 
     Raises:
-        SpecError: every problem found, in one message.
+        SpecError: the file is missing, not YAML, or invalid (every problem in one message).
     """
-    from workloads.data.datasets import dataset_columns, describe_columns
-
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"spec file {path} does not exist")
@@ -289,43 +359,53 @@ def check_spec_file(path: str | Path) -> tuple[ModelSpec, list[str]]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SpecError(f"spec file {path} is not valid YAML: {exc}") from None
-    spec = parse_spec(data, path.name)
-    offered = {c.name: c for c in dataset_columns(spec.dataset)}
-    problems, notes = [], []
-    for column in spec.features:
-        if column.name not in offered:
-            problems.append(f"feature {column.name!r} is not a column of dataset {spec.dataset!r}")
-        elif offered[column.name].role == "id":
-            problems.append(f"feature {column.name!r} is an id column of dataset {spec.dataset!r}, not a feature")
-    if spec.label_expression:
-        notes.append(f"label {spec.label.name!r} is derived: {spec.label_expression}")
-    elif spec.label.name not in offered:
-        problems.append(f"label {spec.label.name!r} is not a column of dataset {spec.dataset!r}; name one or "
-                        "derive it with label_expression")
-    if problems:
-        raise SpecError(f"model spec {path.name} does not fit its dataset: {'; '.join(problems)} (dataset "
-                        f"{spec.dataset!r} offers: {describe_columns(spec.dataset)})")
-    if path.parent.resolve() == _spec_dir().resolve() and path.stem != spec.name:
+    return parse_spec(data, path.name)
+
+
+def check_spec_file(path: str | Path, settings=None) -> tuple[ModelSpec, list[str]]:
+    """Validate a spec file without training: its keys and values, then its columns against its source.
+
+    Args:
+        path: The spec file.
+        settings: Where the source table is read (default: from the environment, as the CLI does).
+
+    Returns:
+        The spec and notes (e.g. where the label comes from, or that the source could not be read yet).
+
+    Raises:
+        SpecError: every problem found, in one message.
+    """
+    from workloads.data.source import check_columns
+
+    path = Path(path)
+    spec = read_spec_file(path)
+    if path.stem != spec.name:
         raise SpecError(f"model spec {path.name} declares name {spec.name!r}; file and name must match")
+    notes = check_columns(spec, settings)
+    if spec.label_expression:
+        notes.insert(0, f"label {spec.label.name!r} is derived: {spec.label_expression}")
     return spec, notes
 
 
-@cache
 def load_spec(name: str) -> ModelSpec:
-    """Load a shipped spec by name; unknown names raise :class:`SpecError` listing the known ones."""
-    path = _spec_dir() / f"{name}.yaml"
+    """Load a spec by name from the spec directory; unknown names raise :class:`SpecError` listing the known ones."""
+    path = spec_dir() / f"{name}.yaml"
     if not path.is_file():
-        raise SpecError(f"unknown model {name!r}; known models: {', '.join(list_specs())}")
-    data = yaml.safe_load(path.read_text())
-    spec = parse_spec(data, str(path.name))
+        raise SpecError(f"unknown model {name!r}; known models in {spec_dir()}: {', '.join(list_specs()) or 'none'}")
+    return _load_spec_file(str(path.resolve()), path.stat().st_mtime_ns, name)
+
+
+@cache
+def _load_spec_file(path: str, mtime_ns: int, name: str) -> ModelSpec:
+    spec = read_spec_file(path)
     if spec.name != name:
-        raise SpecError(f"model spec {path.name} declares name {spec.name!r}; file and name must match")
+        raise SpecError(f"model spec {Path(path).name} declares name {spec.name!r}; file and name must match")
     return spec
 
 
 def load_template(problem_type: str) -> dict:
     """Raw template for a new spec of the given problem type."""
-    path = _spec_dir() / "templates" / f"{problem_type}.yaml"
+    path = package_spec_dir() / "templates" / f"{problem_type}.yaml"
     if not path.is_file():
         raise SpecError(f"no spec template for {problem_type!r}; templates: regression, classification, forecasting")
     return yaml.safe_load(path.read_text())

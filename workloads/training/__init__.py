@@ -1,8 +1,10 @@
 """Training: validate data, fit with the spec's trainer, register, and gate the first champion.
 
-Data enters from the feature frame (``samples.bakehouse``), is validated and split, is fit by the trainer
-named in the spec (``autolog``, ``decorators``, ``generic`` or a module of your own here), and leaves as a
-registered model version with its holdout metrics, data versions and spec hash as tags.
+Data enters from the spec's source table (:mod:`workloads.data.source`), is validated and cut into roles by the
+hash of its id (:mod:`workloads.data.roles`: the model fits the training share and is scored on the holdout
+share), is fit by the trainer named in the spec (``autolog``, ``decorators``, ``generic`` or a module of your own
+here), and leaves as a registered model version with its holdout metrics, data versions and spec hash as tags.
+Before fitting, the frame it will be scored on is checked against the frame it fits (no shared example).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from workloads import registry
-from workloads.data.features import label_frame, load_feature_frame, split_holdout
+from workloads.data import roles
+from workloads.data.source import read_examples, with_label
 from workloads.data.validation import validate_frame
 from workloads.errors import SpecError
 from workloads.ports.tables import get_tables
@@ -44,30 +47,67 @@ class TrainResult:
 
 
 def trainer_for(spec: ModelSpec):
+    """The spec's trainer module, after checking it honours the spec's ``hyperparameters``.
+
+    Raises:
+        SpecError: no such trainer, or hyperparameters it would ignore or the estimator does not take.
+    """
     try:
-        return importlib.import_module(f"workloads.training.{spec.trainer}")
+        trainer = importlib.import_module(f"workloads.training.{spec.trainer}")
     except ModuleNotFoundError as exc:
         raise SpecError(f"model {spec.name}: trainer {spec.trainer!r} not found (workloads/training/{spec.trainer}.py)") from exc
+    check_hyperparameters(spec, trainer)
+    return trainer
+
+
+def check_hyperparameters(spec: ModelSpec, trainer=None) -> None:
+    """Refuse hyperparameters that would be silently ignored: a trainer that does not declare
+    ``HONOURS_HYPERPARAMETERS = True``, or names the estimator does not take, or an empty list of values.
+
+    Raises:
+        SpecError: naming the trainer, the bad keys and the valid ones.
+    """
+    if not spec.hyperparameters:
+        return
+    trainer = trainer or trainer_for(spec)
+    if not getattr(trainer, "HONOURS_HYPERPARAMETERS", False):
+        raise SpecError(f"model {spec.name}: trainer {spec.trainer!r} ignores hyperparameters, but the spec sets "
+                        f"{sorted(spec.hyperparameters)}; use trainer 'generic' or 'decorators', or remove them")
+    from workloads.training.pipeline import estimator_parameters
+
+    valid = estimator_parameters(spec)
+    unknown = sorted(set(spec.hyperparameters) - valid)
+    empty = sorted(k for k, v in spec.hyperparameters.items() if not v)
+    problems = ([f"unknown {unknown} (the estimator takes: {', '.join(sorted(valid))})"] if unknown else []) + (
+        [f"no values for {empty}"] if empty else [])
+    if problems:
+        raise SpecError(f"model {spec.name}: hyperparameters: {'; '.join(problems)}")
 
 
 def prepare_data(settings: Settings, spec: ModelSpec, extra_data: pd.DataFrame | None = None,
                  holdout: pd.DataFrame | None = None,
                  include_original: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
-    """Load, label, validate and split the training data; ``extra_data`` (e.g. labelled traffic) joins training.
+    """Read, label, validate and split the source; ``extra_data`` (e.g. labelled traffic) joins training.
 
     The returned training frame has a boolean ``_extra`` column marking the rows that came from ``extra_data``.
+
+    Raises:
+        LeakError: the holdout shares an example with the training frame.
     """
-    frame = label_frame(load_feature_frame(settings), spec)
+    frame = read_examples(settings, spec)
     versions = dict(frame.attrs.get("data_versions", {}))
-    validate_frame(frame, spec)
-    train, default_holdout = split_holdout(frame)
+    parts = roles.split(frame, spec)
+    validate_frame(parts.training, spec)
+    train = parts.training
     train["_extra"] = False
     if extra_data is not None and len(extra_data):
-        extra = label_frame(extra_data, spec) if spec.label.name not in extra_data else extra_data
+        extra = with_label(extra_data, spec)
         validate_frame(extra, spec, _relaxed(spec))
         extra = extra[[c for c in train.columns if c in extra.columns]].assign(_extra=True)
         train = pd.concat([train, extra], ignore_index=True) if include_original else extra.reset_index(drop=True)
-    return train, (holdout if holdout is not None else default_holdout), versions
+    chosen = holdout if holdout is not None else parts.holdout
+    roles.check_disjoint(train, chosen, spec)
+    return train, chosen, versions
 
 
 def _relaxed(spec: ModelSpec):
@@ -76,7 +116,7 @@ def _relaxed(spec: ModelSpec):
 
     from workloads.data.validation import EXPECTATIONS, Expectations
 
-    return replace(EXPECTATIONS.get(spec.dataset, Expectations()), min_rows=1)
+    return replace(EXPECTATIONS.get(spec.builder or "", Expectations()), min_rows=1)
 
 
 def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame | None = None,

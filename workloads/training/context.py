@@ -46,7 +46,10 @@ class TrainingContext:
         return self.holdout[self.spec.label.name]
 
     def source_table(self) -> str:
-        return self.settings.source_table("sales_transactions")
+        """The spec's source table in this stack (the MLflow datasets' Delta source)."""
+        from workloads.data.source import source_table
+
+        return source_table(self.settings, self.spec)
 
 
 @dataclass

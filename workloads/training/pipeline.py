@@ -12,6 +12,12 @@ from workloads.specs import ModelSpec
 DEFAULT_HYPERPARAMETERS = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31}
 
 
+def estimator_parameters(spec: ModelSpec) -> set[str]:
+    """The hyperparameter names the spec's estimator takes (what ``hyperparameters`` in a spec may set)."""
+    estimator = HistGradientBoostingClassifier if spec.problem_type == "classification" else HistGradientBoostingRegressor
+    return set(estimator().get_params()) - {"random_state"}
+
+
 def build_pipeline(spec: ModelSpec, **hyperparameters) -> Pipeline:
     """A fresh, unfitted pipeline for the spec's problem type."""
     params = {**DEFAULT_HYPERPARAMETERS, **hyperparameters}

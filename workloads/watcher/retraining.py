@@ -1,9 +1,11 @@
 """Retrain a challenger on fresh data, validate it against the champion on the same holdout, promote or not.
 
 Fresh data is the labelled traffic of the processed inference table since ``since`` (the breached window).
-Its examples are split by a stable hash of the example id: one part is trained on, the other is the
-holdout on which champion and challenger are both scored (with too little labelled traffic, the
-original holdout). What the challenger trains on:
+Its examples are split by a stable hash of their content (:func:`workloads.data.roles.is_fresh_holdout`: the same
+example sent twice lands on one side): one part is trained on, the other is the holdout on which champion and
+challenger are both scored; with too little labelled traffic, both are scored on the source's holdout share,
+which traffic never sends and nothing trains on. Before scoring, :func:`workloads.data.roles.check_disjoint`
+refuses a holdout that shares any example with the challenger's training rows. What the challenger trains on:
 
 - after drift, new source data or a manual trigger: the original training set plus the fresh traffic,
   which gets 90% of the training weight;
@@ -19,24 +21,22 @@ stays and the reason, with the comparison's interval, is alerted and audited.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from workloads import registry
 from workloads.clock import as_utc
-from workloads.data.features import label_frame, load_feature_frame, split_holdout
+from workloads.data import roles
+from workloads.data.source import read_examples
 from workloads.ports.tables import RowFilter, SparkTables, Tables, get_tables
 from workloads.promotion import PromotionRecord, promote
 from workloads.settings import Settings
 from workloads.specs import EXAMPLE_ID_COLUMN, TIMESTAMP_COLUMN, ModelSpec, Threshold
-from workloads.training import train_model
+from workloads.training import TrainResult, train_model
 from workloads.training.evaluation import evaluate, threshold_failures
 from workloads.watcher.comparison import PairedComparison, paired_comparison
 
-FRESH_HOLDOUT_PERCENT = 30
 # Share of the total training weight the fresh traffic gets: after a concept change the recent labels are
 # the truth, and equal weight would only learn the midpoint between old and new behaviour.
 FRESH_WEIGHT_SHARE = 0.9
@@ -63,13 +63,6 @@ class RetrainOutcome:
         if self.promoted:
             return f"{self.model}: v{self.challenger_version} promoted over v{self.champion_version}"
         return f"{self.model}: champion v{self.champion_version} kept: " + "; ".join(self.reasons)
-
-
-def _is_fresh_holdout(ids: pd.Series) -> np.ndarray:
-    """Whether each example is in the fresh holdout share: a stable hash of its id, so a retrain never trains on
-    the examples the prod gate validates on."""
-    bucket = np.array([int(hashlib.sha1(str(i).encode()).hexdigest()[:8], 16) % 100 for i in ids], dtype=int)
-    return bucket < FRESH_HOLDOUT_PERCENT
 
 
 def fresh_traffic(settings: Settings, spec: ModelSpec, since: pd.Timestamp | None = None,
@@ -142,7 +135,7 @@ def latest_labelled_window(settings: Settings, spec: ModelSpec, held_out_only: b
     fresh = fresh_traffic(settings, spec, since=latest - pd.Timedelta(days=1) + pd.Timedelta(microseconds=1),
                           tables=tables)
     if held_out_only and len(fresh):
-        fresh = fresh[_is_fresh_holdout(fresh[EXAMPLE_ID_COLUMN])]
+        fresh = fresh[roles.is_fresh_holdout(fresh, spec)]
     return fresh.reset_index(drop=True)
 
 
@@ -158,24 +151,44 @@ def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Times
     """Train a challenger on fresh data and promote it only if it passes the gate and beats the champion."""
     champion = registry.require_alias(settings, spec, registry.CHAMPION)
     fresh = fresh_traffic(settings, spec, since)
-    held_out = _is_fresh_holdout(fresh[EXAMPLE_ID_COLUMN]) if len(fresh) else np.zeros(0, dtype=bool)
+    held_out = roles.is_fresh_holdout(fresh, spec)
     fresh_holdout = fresh[held_out]
     fresh_train = fresh[~held_out]
-    original_train, original_holdout = split_holdout(load_feature_frame(settings))
-    if len(fresh_holdout) >= max(spec.min_rows, spec.promotion_evidence.min_holdout_rows):
-        holdout, holdout_name = fresh_holdout.drop(columns=[EXAMPLE_ID_COLUMN]), "recent labelled traffic"
-    else:
-        holdout, holdout_name = label_frame(original_holdout, spec), "original holdout"
+    source = roles.split(read_examples(settings, spec), spec)
+    holdout, holdout_name = gate_holdout(spec, fresh_holdout, source)
     weight = 1.0
     if len(fresh_train):
-        base_rows = len(original_train)
+        base_rows = len(source.training)
         weight = max(1.0, FRESH_WEIGHT_SHARE / (1 - FRESH_WEIGHT_SHARE) * base_rows / len(fresh_train))
     fresh_alone = quality_breach and len(fresh_train) >= MIN_FRESH_ROWS_ALONE
-    result = train_model(settings, spec, extra_data=fresh_train.drop(columns=[EXAMPLE_ID_COLUMN]) if len(fresh_train)
-                         else None, holdout=holdout, alias=registry.CHALLENGER, extra_weight=weight,
-                         include_original=not fresh_alone,
-                         tags={"mlops.trigger": reason, "mlops.fresh_rows": str(len(fresh_train)),
-                               "mlops.training_data": "fresh traffic" if fresh_alone else "original + fresh traffic"})
+    try:
+        result = train_model(settings, spec, extra_data=fresh_train.drop(columns=[EXAMPLE_ID_COLUMN])
+                             if len(fresh_train) else None, holdout=holdout, alias=registry.CHALLENGER,
+                             extra_weight=weight, include_original=not fresh_alone,
+                             tags={"mlops.trigger": reason, "mlops.fresh_rows": str(len(fresh_train)),
+                                   "mlops.holdout": holdout_name,
+                                   "mlops.training_data": "fresh traffic" if fresh_alone
+                                   else "original + fresh traffic"})
+    except roles.LeakError as exc:
+        return RetrainOutcome(spec.name, champion.version, None, {}, {}, holdout_name,
+                              "fresh traffic" if fresh_alone else "original + fresh traffic", len(holdout),
+                              len(fresh_train), promoted=False, reasons=[str(exc)])
+    return _gate(settings, spec, champion, result, holdout, holdout_name, fresh_alone, len(fresh_train), reason,
+                 overrides)
+
+
+def gate_holdout(spec: ModelSpec, fresh_holdout: pd.DataFrame, source: roles.Split) -> tuple[pd.DataFrame, str]:
+    """The rows champion and challenger are compared on, and their name: the fresh traffic's held-out share when
+    it is large enough to decide, else the source's holdout share (never sent as traffic, never trained on)."""
+    if len(fresh_holdout) >= max(spec.min_rows, spec.promotion_evidence.min_holdout_rows):
+        return fresh_holdout.drop(columns=[EXAMPLE_ID_COLUMN]), "held-out recent labelled traffic"
+    return source.holdout, "source holdout"
+
+
+def _gate(settings: Settings, spec: ModelSpec, champion, result: TrainResult, holdout: pd.DataFrame,
+          holdout_name: str, fresh_alone: bool, fresh_rows: int, reason: str,
+          overrides: dict[str, Threshold] | None) -> RetrainOutcome:
+    """Score champion and challenger on the same holdout; promote only on a significant win."""
     champion_model = registry.load_model(settings, spec, version=champion.version)
     champion_metrics = evaluate(spec, champion_model, holdout)
     challenger_metrics = result.metrics
@@ -202,7 +215,7 @@ def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Times
                            f"{comparison.describe()}")
     outcome = RetrainOutcome(spec.name, champion.version, result.version, champion_metrics, challenger_metrics,
                              holdout_name, "fresh traffic" if fresh_alone else "original + fresh traffic",
-                             len(holdout), len(fresh_train), promoted=False, reasons=reasons, comparison=comparison)
+                             len(holdout), fresh_rows, promoted=False, reasons=reasons, comparison=comparison)
     if not reasons:
         outcome.record = promote(
             settings, spec, result.version, expected_champion=champion.version,
