@@ -17,14 +17,15 @@ def run(*args):
 def test_unknown_model_is_one_clear_line(home):
     code, out = run("--home", str(home), "train", "--model", "nope")
     assert code == 1
-    assert "error: unknown model 'nope'; known models: bakehouse_autolog" in out
+    assert "error: unknown model 'nope'; known models in " in out and ": bakehouse_autolog, " in out
     assert "Traceback" not in out
 
 
 def test_missing_table_says_what_to_run(home):
     code, out = run("--home", str(home), "train", "--model", "bakehouse_autolog")
     assert code == 1
-    assert "source table samples.bakehouse.sales_transactions does not exist; run `mlops data generate` first" in out
+    assert ("source table samples.bakehouse.sales_transactions of model bakehouse_autolog does not exist; run "
+            "`mlops data generate` first") in out
     assert "Traceback" not in out
 
 

@@ -42,9 +42,9 @@ def test_batch_appends_a_new_batch_each_run(trained):
 def test_batch_without_labels_logs_no_metrics_and_bad_frames_fail_clearly(trained):
     settings, _ = trained
     spec = load_spec("bakehouse_autolog")
-    from workloads.data.features import load_feature_frame
+    from workloads.data.source import read_examples
 
-    frame = load_feature_frame(settings).drop(columns=["quantity"]).head(20)
+    frame = read_examples(settings, spec).drop(columns=["quantity"]).head(20)
     result = score_batch(settings, spec, frame=frame)
     assert result.metrics == {} and result.rows == 20
     with pytest.raises(DataValidationError, match="missing feature columns \\['product'\\]"):

@@ -3,7 +3,10 @@ import pandas as pd
 import pytest
 
 from workloads.data import bakehouse
-from workloads.data.features import build_features, load_feature_frame, split_holdout, write_bakehouse
+from workloads.data import roles
+from workloads.data.features import build_features, write_bakehouse
+from workloads.data.source import read_examples
+from workloads.specs import load_spec
 from workloads.ports.tables import get_tables
 
 REF = "2026-11-01"
@@ -78,23 +81,29 @@ def test_features_exclude_the_leaking_total_price(tables):
     assert len(frame) == 3333 and frame["quantity"].notna().all()
 
 
-def test_holdout_split_is_stable_and_disjoint(tables):
+def test_roles_are_stable_disjoint_and_near_their_shares(tables):
+    spec = load_spec("bakehouse_autolog")
     frame = build_features(tables)
-    train, holdout = split_holdout(frame)
-    assert len(train) + len(holdout) == len(frame)
-    assert not set(train["transactionID"]) & set(holdout["transactionID"])
-    assert 0.15 < len(holdout) / len(frame) < 0.25
-    _, again = split_holdout(frame.sample(frac=1, random_state=1))
-    assert set(again["transactionID"]) == set(holdout["transactionID"])
+    parts = roles.split(frame, spec)
+    ids = [set(p["transactionID"]) for p in (parts.training, parts.holdout, parts.serving)]
+    assert sum(map(len, ids)) == len(frame)
+    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
+    assert 0.55 < len(parts.training) / len(frame) < 0.65
+    assert 0.15 < len(parts.holdout) / len(frame) < 0.25 and 0.15 < len(parts.serving) / len(frame) < 0.25
+    again = roles.split(frame.sample(frac=1, random_state=1), spec)
+    assert set(again.holdout["transactionID"]) == ids[1] and set(again.serving["transactionID"]) == ids[2]
+    # an id's role is a function of its text: the same id typed as text or as a number gets the same role
+    as_text = frame.assign(transactionID=frame["transactionID"].astype(str))
+    assert set(roles.split(as_text, spec).holdout["transactionID"]) == {str(i) for i in ids[1]}
 
 
 def test_written_as_delta_tables_and_read_back_with_versions(settings, tables):
     versions = write_bakehouse(settings, tables)
     assert set(versions) == {f"samples.bakehouse.{t}" for t in bakehouse.TABLES}
     assert (settings.warehouse / "samples" / "bakehouse" / "sales_transactions" / "_delta_log").is_dir()
-    frame = load_feature_frame(settings)
+    frame = read_examples(settings, load_spec("bakehouse_autolog"))
     assert len(frame) == 3333
-    assert frame.attrs["data_versions"] == versions
+    assert frame.attrs["data_versions"] == {k: v for k, v in versions.items() if "suppliers" not in k}
     write_bakehouse(settings, tables)
     assert get_tables(settings).version("samples.bakehouse.sales_transactions") == versions[
         "samples.bakehouse.sales_transactions"] + 1

@@ -42,9 +42,10 @@ def scoring_home(tmp_path_factory):
 
 
 def _labelled_rows(settings, spec, n):
-    from workloads.data.features import label_frame, load_feature_frame, split_holdout
+    from workloads.data import roles
+    from workloads.data.source import read_examples
 
-    holdout = label_frame(split_holdout(load_feature_frame(settings))[1], spec)
+    holdout = roles.split(read_examples(settings, spec), spec).holdout
     return holdout[[*spec.feature_names, spec.label.name]].sample(n, replace=True, random_state=n).reset_index(drop=True)
 
 

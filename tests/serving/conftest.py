@@ -58,14 +58,14 @@ def feature_frame() -> pd.DataFrame:
 def model_home(tmp_path_factory, feature_frame):
     """A home holding versions 1 and 2 of the model; version 1 is champion. Version 2 predicts +1000."""
     from workloads import registry
-    from workloads.data.features import split_holdout
+    from workloads.data import roles
     from workloads.settings import load_settings
     from workloads.specs import load_spec
 
     home = tmp_path_factory.mktemp("serving-model-home")
     settings = load_settings(home=home)
     spec = load_spec(MODEL)
-    train, _ = split_holdout(feature_frame)
+    train = roles.split(feature_frame, spec).training
     v1 = _log_version(settings, spec, train, alpha=1.0, shift=0.0)
     _log_version(settings, spec, train, alpha=1.0, shift=1000.0)  # version 2, for swap tests
     registry.set_alias(settings, spec, registry.CHAMPION, v1)
@@ -90,9 +90,10 @@ def spec():
 
 @pytest.fixture(scope="session")
 def holdout(feature_frame) -> pd.DataFrame:
-    from workloads.data.features import split_holdout
+    from workloads.data import roles
+    from workloads.specs import load_spec
 
-    return split_holdout(feature_frame)[1].reset_index(drop=True)
+    return roles.split(feature_frame, load_spec(MODEL)).holdout
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workloads.data.datasets import dataset_columns
+from workloads.data.builders import builder_columns
 from workloads.data.validation import check_frame
 from workloads.errors import SpecError
 from workloads.specs import (
@@ -86,12 +86,12 @@ def test_spec_check_validates_a_file_without_training(tmp_path):
     assert code == 1 and "did you mean 'drift_thresholds'?" in out and "Traceback" not in out
 
 
-def test_a_column_the_dataset_lacks_is_named_with_what_it_offers(tmp_path):
+def test_a_column_the_source_lacks_is_named_with_what_it_offers(tmp_path):
     path = tmp_path / "price.yaml"
     data = _spec_data(name="price", label={"name": "totalPrice", "type": "double"})
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(SpecError, match=r"label 'totalPrice' is not a column of dataset 'bakehouse'; name one or "
-                                        r"derive it with label_expression \(dataset 'bakehouse' offers: .*"
+    with pytest.raises(SpecError, match=r"label 'totalPrice' is not a column of builder 'bakehouse'; name one or "
+                                        r"derive it with label_expression \(builder 'bakehouse' offers: .*"
                                         r"quantity \(bigint\)"):
         check_spec_file(path)
     data["label_expression"] = "quantity * unitPrice"  # the fix the message points at
@@ -100,22 +100,30 @@ def test_a_column_the_dataset_lacks_is_named_with_what_it_offers(tmp_path):
     assert spec.label.name == "totalPrice" and notes == ["label 'totalPrice' is derived: quantity * unitPrice"]
 
 
-def test_training_data_missing_a_column_lists_what_the_dataset_offers():
-    spec = parse_spec(_spec_data(features=[{"name": "totalPrice", "type": "double"}], slices=[]), "x.yaml")
-    frame = pd.DataFrame({"quantity": [1] * 200})
+def test_training_data_missing_columns_lists_what_the_source_offers_once():
+    spec = parse_spec(_spec_data(features=[{"name": "totalPrice", "type": "double"},
+                                           {"name": "tax", "type": "double"}], slices=[]), "x.yaml")
+    frame = pd.DataFrame({"quantity": [1] * 200, "product": ["a"] * 200, "transactionID": range(200)})
     failures = check_frame(frame, spec)
-    assert any(re.search(r"schema: column 'totalPrice' is missing \(dataset 'bakehouse' offers: product \(string\)"
-                         r".*`mlops spec columns --dataset bakehouse`\)", f) for f in failures)
+    schema = [f for f in failures if f.startswith("schema:")]
+    assert len(schema) == 1, schema  # one line for every missing column, not one per column
+    assert re.search(r"schema: columns 'totalPrice', 'tax' are missing \(the source offers: quantity \(bigint\), "
+                     r"product \(string\).*`mlops spec columns --model bakehouse_autolog`\)", schema[0])
+    assert "transactionID" not in schema[0]  # the id is not offered as a feature
 
 
-def test_spec_columns_lists_the_builders_columns_with_types():
-    code, out = mlops("spec", "columns", "--dataset", "bakehouse")
+def test_spec_columns_lists_what_a_models_source_offers_with_types_and_roles():
+    code, out = mlops("spec", "columns", "--model", "bakehouse_autolog")
     assert code == 0
-    for column in dataset_columns("bakehouse"):
+    offered = builder_columns("bakehouse", "transactionID", "dateTime")
+    for column in offered:
         assert re.search(rf"{column.name}\s+│\s+{column.type}\s+│\s+{column.role}", out), column
-    assert {c.name: c.type for c in dataset_columns("bakehouse")}["franchise_name"] == "string"
-    code, out = mlops("spec", "columns", "--dataset", "nope")
-    assert code == 1 and "unknown dataset 'nope'; known datasets: bakehouse" in out
+    roles = {c.name: c.role for c in offered}
+    assert roles["franchise_name"] == "feature" and roles["transactionID"] == "id" and roles["dateTime"] == "timestamp"
+    code, out = mlops("spec", "columns", "--table", "nope.nope.nope")
+    assert code == 1 and "table nope.nope.nope does not exist; import a file with `mlops data import" in out
+    code, out = mlops("spec", "columns")
+    assert code == 1 and "give --table catalog.schema.table or --model NAME" in out
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.stem)

@@ -13,7 +13,8 @@ from tests.serving.test_labels_merge import DAY0, SPEC, processed_rows
 from workloads.errors import SettingsError
 from workloads.ports.tables import LocalTables, SparkTables
 from workloads.settings import DEFAULT_RETRAIN_MAX_ROWS, load_settings
-from workloads.watcher.retraining import _is_fresh_holdout, fresh_traffic, latest_labelled_window
+from workloads.data.roles import is_fresh_holdout
+from workloads.watcher.retraining import fresh_traffic, latest_labelled_window
 
 TRAINING_COLUMNS = [*SPEC.feature_names, "quantity", "example_id"]
 
@@ -107,7 +108,7 @@ def test_latest_labelled_window_reads_only_the_last_labelled_day(local):
     reads = [where for _, where in tables.reads]
     assert all(w.ranges and w.ranges[0][0] > pd.Timestamp(DAY0 + timedelta(days=1)) for w in reads)
     held_out = latest_labelled_window(settings, SPEC, held_out_only=True, tables=tables)
-    assert held_out["example_id"].tolist() == window[_is_fresh_holdout(window["example_id"])]["example_id"].tolist()
+    assert held_out["example_id"].tolist() == window[is_fresh_holdout(window, SPEC)]["example_id"].tolist()
 
 
 def test_max_value_skips_files_that_cannot_hold_a_larger_value(settings):

@@ -23,7 +23,8 @@ from workloads.ports.task_values import DatabricksTaskValues, LocalTaskValues
 from workloads.promotion import read_audit
 from workloads.specs import EXAMPLE_ID_COLUMN, load_spec
 from workloads.watcher.evaluation import ObservedMetrics
-from workloads.watcher.retraining import _is_fresh_holdout, fresh_traffic
+from workloads.data.roles import is_fresh_holdout
+from workloads.watcher.retraining import fresh_traffic
 from workloads.watcher.steps import (
     EVALUATE_TASK,
     MONITOR_TASK,
@@ -162,7 +163,7 @@ def test_concept_drift_is_caught_retrained_validated_promoted_and_served(world, 
     from workloads.training.evaluation import evaluate
 
     fresh = fresh_traffic(settings, SPEC, since=pd.Timestamp(result.observed.window_start))
-    holdout = fresh[_is_fresh_holdout(fresh[EXAMPLE_ID_COLUMN])].drop(columns=[EXAMPLE_ID_COLUMN])
+    holdout = fresh[is_fresh_holdout(fresh, SPEC)].drop(columns=[EXAMPLE_ID_COLUMN])
     assert len(holdout) == retrain.holdout_rows and retrain.fresh_rows == len(fresh) - len(holdout)
     for version, metrics in ((v1, retrain.champion_metrics), (retrain.challenger_version, retrain.challenger_metrics)):
         rescored = evaluate(SPEC, registry.load_model(settings, SPEC, version=version), holdout)
