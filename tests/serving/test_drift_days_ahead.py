@@ -130,3 +130,22 @@ def test_drift_simulate_refuses_options_its_kind_ignores(serving_settings, spec,
     err = " ".join(capsys.readouterr().err.split())
     assert err == (f"error: scale (--scale) do not apply to covariate drift ({spec.name}); it reads category_mass "
                    "(--category-mass), category_share (--category-share), features (--feature), shift (--shift)")
+
+
+def test_drift_simulate_sends_the_default_size_and_days_ahead_0_is_now(server, serving_settings, spec):
+    from workloads.drift import default_requests, drifted_frame, rows_to_judge, simulate
+
+    frame = drifted_frame(serving_settings, spec, "covariate", seed=7)
+    # The widest categorical feature is the franchise (47 or 48 of them in the holdout), 5 rows per category each.
+    assert rows_to_judge(spec, frame) == 5 * frame["franchise_name"].nunique() > 200
+    before = datetime.now(UTC)
+
+    result = simulate(serving_settings, spec, kind="covariate", url=server.url, days_ahead=0)
+
+    assert result.requests == default_requests(spec, frame) and result.rows >= rows_to_judge(spec, frame)
+    assert result.failed == 0 and result.days_ahead == 0
+    server.flush()
+    payload = _payload(serving_settings, spec)
+    simulated = payload[payload["client_request_id"].str.startswith(f"{PREFIX}{result.simulation_id}-")]
+    assert len(simulated) == result.requests
+    assert pd.to_datetime(simulated["request_time"], utc=True).between(before, datetime.now(UTC)).all()

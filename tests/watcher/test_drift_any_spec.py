@@ -19,7 +19,13 @@ from workloads.drift import (
     rows_to_judge,
     shift_options,
 )
-from workloads.specs import EXAMPLE_ID_COLUMN, MODEL_ID_COLUMN, REQUEST_ID_COLUMN, TIMESTAMP_COLUMN, parse_spec
+from workloads.specs import (
+    EXAMPLE_ID_COLUMN,
+    MODEL_ID_COLUMN,
+    REQUEST_ID_COLUMN,
+    TIMESTAMP_COLUMN,
+    parse_spec,
+)
 from workloads.watcher.evaluation import BREACH, BREACHED, TOO_FEW_ROWS, evaluate_window
 
 FEATURES = [{"name": "temperature", "type": "double"}, {"name": "visits", "type": "bigint"},
@@ -206,8 +212,8 @@ def test_concept_drift_of_a_classification_spec_breaks_the_champions_accuracy_an
     assert (drifted["high_energy"] != unseen["high_energy"]).sum() == round(0.75 * len(unseen))
     predictions = model.predict(unseen[spec.feature_names])
     assert accuracy_score(unseen["high_energy"], predictions) > 0.9  # the champion before the drift
-    assert accuracy_score(drifted["high_energy"], predictions) < 0.35 < 0.8  # its threshold: min 0.8
-    assert f1_score(drifted["high_energy"], predictions) < 0.35 < 0.7  # min 0.7
+    assert accuracy_score(drifted["high_energy"], predictions) < 0.35  # far below its threshold, min 0.8
+    assert f1_score(drifted["high_energy"], predictions) < 0.35  # min 0.7
 
 
 @pytest.mark.xfail(strict=True, reason="the local monitor scores classification on per-column category codes "

@@ -18,6 +18,8 @@ MODEL = typer.Option(..., "--model", "-m", help="Model spec name.")
 GRANULARITY = typer.Option("1 day", "--granularity", help="Monitor granularity whose latest window is judged.")
 THRESHOLDS = typer.Option(None, "--threshold", help="Stack override, e.g. rmse=max:4.5 (repeatable).")
 ENV = typer.Option(None, "--env", help="dev or prod (default: the global --env).")
+FEATURES = typer.Option(None, "--feature", help="Covariate drift: shift only this feature (repeatable; default every "
+                                                "feature).")
 RUN_STATE = typer.Option(None, "--run-state",
                          help="Databricks only: the directory where this job run's steps pass values (the watcher "
                               "job passes /Volumes/<catalog>/<schema>/<volume>/runs/{{job.run_id}}). Locally "
@@ -206,9 +208,7 @@ def register(app: typer.Typer) -> None:
                  category_mass: float = typer.Option(None, "--category-mass",
                                                      help="Covariate: share of each categorical feature's rows moved "
                                                           "to those categories (default 0.8)."),
-                 feature: list[str] = typer.Option(None, "--feature",
-                                                   help="Covariate: shift only this feature (repeatable; default "
-                                                        "every feature)."),
+                 feature: list[str] = FEATURES,
                  seed: int = typer.Option(7, "--seed", help="Seed of the drift and of the rows sent.")) -> None:
         """Send drifted, labelled traffic through the endpoint (tagged, so reset can remove it)."""
         from workloads.drift import shift_options
