@@ -9,8 +9,9 @@ labelled examples, runs the real monitor computation on it against the training 
 with the real ``evaluate_window``:
 
 - healthy windows: N examples drawn from the same population the baseline comes from;
-- covariate drift: the demo's ``drift simulate --kind covariate`` resampling (big franchises, the morning rush,
-  one product, amex); concept drift: the demo's ``--kind concept`` (10 more units per transaction).
+- covariate drift: ``drift simulate --kind covariate`` with its defaults (numeric features 2 standard deviations
+  up, 80% of each categorical feature's rows moved to its rarest quarter of categories); concept drift:
+  ``--kind concept`` with its defaults (the label 2 standard deviations up).
 
 Printed side by side in one table, per window size: the share of healthy windows called a breach under the
 evidence rules (goal: at most 1% at every size) and under the distance-only rule they replace, the share called
@@ -41,12 +42,18 @@ class MetricTables:
     def __init__(self, computed):
         self.computed = computed
 
+    def _table(self, name: str):
+        return self.computed.profile if name.endswith("_profile_metrics") else self.computed.drift
+
     def exists(self, name: str) -> bool:
         return True
 
-    def read(self, name: str) -> pd.DataFrame:
-        table = self.computed.profile if name.endswith("_profile_metrics") else self.computed.drift
-        return table.to_pandas()
+    def columns(self, name: str) -> list[str]:
+        return list(self._table(name).column_names)
+
+    def read(self, name: str, columns=None) -> pd.DataFrame:
+        table = self._table(name)
+        return (table if columns is None else table.select(columns)).to_pandas()
 
 
 def world(seed: int = 42):
@@ -115,9 +122,9 @@ def run(trials_healthy: int, trials_drift: int, sizes=SIZES) -> tuple[list[dict]
             trials = trials_drift if n >= DRIFT_FROM else 0
             for t in range(trials):
                 if kind == "covariate":
-                    shifted = covariate_shift(population, seed=int(rng.integers(1 << 31)))
+                    shifted = covariate_shift(population, spec, seed=int(rng.integers(1 << 31)))
                 else:
-                    shifted = concept_shift(population)
+                    shifted = concept_shift(population, spec)
                 sample = shifted.iloc[rng.integers(0, len(shifted), n)]
                 health, _ = judge(settings, spec, baseline, processed_window(spec, model, sample, rng), distance_only)
                 caught += health == "breach"

@@ -67,7 +67,8 @@ def test_drift_simulate_sends_to_the_recorded_endpoint_and_names_it_when_unreach
     captured = capsys.readouterr()
     assert f"sending to the running `mlops serve` at http://127.0.0.1:{port}" in _text(captured.out)
     err = _text(captured.err)
-    assert f"endpoint http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}/invocations is unreachable" \
-        in err
+    # The URL tried is the recorded one's days-ahead form (--days-ahead defaults to 1).
+    assert (f"endpoint http://127.0.0.1:{port}/mlops/days-ahead/1.0/serving-endpoints/{spec.endpoint_name}/"
+            "invocations is unreachable") in err
     assert err.endswith(f"(the URL came from the running `mlops serve` recorded in "
                         f"{record_path(serving_settings, spec.name)})")

@@ -1,5 +1,5 @@
-"""Drift simulation: covariate drift breaches the drift thresholds per feature; reset removes exactly the
-simulated rows and runs, nothing else."""
+"""Drift simulation on the demo model: covariate drift of some features breaches the drift thresholds of exactly
+those features; reset removes exactly the simulated rows and runs, nothing else (any spec: test_drift_any_spec)."""
 
 import mlflow
 import pandas as pd
@@ -7,7 +7,7 @@ import pytest
 
 from tests.conftest import make_trained_home
 from workloads import registry
-from workloads.drift import PREFIX, SIMULATION_TAG, reset, simulate
+from workloads.drift import PREFIX, SIMULATION_TAG, ShiftOptions, reset, simulate
 from workloads.labels import pending_labels_table
 from workloads.ports.tables import get_tables
 from workloads.ports.task_values import LocalTaskValues
@@ -17,9 +17,8 @@ from workloads.watcher.steps import EVALUATE_TASK, MONITOR_TASK, step_evaluate, 
 
 MODEL = "bakehouse_decorators"  # js_distance max 0.28, population_stability_index max 0.25
 SPEC = load_spec(MODEL)
-# What workloads.drift.covariate_shift reweights most (paymentMethod's amex x3 stays under the thresholds).
-SHIFTED = {"franchise_size", "hour", "product"}
-UNTOUCHED = {"gender", "day_of_week"}
+# The features the covariate simulation shifts (--feature); every other feature keeps its distribution.
+SHIFTED = ("franchise_size", "hour", "product")
 
 
 def _send_healthy(settings, n: int, seed: int) -> None:
@@ -52,7 +51,8 @@ def drift_home(tmp_path_factory):
 def covariate(drift_home):
     """Covariate drift a day later (the simulation's own in-process endpoint), then monitor + evaluate."""
     settings = drift_home
-    simulation = simulate(settings, SPEC, kind="covariate", requests=80, batch_size=5, days_ahead=1)
+    simulation = simulate(settings, SPEC, kind="covariate", requests=80, batch_size=5, days_ahead=1,
+                          options=ShiftOptions(features=SHIFTED))
     assert simulation.failed == 0 and simulation.rows == 400
     tv = LocalTaskValues(settings.home, "covariate-run")
     observed = step_monitor(settings, SPEC, tv.for_task(MONITOR_TASK))
@@ -68,15 +68,15 @@ def test_covariate_drift_breaches_drift_thresholds_per_feature(covariate):
     for feature in SHIFTED:
         assert ("js_distance", feature) in breached or ("population_stability_index", feature) in breached, (
             feature, sorted(breached))
-    assert not {scope for _, scope in breached} & UNTOUCHED, sorted(breached)
+    assert {scope for _, scope in breached} - {"quality"} == set(SHIFTED), sorted(breached)
     # Each breach is judged per feature against the spec's threshold and its direction (max).
     for check in evaluation.checks:
         if check.scope in SPEC.feature_names and check.status == "breach":
             assert check.direction == "max" and check.observed > SPEC.drift_thresholds[check.metric].value
     assert any(r.startswith("[franchise_size] ") for r in evaluation.reasons)
-    assert not any(c.scope == "quality" and c.status == "breach" for c in evaluation.checks), evaluation.reasons
+    # The labels keep their values while hour moves 2 standard deviations (8 hours) past what the champion saw:
+    # quality may fall too; the drift breaches above stand on their own.
     assert covariate["tv"].get(EVALUATE_TASK, "retrain_needed") == "true"
-    assert covariate["tv"].get(EVALUATE_TASK, "quality_breach") is False
 
 
 def _split(frame: pd.DataFrame, column: str, key: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -18,6 +18,8 @@ MODEL = typer.Option(..., "--model", "-m", help="Model spec name.")
 GRANULARITY = typer.Option("1 day", "--granularity", help="Monitor granularity whose latest window is judged.")
 THRESHOLDS = typer.Option(None, "--threshold", help="Stack override, e.g. rmse=max:4.5 (repeatable).")
 ENV = typer.Option(None, "--env", help="dev or prod (default: the global --env).")
+FEATURES = typer.Option(None, "--feature", help="Covariate drift: shift only this feature (repeatable; default every "
+                                                "feature).")
 RUN_STATE = typer.Option(None, "--run-state",
                          help="Databricks only: the directory where this job run's steps pass values (the watcher "
                               "job passes /Volumes/<catalog>/<schema>/<volume>/runs/{{job.run_id}}). Locally "
@@ -172,35 +174,69 @@ def register(app: typer.Typer) -> None:
 
     @drift.command("simulate")
     def simulate(model: str = MODEL,
-                 kind: str = typer.Option("concept", "--kind", help="covariate or concept."),
-                 requests: int = typer.Option(120, "--requests", help="Requests to send."),
+                 kind: str = typer.Option("concept", "--kind",
+                                          help="covariate (the features move: numeric ones by --shift standard "
+                                               "deviations, categorical ones toward their rarest categories) or "
+                                               "concept (the label's relation to them changes)."),
+                 requests: int = typer.Option(None, "--requests",
+                                              help="Requests to send (default: enough rows in one window for the "
+                                                   "spec's evidence rules to judge: the most of min_rows, "
+                                                   "drift_evidence.min_rows and min_expected_per_category x the "
+                                                   "categories of the widest categorical feature)."),
                  batch_size: int = typer.Option(5, "--batch-size", help="Rows per request."),
-                 url: str = typer.Option(None, "--url", help="Running endpoint (default: the running `mlops serve` of "
-                                                             "this model in this home, else an in-process one)."),
+                 url: str = typer.Option(None, "--url", help="Running local endpoint (default: the running `mlops "
+                                                             "serve` of this model in this home, else an in-process "
+                                                             "one)."),
                  days_ahead: float = typer.Option(1.0, "--days-ahead",
-                                                  help="Simulated time ahead for the in-process endpoint.")) -> None:
+                                                  help="Log the requests this many days after now (a later "
+                                                       "monitoring window), on the running `mlops serve`, --url or "
+                                                       "the in-process endpoint alike (the endpoint's loopback-only "
+                                                       "/mlops/days-ahead/N route); 0: now."),
+                 shift: float = typer.Option(None, "--shift",
+                                             help="Standard deviations (default 2): covariate: each numeric feature "
+                                                  "moves by this many of its column's; concept (regression): the "
+                                                  "label moves by this many of the label's."),
+                 scale: float = typer.Option(None, "--scale",
+                                             help="Concept (regression): multiply the label's deviations from its "
+                                                  "mean by this (default 1)."),
+                 flip_share: float = typer.Option(None, "--flip-share",
+                                                  help="Concept (classification): share of rows whose label becomes "
+                                                       "another class (default 0.75)."),
+                 category_share: float = typer.Option(None, "--category-share",
+                                                      help="Covariate: share of each categorical feature's categories, "
+                                                           "its rarest, that rows move to (default 0.25)."),
+                 category_mass: float = typer.Option(None, "--category-mass",
+                                                     help="Covariate: share of each categorical feature's rows moved "
+                                                          "to those categories (default 0.8)."),
+                 feature: list[str] = FEATURES,
+                 seed: int = typer.Option(7, "--seed", help="Seed of the drift and of the rows sent.")) -> None:
         """Send drifted, labelled traffic through the endpoint (tagged, so reset can remove it)."""
+        from workloads.drift import shift_options
         from workloads.drift import simulate as run_simulation
         from workloads.serving.running import record_path, running_url
         from workloads.specs import load_spec
         from workloads.traffic import TrafficError
 
         settings = state.settings()
+        spec = load_spec(model)
+        options = shift_options(kind, spec, shift=shift, scale=scale, flip_share=flip_share,
+                                category_share=category_share, category_mass=category_mass, features=feature)
         source = "--url"
         if url is None and (url := running_url(settings, model)):
             source = f"the running `mlops serve` recorded in {record_path(settings, model)}"
-            # Two endpoints must not write one payload table: send to the running one (its own clock).
-            console.print(f"sending to the running `mlops serve` at {url} (--days-ahead applies only to an "
-                          "in-process endpoint; stop `mlops serve` to simulate a later day)", soft_wrap=True)
+            # Two endpoints must not write one payload table: send to the running one.
+            console.print(f"sending to the running `mlops serve` at {url}", soft_wrap=True)
         try:
             with step(f"Simulating {kind} drift on {model}"):
-                result = run_simulation(settings, load_spec(model), kind, requests, batch_size, url, days_ahead)
+                result = run_simulation(settings, spec, kind, requests=requests, batch_size=batch_size, url=url,
+                                        days_ahead=days_ahead, seed=seed, options=options)
         except TrafficError as exc:
             if url is None:
                 raise
             raise TrafficError(f"{exc} (the URL came from {source})") from None
         console.print(f"simulation {result.simulation_id}: {result.requests} requests, {result.rows} rows, "
-                      f"{result.failed} failed, at {result.request_time:%Y-%m-%d %H:%M} UTC")
+                      f"{result.failed} failed, at {result.request_time:%Y-%m-%d %H:%M} UTC "
+                      f"({result.days_ahead:g} days ahead)")
 
     @drift.command("reset")
     def reset(model: str = MODEL) -> None:

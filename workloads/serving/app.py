@@ -6,18 +6,30 @@ Routes:
 - ``GET /serving-endpoints/{name}`` and ``GET /api/2.0/serving-endpoints/{name}``: the endpoint in
   the REST API's ``ServingEndpointDetailed`` shape (what ``databricks-sdk`` ``serving_endpoints.get``
   reads), ``GET /api/2.0/serving-endpoints`` lists it;
-- ``GET /ping``, ``GET /health``.
+- ``GET /ping``, ``GET /health``;
+- local only, for simulating later days: ``POST /mlops/days-ahead/{days}/serving-endpoints/{name}/invocations`` and
+  ``POST /mlops/days-ahead/{days}/invocations`` score exactly as the routes above, but the payload row's
+  ``request_time`` is the endpoint's clock plus ``days`` days (a finite number, 0 or more), so the request lands
+  in a later monitoring window while the endpoint keeps serving everyone else on its own clock. The offset is
+  per request (no state to undo; concurrent traffic is not moved) and honoured only from a loopback client
+  (127.0.0.1 or ::1): any other client gets 403 ``PERMISSION_DENIED``, a bad ``days`` gets 400
+  ``INVALID_PARAMETER_VALUE``; either is logged like every refused request. :func:`days_ahead_url` turns an
+  endpoint URL into its days-ahead form (``mlops drift simulate --days-ahead N`` sends through it). Databricks
+  Model Serving has no such route: time there is real.
 
 Every invocation, good or bad, is logged as one payload row before its response is sent.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -33,6 +45,41 @@ from workloads.specs import ModelSpec
 # Databricks logs request/response bodies up to 1 MiB and flags larger ones instead.
 LOG_BODY_LIMIT = 1024 * 1024
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+# The local endpoint's days-ahead routes (see the module docstring); loopback clients only.
+DAYS_AHEAD_ROUTE = "/mlops/days-ahead"
+MAX_DAYS_AHEAD = 3660  # ten years: more is a typo, not a simulation
+
+
+def days_ahead_url(url: str, days: float) -> str:
+    """``url`` (an endpoint's base URL or its invocations URL) in the form that logs requests ``days`` days ahead.
+
+    Example: ``days_ahead_url("http://127.0.0.1:8080", 1)`` is ``http://127.0.0.1:8080/mlops/days-ahead/1.0``;
+    ``send_traffic`` appends ``/serving-endpoints/<name>/invocations`` to it. ``days == 0`` returns ``url``.
+    """
+    if days == 0:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"{DAYS_AHEAD_ROUTE}/{float(days)!r}{parts.path.rstrip('/')}"))
+
+
+def _days_ahead(days: str, client_host: str | None) -> tuple[timedelta | None, tuple[int, str] | None]:
+    """``(offset, None)`` for a days-ahead request this endpoint honours, else ``(None, (status, error body))``."""
+    try:
+        loopback = client_host is not None and ipaddress.ip_address(client_host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        source = client_host or "an unknown address"
+        return None, _error(403, "PERMISSION_DENIED", f"{DAYS_AHEAD_ROUTE}/... is accepted only from 127.0.0.1 or "
+                                                      f"::1 (this request came from {source})")
+    try:
+        value = float(days)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or value > MAX_DAYS_AHEAD:
+        return None, _error(400, "INVALID_PARAMETER_VALUE", f"days ahead must be a number from 0 to "
+                                                            f"{MAX_DAYS_AHEAD}, got {days!r}")
+    return timedelta(days=value), None
 
 
 @dataclass
@@ -100,11 +147,18 @@ class Scorer:
         self.logger = logger
 
     def handle(self, raw: bytes, started: float, request_time: datetime, requester: str | None,
-               oversize: bool = False) -> tuple[int, str, str]:
-        """Returns ``(status_code, response_json, served_entity_name)`` after logging the request."""
+               oversize: bool = False, refused: tuple[int, str] | None = None) -> tuple[int, str, str]:
+        """Returns ``(status_code, response_json, served_entity_name)`` after logging the request.
+
+        ``refused`` is ``(status, error body)`` of a request the route already turned down (a days-ahead request
+        it does not honour): logged and answered as is, not scored.
+        """
         served = self.champion.current
         client_request_id = None
-        if oversize:
+        if refused is not None:
+            status, response = refused
+            client_request_id = _client_id(raw)
+        elif oversize:
             # 413 (RFC 9110 "Content Too Large"); not REQUEST_LIMIT_EXCEEDED, which is Databricks' rate-limit code
             # (databricks-sdk maps it to TooManyRequests, HTTP 429): a client must not back off and resend the body.
             status, response = _error(413, "BAD_REQUEST",
@@ -167,14 +221,20 @@ def create_app(config: EndpointConfig, champion: Champion, logger: PayloadLogger
         config.requester = actor()
     requester = config.requester
 
-    async def _invoke(request: Request) -> Response:
+    async def _invoke(request: Request, days_ahead: str | None = None) -> Response:
         started = time.perf_counter()
         request_time = config.clock()
+        refused = None
+        if days_ahead is not None:
+            offset, refused = _days_ahead(days_ahead, request.client.host if request.client else None)
+            if offset is not None:
+                request_time += offset
         length = request.headers.get("content-length")
         oversize = length is not None and length.isdigit() and int(length) > config.max_body_bytes
         raw = b"" if oversize else await request.body()
         oversize = oversize or len(raw) > config.max_body_bytes
-        status, body, entity = await run_in_threadpool(scorer.handle, raw, started, request_time, requester, oversize)
+        status, body, entity = await run_in_threadpool(scorer.handle, raw, started, request_time, requester, oversize,
+                                                       refused)
         return Response(body, status_code=status, media_type="application/json",
                         headers={"served-model-name": entity})
 
@@ -187,6 +247,16 @@ def create_app(config: EndpointConfig, champion: Champion, logger: PayloadLogger
     @app.post("/invocations")
     async def mlflow_invocations(request: Request) -> Response:
         return await _invoke(request)
+
+    @app.post(DAYS_AHEAD_ROUTE + "/{days}/serving-endpoints/{name}/invocations")
+    async def databricks_invocations_days_ahead(days: str, name: str, request: Request) -> Response:
+        if name != endpoint:
+            return _not_found(name)
+        return await _invoke(request, days)
+
+    @app.post(DAYS_AHEAD_ROUTE + "/{days}/invocations")
+    async def mlflow_invocations_days_ahead(days: str, request: Request) -> Response:
+        return await _invoke(request, days)
 
     @app.get("/serving-endpoints/{name}")
     @app.get("/api/2.0/serving-endpoints/{name}")
