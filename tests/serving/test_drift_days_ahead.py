@@ -89,7 +89,11 @@ def test_drift_simulate_days_ahead_on_the_running_serve_lands_later_and_reset_re
         server, serving_settings, spec, holdout, capsys, kind):
     from workloads.traffic import send_traffic
 
+    from workloads.data.bakehouse import generate
+    from workloads.data.features import write_bakehouse
+
     home = str(serving_settings.home)
+    write_bakehouse(serving_settings, generate(seed=42))  # the spec's source: the simulation sends its serving pool
     record_running(serving_settings, spec.name, server.url)  # as `mlops serve` does when it is ready
     ordinary = send_traffic(server.url, spec, holdout, n=4, batch_size=2, seed=1, settings=serving_settings)
     assert ordinary.ok == 4
@@ -133,10 +137,13 @@ def test_drift_simulate_refuses_options_its_kind_ignores(serving_settings, spec,
 
 
 def test_drift_simulate_sends_the_default_size_and_days_ahead_0_is_now(server, serving_settings, spec):
+    from workloads.data.bakehouse import generate
+    from workloads.data.features import write_bakehouse
     from workloads.drift import default_requests, drifted_frame, rows_to_judge, simulate
 
+    write_bakehouse(serving_settings, generate(seed=42))  # the spec's source
     frame = drifted_frame(serving_settings, spec, "covariate", seed=7)
-    # The widest categorical feature is the franchise (47 or 48 of them in the holdout), 5 rows per category each.
+    # The widest categorical feature is the franchise (47 or 48 of them in the serving pool), 5 rows per category each.
     assert rows_to_judge(spec, frame) == 5 * frame["franchise_name"].nunique() > 200
     before = datetime.now(UTC)
 

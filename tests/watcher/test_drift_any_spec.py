@@ -59,7 +59,8 @@ def spec_of(problem_type: str, **extra):
                   "classification": {"accuracy_score": {"min": 0.8}, "f1_score": {"min": 0.7}}}[problem_type]
     prediction = {"name": "prediction", "type": "double" if problem_type == "regression" else "bigint"}
     return parse_spec({"name": f"meter_{problem_type}", "problem_type": problem_type, "trainer": "generic",
-                       "dataset": "meters", "features": FEATURES, "label": label, "prediction": prediction,
+                       "source": {"table": "mlops_dev.meters.readings", "id": "reading_id", "timestamp": "read_at"},
+                       "features": FEATURES, "label": label, "prediction": prediction,
                        "thresholds": thresholds, "drift_thresholds": DRIFT_THRESHOLDS, **extra}, "test")
 
 
@@ -216,10 +217,6 @@ def test_concept_drift_of_a_classification_spec_breaks_the_champions_accuracy_an
     assert f1_score(drifted["high_energy"], predictions) < 0.35  # min 0.7
 
 
-@pytest.mark.xfail(strict=True, reason="the local monitor scores classification on per-column category codes "
-                   "(workloads/monitoring/groups.py _quality: rows.codes[label] vs rows.codes[prediction], each in "
-                   "its own order of first appearance), so a window whose first label differs from its first "
-                   "prediction gets accuracy 1 - the true accuracy (here 0.72 for 0.28)")
 def test_concept_drift_of_a_classification_spec_breaches_accuracy_and_f1_in_the_monitor(world):
     spec = world["models"]["classification"][0]
     rows = concept_shift(world["unseen"], spec, seed=3).head(300)

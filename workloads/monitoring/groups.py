@@ -39,10 +39,20 @@ class GroupStats:
         return self._profiles[name]
 
 
+def _in_label_codes(data: MonitorData, label: str, pred: str) -> np.ndarray:
+    """Prediction codes translated into the label column's dictionary (each column numbers its own categories in
+    order of first appearance, so code 0 of one is not code 0 of the other): index ``code + 1`` (null -1 -> -1);
+    a predicted class the labels never show gets a code no label has."""
+    labels = {str(v): i for i, v in enumerate(np.asarray(data.categories[label]).tolist())}
+    predicted = np.asarray(data.categories[pred]).tolist()
+    unseen = len(labels)
+    return np.array([-1, *(labels.get(str(v), unseen + j) for j, v in enumerate(predicted))], dtype=np.int64)
+
+
 def _quality(spec: ModelSpec, data: MonitorData, rows: Rowset, idx: slice, perm: np.ndarray) -> tuple[dict, int]:
     label, pred = spec.label.name, spec.prediction.name
     if spec.problem_type == "classification":
-        y, p = rows.codes[label][perm[idx]], rows.codes[pred][perm[idx]]
+        y, p = rows.codes[label][perm[idx]], _in_label_codes(data, label, pred)[rows.codes[pred][perm[idx]] + 1]
         ok = (y >= 0) & (p >= 0)
         if not ok.any():
             return {}, 0
