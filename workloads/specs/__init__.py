@@ -102,8 +102,9 @@ class QualityEvidence(BaseModel):
 
     alpha: float = Field(0.01, gt=0, lt=0.5, description="Family-wise significance level: each quality threshold "
                                                          "is judged on a two-sided interval at confidence 1 - "
-                                                         "2 * alpha / (quality thresholds) (Bonferroni; Wilson "
-                                                         "for accuracy, a bootstrap for the others).")
+                                                         "2 * alpha / (quality thresholds) (Bonferroni; "
+                                                         "Clopper-Pearson for accuracy, a bootstrap for the "
+                                                         "others).")
 
 
 class PromotionEvidence(BaseModel):

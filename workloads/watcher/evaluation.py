@@ -5,7 +5,7 @@ drawn from evidence:
 
 - quality metrics count on at least the spec's ``min_rows`` labelled rows, and a quality metric beyond its
   threshold is a breach only when its confidence interval (computed by the observation from the window's
-  labelled rows: Wilson for accuracy, a bootstrap for the others, see
+  labelled rows: Clopper-Pearson for accuracy, a BCa bootstrap for the others, see
   :mod:`workloads.watcher.quality_evidence`) lies wholly beyond the threshold. The interval's confidence is
   ``1 - 2 * quality_evidence.alpha / m`` for ``m`` quality thresholds (Bonferroni over one-sided checks: a
   window whose population meets every threshold is called breached with probability at most ``alpha``).

@@ -13,8 +13,9 @@ one-sided bound at level ``(1 - confidence) / 2``. The watcher asks for
 chance that any threshold is called a breach is at most ``alpha`` (Bonferroni), up to each method's
 approximation:
 
-- ``accuracy_score`` (a single proportion: correct predictions among ``n`` rows): the Wilson score interval,
-  whose coverage stays near nominal from a handful of rows (Brown, Cai & DasGupta, Statistical Science 2001).
+- ``accuracy_score`` (a single proportion: correct predictions among ``n`` rows): the Clopper-Pearson interval,
+  whose every tail holds its level exactly for any ``n`` and any true accuracy (:func:`proportion_interval`
+  says why not the Wilson interval: it undercovers near 1, where good models' accuracy is, on small windows).
 - every other metric of the problem type, as ``workloads.training.evaluation.quality_metrics`` names them
   (macro and weighted ``precision``, ``recall``, ``f1_score`` for classification; ``mean_squared_error``,
   ``root_mean_squared_error``, ``mean_absolute_error``, ``r2_score``, ``mean_absolute_percentage_error`` for
@@ -26,7 +27,7 @@ approximation:
   per-row vectors, so a chunk of resamples is one matrix product ``weights @ per_row`` (fast, and memory
   bounded by :data:`CHUNK_ELEMENTS` whatever the number of rows or resamples).
 
-``tests/watcher/test_quality_evidence.py`` checks Wilson against its formula and scipy, the bootstrap's
+``tests/watcher/test_quality_evidence.py`` checks the accuracy interval against scipy and its exact coverage, the bootstrap's
 coverage on simulated windows, and ``tests/benchmarks/bench_drift_evidence.py`` the false-breach rate on
 healthy windows of the demo models.
 """
@@ -56,13 +57,21 @@ def family_confidence(alpha: float, thresholds: int) -> float:
     return 1.0 - 2.0 * alpha / max(1, thresholds)
 
 
-def wilson_interval(successes: int, n: int, confidence: float) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion ``successes / n`` (``n >= 1``)."""
-    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+def proportion_interval(successes: int, n: int, confidence: float) -> tuple[float, float]:
+    """Clopper-Pearson ("exact") interval of a binomial proportion ``successes / n`` (``n >= 1``).
+
+    Each end is the proportion at which seeing ``successes`` (or more extreme) has probability ``(1 -
+    confidence) / 2``, so each tail's miss rate is at most that level for every true proportion and every ``n``.
+    The Wilson score interval does not hold it near 0 and 1 on small windows: at 99% its upper end falls below
+    the truth up to 8.3% of the time on 20 rows, 5.7% on 50 and 2% on 200 (2% with continuity correction),
+    against the 0.5% allowed; an accuracy of 0.97 is exactly there.
+    """
+    from scipy import stats  # imported here: the CLI imports evaluation, which needs none of scipy
+
+    tail = (1 - confidence) / 2
+    low = 0.0 if successes == 0 else float(stats.beta.ppf(tail, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(stats.beta.ppf(1 - tail, successes + 1, n - successes))
+    return low, high
 
 
 def expanded_tail(n: int, confidence: float) -> float:
@@ -191,7 +200,7 @@ def quality_intervals(problem_type: str, y_true, y_pred, confidence: float,
         return out
     if problem_type == "classification":
         codes, _ = pd.factorize(np.concatenate([y, pred]))  # 1 and 1.0 are one class, as sklearn compares them
-        low, high = wilson_interval(int(np.sum(codes[:n] == codes[n:])), n, confidence)
+        low, high = proportion_interval(int(np.sum(codes[:n] == codes[n:])), n, confidence)
         out[ACCURACY] = [low, high]
         per_row, metrics = classification_rows(codes[:n], codes[n:], int(codes.max()) + 1), classification_metrics
     else:
