@@ -84,7 +84,7 @@ def expanded_tail(n: int, confidence: float) -> float:
 
 def resample_count(tail: float) -> int:
     """Resamples enough for :data:`MIN_TAIL_RESAMPLES` beyond each end, within the bounds."""
-    return int(min(MAX_RESAMPLES, max(MIN_RESAMPLES, math.ceil(MIN_TAIL_RESAMPLES / tail))))
+    return int(min(MAX_RESAMPLES, max(MIN_RESAMPLES, math.ceil(MIN_TAIL_RESAMPLES / max(tail, 1e-9)))))
 
 
 def resample_sums(per_row: np.ndarray, resamples: int, seed: int = SEED) -> np.ndarray:
