@@ -1,6 +1,6 @@
 """Drift and quality verdicts that hold statistically: false breaches on healthy windows, detection of real drift.
 
-    uv run python tests/benchmarks/bench_drift_evidence.py [--quick] [--model NAME ...]
+    uv run python tests/benchmarks/bench_drift_evidence.py [--quick] [--trials N] [--drift-trials N] [--model NAME]
 
 Each demo model (``bakehouse_decorators``, regression with rmse max 5 and r2 min 0.5; ``bakehouse_large_order``,
 classification with accuracy min 0.7 and f1 min 0.5; both with 9 categorical features, franchise_name with 48
@@ -228,10 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer trials (a smoke run)")
     parser.add_argument("--trials", type=int, default=None, help="healthy windows per size (default 200; quick 20)")
+    parser.add_argument("--drift-trials", type=int, default=None,
+                        help="drifted windows per kind and size (default 40; quick 5)")
     parser.add_argument("--model", action="append", choices=MODELS, help="a demo model (default: both)")
     args = parser.parse_args(argv)
     healthy = args.trials or (20 if args.quick else 200)
-    drift = 5 if args.quick else 40
+    drift = args.drift_trials or (5 if args.quick else 40)
     sizes = (20, 200, 1000) if args.quick else SIZES
     ok = True
     for model in args.model or MODELS:
