@@ -72,7 +72,7 @@ class Check:
     status: str
     pvalue: float | None = None  # drift: the feature's test p-value
     alpha: float | None = None  # drift: the level it had to be below (after Bonferroni)
-    note: str | None = None  # why there was not enough data
+    note: str | None = None  # why there was not enough data, or why a quality breach lacks its evidence
     per_category: bool = False  # only this categorical feature lacked rows per category (the window was judged)
     interval: list[float] | None = None  # quality: the metric's confidence interval [low, high]
     confidence: float | None = None  # quality: that interval's two-sided confidence
