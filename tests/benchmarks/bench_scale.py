@@ -48,13 +48,14 @@ console = Console(width=150)
 
 def _spec_and_pool(seed: int = 0) -> tuple[object, list[str], list[str]]:
     """The demo model's spec, POOL distinct demo-shaped request bodies (without client id) and their responses."""
+    from workloads.data import roles
     from workloads.data.bakehouse import generate
-    from workloads.data.features import build_features, split_holdout
+    from workloads.data.features import build_features
     from workloads.specs import load_spec
     from workloads.traffic import request_body
 
     spec = load_spec(MODEL)
-    _, holdout = split_holdout(build_features(generate(seed=42)))
+    holdout = roles.split(build_features(generate(seed=42)), spec).holdout
     features = holdout[spec.feature_names].reset_index(drop=True)
     rng = np.random.default_rng(seed)
     bodies, answers = [], []

@@ -48,15 +48,17 @@ def _train(home: Path) -> tuple[str, object]:
     from sklearn.preprocessing import OrdinalEncoder
 
     from workloads import registry
+    from workloads.data import roles
     from workloads.data.bakehouse import generate
-    from workloads.data.features import build_features, split_holdout
+    from workloads.data.features import build_features
     from workloads.ports.tracking import configure_tracking, ensure_experiment
     from workloads.settings import load_settings
     from workloads.specs import load_spec
 
     settings = load_settings(home=home)
     spec = load_spec(MODEL)
-    train, holdout = split_holdout(build_features(generate(seed=42)))
+    parts = roles.split(build_features(generate(seed=42)), spec)
+    train, holdout = parts.training, parts.holdout
     categorical = [c.name for c in spec.features if c.is_categorical]
     numeric = [c.name for c in spec.features if not c.is_categorical]
     pre = ColumnTransformer([

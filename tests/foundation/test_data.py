@@ -2,12 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workloads.data import bakehouse
-from workloads.data import roles
+from workloads.data import bakehouse, roles
 from workloads.data.features import build_features, write_bakehouse
 from workloads.data.source import read_examples
-from workloads.specs import load_spec
 from workloads.ports.tables import get_tables
+from workloads.specs import load_spec
 
 REF = "2026-11-01"
 

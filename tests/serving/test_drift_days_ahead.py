@@ -87,10 +87,9 @@ def test_the_days_ahead_route_refuses_a_client_that_is_not_loopback(serving_sett
 @pytest.mark.parametrize("kind", ["covariate", "concept"])
 def test_drift_simulate_days_ahead_on_the_running_serve_lands_later_and_reset_removes_exactly_it(
         server, serving_settings, spec, holdout, capsys, kind):
-    from workloads.traffic import send_traffic
-
     from workloads.data.bakehouse import generate
     from workloads.data.features import write_bakehouse
+    from workloads.traffic import send_traffic
 
     home = str(serving_settings.home)
     write_bakehouse(serving_settings, generate(seed=42))  # the spec's source: the simulation sends its serving pool

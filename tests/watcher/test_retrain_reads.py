@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from tests.serving.test_labels_merge import DAY0, SPEC, processed_rows
+from workloads.data.roles import is_fresh_holdout
 from workloads.errors import SettingsError
 from workloads.ports.tables import LocalTables, SparkTables
 from workloads.settings import DEFAULT_RETRAIN_MAX_ROWS, load_settings
-from workloads.data.roles import is_fresh_holdout
 from workloads.watcher.retraining import fresh_traffic, latest_labelled_window
 
 TRAINING_COLUMNS = [*SPEC.feature_names, "quantity", "example_id"]

@@ -19,11 +19,11 @@ from tests.conftest import make_trained_home
 from workloads import registry
 from workloads.alerts import read_outbox
 from workloads.clock import ShiftableClock
+from workloads.data.roles import is_fresh_holdout
 from workloads.ports.task_values import DatabricksTaskValues, LocalTaskValues
 from workloads.promotion import read_audit
 from workloads.specs import EXAMPLE_ID_COLUMN, load_spec
 from workloads.watcher.evaluation import ObservedMetrics
-from workloads.data.roles import is_fresh_holdout
 from workloads.watcher.retraining import fresh_traffic
 from workloads.watcher.steps import (
     EVALUATE_TASK,
@@ -110,6 +110,12 @@ def test_healthy_window_needs_no_retrain_and_publishes_task_values(world, health
     assert result.observed.rows == HEALTHY_REQUESTS * ROWS
     assert result.observed.labelled_rows == HEALTHY_REQUESTS * ROWS  # step_monitor unpacked and merged labels
     assert result.observed.quality["root_mean_squared_error"] < SPEC.thresholds["rmse"].value
+    # the quality intervals come from the window's own labelled rows, at the confidence the 2 thresholds need
+    assert result.observed.quality_interval_rows == result.observed.labelled_rows
+    assert result.observed.quality_confidence == pytest.approx(0.99)
+    for metric in ("root_mean_squared_error", "r2_score"):
+        low, high = result.observed.quality_intervals[metric]
+        assert low <= result.observed.quality[metric] <= high
     assert set(result.observed.drift) == set(SPEC.feature_names)
     assert {c.status for c in result.evaluation.checks} == {"ok"}
 
@@ -153,6 +159,9 @@ def test_concept_drift_is_caught_retrained_validated_promoted_and_served(world, 
     assert result.observed.labelled_rows == DRIFT_REQUESTS * ROWS
     quality_breaches = {c.metric for c in evaluation.checks if c.scope == "quality" and c.status == "breach"}
     assert quality_breaches == {"rmse", "r2"}
+    for check in (c for c in evaluation.checks if c.scope == "quality"):  # each interval wholly beyond
+        low, high = check.interval
+        assert (low > check.threshold) if check.direction == "max" else (high < check.threshold)
 
     retrain = result.retrain
     assert retrain is not None and retrain.promoted, retrain and retrain.reasons
@@ -255,7 +264,10 @@ def _observed(window_start: str, rmse: float, r2: float) -> dict:
         window_start=window_start, window_end=str(pd.Timestamp(window_start) + pd.Timedelta(days=1)),
         granularity="1 day", rows=400, labelled_rows=400,
         quality={"root_mean_squared_error": rmse, "r2_score": r2},
-        drift={f: {"js_distance": 0.01, "population_stability_index": 0.01} for f in SPEC.feature_names}).to_dict()
+        drift={f: {"js_distance": 0.01, "population_stability_index": 0.01} for f in SPEC.feature_names},
+        # decisive evidence: each interval as narrow as its point estimate, at the confidence 2 thresholds need
+        quality_intervals={"root_mean_squared_error": [rmse, rmse], "r2_score": [r2, r2]},
+        quality_confidence=0.99, quality_interval_rows=400).to_dict()
 
 
 @pytest.mark.parametrize(("rmse", "r2", "expected"), [(9.0, 0.1, "true"), (2.0, 0.9, "false")])

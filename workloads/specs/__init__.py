@@ -130,6 +130,19 @@ class DriftEvidence(BaseModel):
                                                        "number of features tested (Bonferroni).")
 
 
+class QualityEvidence(BaseModel):
+    """When a window's quality metric counts as evidence: a metric beyond its threshold is a breach only when its
+    confidence interval, computed from the window's labelled rows, lies wholly beyond the threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(0.01, gt=0, lt=0.5, description="Family-wise significance level: each quality threshold "
+                                                         "is judged on a two-sided interval at confidence 1 - "
+                                                         "2 * alpha / (quality thresholds) (Bonferroni; "
+                                                         "Clopper-Pearson for accuracy, a bootstrap for the "
+                                                         "others).")
+
+
 class PromotionEvidence(BaseModel):
     """When a challenger's win over the champion means something: a large enough holdout and a paired
     comparison (the same rows scored by both) whose confidence interval excludes 'no difference'."""
@@ -167,6 +180,8 @@ class ModelSpec(BaseModel):
     min_rows: int = Field(30, description="Fewest labelled rows for a window's quality metrics to count.")
     drift_evidence: DriftEvidence = Field(default_factory=DriftEvidence,
                                           description="When drift distances count as evidence (rows, significance).")
+    quality_evidence: QualityEvidence = Field(default_factory=QualityEvidence,
+                                              description="When quality metrics count as evidence (intervals).")
     promotion_evidence: PromotionEvidence = Field(
         default_factory=PromotionEvidence, description="When a challenger's win over the champion counts.")
     hyperparameters: dict[str, list] = Field(default_factory=dict, description="Sweep grid for trainers that sweep.")

@@ -3,7 +3,14 @@
 ``rmse`` is breached above its max, ``r2`` below its min, drift metrics above their max. A verdict is only
 drawn from evidence:
 
-- quality metrics count on at least the spec's ``min_rows`` labelled rows;
+- quality metrics count on at least the spec's ``min_rows`` labelled rows, and a quality metric beyond its
+  threshold is a breach only when its confidence interval (computed by the observation from the window's
+  labelled rows: Clopper-Pearson for accuracy, a BCa bootstrap for the others, see
+  :mod:`workloads.watcher.quality_evidence`) lies wholly beyond the threshold. The interval's confidence is
+  ``1 - 2 * quality_evidence.alpha / m`` for ``m`` quality thresholds (Bonferroni over one-sided checks: a
+  window whose population meets every threshold is called breached with probability at most ``alpha``).
+  A point estimate beyond its threshold whose interval reaches the threshold is ``not significant``; one
+  without an interval (or with an interval at a lower confidence than needed) is ``missing``;
 - a drift distance over its threshold is a breach only when the window has ``drift_evidence.min_rows`` rows,
   a categorical feature has at least ``drift_evidence.min_expected_per_category`` rows per category seen (else
   that feature alone is not judged, and the reasons say so), and
@@ -22,8 +29,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from workloads.metric_names import metric_value
+from workloads.metric_names import canonical, metric_value
 from workloads.specs import ModelSpec, Threshold
+from workloads.watcher.quality_evidence import family_confidence
 
 OK, BREACH, MISSING, TOO_FEW_ROWS, NOT_SIGNIFICANT = "ok", "breach", "missing", "too_few_rows", "not_significant"
 HEALTHY, BREACHED, UNKNOWN, NOT_ENOUGH_DATA = "healthy", "breach", "unknown", "not enough data"
@@ -42,6 +50,9 @@ class ObservedMetrics:
     drift: dict[str, dict[str, float | None]] = field(default_factory=dict)  # feature -> metric -> value
     distinct_counts: dict[str, int] = field(default_factory=dict)  # feature -> distinct values in the window
     batch: dict[str, float] = field(default_factory=dict)  # latest batch metrics logged to MLflow
+    quality_intervals: dict[str, list[float]] = field(default_factory=dict)  # metric -> [low, high]
+    quality_confidence: float | None = None  # two-sided confidence of every quality interval
+    quality_interval_rows: int = 0  # labelled rows the intervals were computed from
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,23 +72,40 @@ class Check:
     status: str
     pvalue: float | None = None  # drift: the feature's test p-value
     alpha: float | None = None  # drift: the level it had to be below (after Bonferroni)
-    note: str | None = None  # why there was not enough data
+    note: str | None = None  # why there was not enough data, or why a quality breach lacks its evidence
     per_category: bool = False  # only this categorical feature lacked rows per category (the window was judged)
+    interval: list[float] | None = None  # quality: the metric's confidence interval [low, high]
+    confidence: float | None = None  # quality: that interval's two-sided confidence
+
+    def _interval_text(self) -> str:
+        low, high = self.interval  # type: ignore[misc]
+        return f"{self.confidence * 100:.4g}% interval {low:.4g} to {high:.4g}"
 
     def line(self) -> str:
         where = "" if self.scope == "quality" else f"[{self.scope}] "
+        op = {"max": ">", "min": "<"}[self.direction]
+        if self.status == MISSING and self.note and self.observed is not None:
+            return f"{where}{self.metric} {self.observed:.4g} {op} {self.direction} {self.threshold:g} but " \
+                   f"{self.note} (not read as healthy)"
         if self.status == MISSING:
             what = "" if self.observed is None else " p-value"
             return f"{where}{self.metric}:{what} missing (not read as healthy)"
         if self.status == TOO_FEW_ROWS:
             rows = "labelled rows" if self.scope == "quality" else "rows in the window"
             return f"{where}{self.metric}: not enough data: {self.note or f'too few {rows} to judge'}"
+        if self.status == NOT_SIGNIFICANT and self.interval is not None:
+            return (f"{where}{self.metric} {self.observed:.4g} {op} {self.direction} {self.threshold:g} but not "
+                    f"significant ({self._interval_text()} reaches the threshold): sampling noise, not a "
+                    f"quality drop")
         if self.status == NOT_SIGNIFICANT:
             return (f"{where}{self.metric} {self.observed:.4g} > {self.direction} {self.threshold:g} but not "
                     f"significant (p={self.pvalue:.3g} >= {self.alpha:.2g}): sampling noise, not drift")
-        op = {"max": ">", "min": "<"}[self.direction] if self.status == BREACH else "within"
-        evidence = f" (p={self.pvalue:.3g} < {self.alpha:.2g})" if self.status == BREACH and self.pvalue is not None \
-            else ""
+        op = op if self.status == BREACH else "within"
+        evidence = ""
+        if self.status == BREACH and self.pvalue is not None:
+            evidence = f" (p={self.pvalue:.3g} < {self.alpha:.2g})"
+        elif self.status == BREACH and self.interval is not None:
+            evidence = f" ({self._interval_text()})"
         return f"{where}{self.metric} {self.observed:.4g} {op} {self.direction} {self.threshold:g}{evidence}"
 
 
@@ -104,6 +132,34 @@ def _check(metric: str, scope: str, value: float | None, threshold: Threshold, e
     else:
         status = BREACH if threshold.breached(value) else OK
     return Check(metric, scope, value, threshold.direction, threshold.value, status)
+
+
+def _interval(observed: ObservedMetrics, metric: str) -> list[float] | None:
+    """The observed interval of ``metric`` under its own or its monitor name."""
+    interval = observed.quality_intervals.get(metric, observed.quality_intervals.get(canonical(metric)))
+    return None if interval is None else [float(interval[0]), float(interval[1])]
+
+
+def _quality_check(observed: ObservedMetrics, metric: str, threshold: Threshold, enough_rows: bool,
+                   confidence: float) -> Check:
+    """One quality threshold, judged on evidence: a point estimate beyond it is a breach only when the metric's
+    interval (at ``confidence`` at least) lies wholly beyond it."""
+    check = _check(metric, "quality", metric_value(observed.quality, metric), threshold, enough_rows)
+    if check.status != BREACH:
+        return check
+    interval = _interval(observed, metric)
+    have = observed.quality_confidence
+    if interval is None:
+        check.status, check.note = MISSING, "its confidence interval is missing"
+    elif have is None or have < confidence - 1e-9:
+        check.status = MISSING
+        check.note = (f"its interval is at {(have or 0) * 100:.4g}% confidence, {confidence * 100:.4g}% needed "
+                      "(more quality thresholds than the observation was made for)")
+    else:
+        check.interval, check.confidence = interval, have
+        nearest = interval[0] if threshold.direction == "max" else interval[1]
+        check.status = BREACH if threshold.breached(nearest) else NOT_SIGNIFICANT
+    return check
 
 
 def _pvalue(spec: ModelSpec, feature: str, values: dict) -> float | None:
@@ -156,7 +212,8 @@ def evaluate_window(spec: ModelSpec, observed: ObservedMetrics, overrides: dict[
     quality_thresholds = {**spec.thresholds, **{k: v for k, v in overrides.items() if k not in spec.drift_thresholds}}
     drift_thresholds = {**spec.drift_thresholds, **{k: v for k, v in overrides.items() if k in spec.drift_thresholds}}
     enough = observed.labelled_rows >= spec.min_rows
-    checks = [_check(m, "quality", metric_value(observed.quality, m), t, enough) for m, t in quality_thresholds.items()]
+    confidence = family_confidence(spec.quality_evidence.alpha, len(quality_thresholds))
+    checks = [_quality_check(observed, m, t, enough, confidence) for m, t in quality_thresholds.items()]
     features = spec.feature_names
     tested = [f for f in features if any(metric_value(observed.drift.get(f, {}), m) is not None
                                          for m in drift_thresholds)]
