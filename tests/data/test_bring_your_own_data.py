@@ -80,7 +80,7 @@ def test_a_csv_of_ones_own_becomes_a_monitored_model_that_retrains_with_the_cli_
     from workloads import registry
     from workloads.data import roles
     from workloads.data.source import read_examples
-    from workloads.serving.running import record_running
+    from workloads.serving.running import clear_running, record_running
     from workloads.serving.server import start_server
     from workloads.settings import load_settings
     from workloads.specs import load_spec
@@ -128,6 +128,7 @@ def test_a_csv_of_ones_own_becomes_a_monitored_model_that_retrains_with_the_cli_
         assert "retrain needed: True" in out and "v2 promoted over v1" in out.replace("\n", " "), out
     finally:
         handle.stop()
+        clear_running(settings, MODEL)  # as `mlops serve` does when it stops
 
     # The promotion rests on rows the challenger never trained on.
     champion = registry.get_alias(settings, spec, registry.CHAMPION)

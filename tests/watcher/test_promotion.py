@@ -166,7 +166,8 @@ def test_promote_refuses_without_a_dev_champion(home_settings, spec):
 def test_promote_refuses_a_copy_that_fails_the_prod_gate(trained, spec):
     settings, _ = trained
     strict = spec.model_copy(update={"thresholds": {"accuracy_score": Threshold(min=0.999)}})
-    with pytest.raises(CrossEnvironmentPromotionError, match="failed the prod gate on the prod holdout .*: accuracy_score"):
+    with pytest.raises(CrossEnvironmentPromotionError,
+                       match="failed the prod gate on the holdout share of samples.bakehouse.sales_transactions .*: accuracy_score"):
         promote_across(settings, strict, "dev", "prod")
     prod = settings.for_env("prod")
     assert registry.get_alias(prod, spec, "champion") is None

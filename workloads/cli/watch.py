@@ -167,7 +167,7 @@ def register(app: typer.Typer) -> None:
         notify(settings.for_env(target), "promotion", model,
                f"{model}: {source} v{result.source_version} -> {target} v{result.target_version}")
         console.print(f"{result.source} -> {settings.for_env(target).registered_model(model)} v{result.target_version} "
-                      f"(champion); " + ", ".join(f"{k}={result.metrics[k]:.3f}" for k in ("rmse", "r2")
+                      f"(champion); " + ", ".join(f"{k}={result.metrics[k]:.3f}" for k in load_spec(model).thresholds
                                                   if k in result.metrics))
 
     drift = group(app, "drift", "Drift: simulate it, reset it, analyze it.")
