@@ -89,10 +89,33 @@ class SchemasConfig(_Model):
         return self.monitoring or self.models
 
 
+def principal_kind(principal: str) -> Literal["service_principal", "user", "group"]:
+    """How Databricks names a principal in an access control list: a service principal by application id (UUID), a
+    user by e-mail address, anything else is a group name."""
+    if _UUID.match(principal.lower()):
+        return "service_principal"
+    return "user" if "@" in principal else "group"
+
+
 class ServingConfig(_Model):
     workload_size: WorkloadSize = Field("Small", description="Serving compute per served entity: Small, Medium, Large.")
     scale_to_zero: bool = Field(True, description="Let the endpoint scale to zero when idle (cheap, cold starts).")
     route_optimized: bool = Field(False, description="Route-optimized endpoint (lower latency, dedicated URL).")
+    consumers: list[str] = Field(
+        default_factory=list,
+        description="Principals that may query the endpoints (CAN_QUERY): group names, user e-mails or service "
+                    "principal application ids. The endpoint permissions are authoritative: nobody else queries.")
+
+    @field_validator("consumers")
+    @classmethod
+    def _consumers(cls, value: list[str]) -> list[str]:
+        blank = [v for v in value if not v.strip()]
+        if blank:
+            raise ValueError("consumers must be group names, user e-mails or service principal application ids, "
+                             "not empty strings")
+        if len(set(value)) != len(value):
+            raise ValueError("consumers must not repeat")
+        return [v.lower() if principal_kind(v) == "service_principal" else v for v in value]
 
 
 class MonitorConfig(_Model):

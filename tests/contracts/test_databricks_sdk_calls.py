@@ -268,3 +268,27 @@ def test_watcher_run_now_and_wait(workspace):
     assert body == {"job_id": 101} and set(body) <= documented_fields(jobs.JobsAPI.run_now)
     polls = [query for m, p, query, _ in workspace.api() if p == "/api/2.2/jobs/runs/get"]
     assert polls and all(q["run_id"] == ["9001"] for q in polls)
+
+
+@pytest.mark.parametrize("status,answer,expected", [
+    (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Registered model not found"}, "absent"),
+    (404, {"error_code": "CATALOG_DOES_NOT_EXIST", "message": "Catalog 'mlops_dev' does not exist."}, "absent"),
+    (403, {"error_code": "PERMISSION_DENIED", "message": "User does not have EXECUTE on Routine or Model"}, "error"),
+    # The same words in the message, another code: not "absent" (the old text match would have deferred it).
+    (404, {"error_code": "NOT_FOUND", "message": "Catalog mlops_dev does not exist or is not found"}, "error"),
+    (404, {"message": "not found"}, "error"),
+])
+def test_deploy_time_champion_lookup_tells_absent_from_unreadable_by_error_code(workspace, status, answer, expected):
+    """infra/champion.py with the real SDK: the response's error_code decides, never its message."""
+    from infra.champion import ChampionLookupError, lookup_champion
+
+    name = "mlops_dev.bakehouse_ml.bakehouse_autolog_model"
+    workspace.answer("GET", f"/api/2.1/unity-catalog/models/{name}", (status, answer))
+    if expected == "absent":
+        found = lookup_champion(name, workspace.client(), creates_catalog=True)
+        assert not found.found and "does not exist yet" in found.reason
+    else:
+        with pytest.raises(ChampionLookupError, match=answer.get("error_code", "NotFound")):
+            lookup_champion(name, workspace.client(), creates_catalog=True)
+    ((method, called, query, _),) = workspace.api()
+    assert (method, called, query) == ("GET", f"/api/2.1/unity-catalog/models/{name}", {"include_aliases": ["true"]})

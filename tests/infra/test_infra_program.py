@@ -18,7 +18,8 @@ from infra.offline import prepare
 from infra.runtime import SERVERLESS_ENVIRONMENT_VERSION
 from infra.specs import resolve_spec
 
-PER_MODEL = {"RegisteredModel": 1, "SqlTable": 2, "ModelServing": 1, "QualityMonitor": 1, "Job": 3, "Grants": 1}
+PER_MODEL = {"RegisteredModel": 1, "SqlTable": 2, "ModelServing": 1, "QualityMonitor": 1, "Job": 3, "Grants": 1,
+             "Permissions": 1}
 
 
 def kinds(evaluation, under: str = "") -> Counter:
@@ -28,7 +29,7 @@ def kinds(evaluation, under: str = "") -> Counter:
 def test_dev_declares_the_platform_and_everything_per_model(dev):
     counts = kinds(dev)
     for kind, n in PER_MODEL.items():
-        extra = {"Grants": 2}.get(kind, 0)  # catalog and models-schema grants
+        extra = {"Grants": 2, "Permissions": 1}.get(kind, 0)  # catalog/schema grants, step notebook ACL
         assert counts[kind] == n * len(MODELS) + extra, kind
     assert (counts["Catalog"], counts["Schema"], counts["Volume"], counts["File"]) == (1, 1, 1, 1)
     assert counts["SqlEndpoint"] == 0  # dev reuses a configured warehouse
@@ -66,8 +67,11 @@ def test_endpoint_serves_the_champion_of_its_registered_model(dev):
     assert dev.warnings == []
 
 
-def test_champion_is_looked_up_through_the_registered_model_data_source(dev):
-    lookups = [(token, args) for token, args in dev.invokes if "getRegisteredModel" in token]
+def test_champion_is_looked_up_through_databricks_sdk(dev):
+    from infra.offline import REGISTRY_GET
+
+    assert not [token for token, _ in dev.invokes if "getRegisteredModel" in token]  # no provider data source
+    lookups = [(token, args) for token, args in dev.invokes if token == REGISTRY_GET]
     assert sorted(args["fullName"] for _, args in lookups) == [
         f"mlops_dev.bakehouse_ml.{m}_model" for m in MODELS]
     assert all(args["includeAliases"] is True for _, args in lookups)
@@ -140,7 +144,7 @@ def test_grants_give_least_privilege(prod, dev):
 def test_first_deploy_defers_every_endpoint_with_a_warning_and_deploys_the_rest(first_deploy):
     assert kinds(first_deploy)["ModelServing"] == 0
     for kind, n in PER_MODEL.items():
-        if kind != "ModelServing":
+        if kind not in ("ModelServing", "Permissions"):  # the endpoint and its permissions are deferred together
             assert kinds(first_deploy)[kind] >= n * len(MODELS)
     deferred = [w for w in first_deploy.warnings if "deferred" in w]
     assert len(deferred) == len(MODELS)
@@ -164,6 +168,40 @@ def test_a_lookup_failing_for_another_reason_stops_the_deploy_instead_of_droppin
     with pytest.raises(ChampionLookupError, match=r"PERMISSION_DENIED.*grant the deploying principal"):
         run("prod", champions={"bakehouse_autolog": 2},
             lookup_errors={"bakehouse_decorators": "PERMISSION_DENIED: User does not have EXECUTE"})
+    # A 404 whose message reads "does not exist" but whose code is not RESOURCE_DOES_NOT_EXIST is not "absent".
+    with pytest.raises(ChampionLookupError, match=r"NOT_FOUND"):
+        run("prod", champions={"bakehouse_autolog": 2},
+            lookup_errors={"bakehouse_decorators": "NOT_FOUND: Catalog 'mlops_prod' does not exist or not found"})
+
+
+def test_a_missing_catalog_is_absent_only_where_the_stack_creates_it(run):
+    from infra.champion import ChampionLookupError
+
+    missing = {m: "CATALOG_DOES_NOT_EXIST: Catalog 'mlops_dev' does not exist." for m in MODELS}
+    first = run("dev", champions={}, lookup_errors=missing)
+    assert first.of_type("ModelServing") == [] and len(first.warnings) == len(MODELS)
+    reused = {"lakehouse-mlops:catalog": {"name": "mlops_dev", "create": False}}
+    with pytest.raises(ChampionLookupError, match="CATALOG_DOES_NOT_EXIST.*bound to this workspace"):
+        run("dev", champions={}, lookup_errors=missing, overrides=reused)
+
+
+def test_endpoint_permissions_are_declared_and_prod_endpoints_protected(dev, prod):
+    for evaluation, consumers in ((dev, {"data-scientists", "ml-engineers"}),
+                                  (prod, {"bakehouse-apps", "3f2e1d0c-9b8a-4765-a432-10fedcba9876"})):
+        for model in MODELS:
+            endpoint = evaluation.get("ModelServing", name=f"{model}-endpoint")
+            assert endpoint.protect is (evaluation.stack == "prod")
+            permissions = evaluation.get("Permissions", name=f"{model}-endpoint-permissions")
+            assert permissions.parent == endpoint.parent
+            assert permissions.inputs["servingEndpointId"] == f"ep-{endpoint.inputs['name']}"
+            acl = {(a.get("groupName") or a.get("userName") or a.get("servicePrincipalName")): a["permissionLevel"]
+                   for a in permissions.inputs["accessControls"]}
+            run_as = evaluation.get("Job", name=f"{model}-watcher").inputs["runAs"]["servicePrincipalName"]
+            assert acl == {"mlops-deployers": "CAN_MANAGE", run_as: "CAN_VIEW",
+                           **{c: "CAN_QUERY" for c in consumers}}
+    (app_sp,) = [a for a in prod.get("Permissions", name="bakehouse_autolog-endpoint-permissions")
+                 .inputs["accessControls"] if a.get("servicePrincipalName") == "3f2e1d0c-9b8a-4765-a432-10fedcba9876"]
+    assert "groupName" not in app_sp  # a service principal is named by application id, not as a group
 
 
 def test_prod_protects_catalog_schemas_tables_models_and_dev_does_not(prod, dev):
