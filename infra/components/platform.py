@@ -9,7 +9,7 @@ import pulumi_databricks as databricks
 
 from infra.artifacts import Wheel
 from infra.config import StackConfig
-from infra.runtime import step_notebook_source
+from infra.runtime import STEP_NOTEBOOK_FORMAT, step_notebook_source
 
 # Least privilege: readers browse and read; writers also write tables and volumes and create models.
 CATALOG_READ = ["USE_CATALOG"]
@@ -97,7 +97,7 @@ class Platform(pulumi.ComponentResource):
         # The notebook that runs the steps which must set task values (infra/runtime.py says why). Its content
         # names this deploy's wheel, so a new wheel rewrites it; it is a few hundred bytes in the state.
         self.step_notebook = databricks.Notebook(
-            "step-notebook", path=step_notebook_path(config), language="PYTHON",
+            "step-notebook", path=step_notebook_path(config), language="PYTHON", format=STEP_NOTEBOOK_FORMAT,
             content_base64=self.wheel.path.apply(
                 lambda path: base64.b64encode(step_notebook_source(path).encode()).decode()),
             opts=child)

@@ -105,13 +105,17 @@ def test_jobs_install_the_uploaded_wheel_and_run_as_the_service_principal(dev, p
                 if "pythonWheelTask" in task:
                     assert task["pythonWheelTask"]["parameters"][:4] == ["--backend", "databricks", "--env", env]
                     assert task["environmentKey"] == environment["environmentKey"]
-        # The step notebook (the evaluate task, which sets task values) installs the same wheel with %pip and
-        # the run-as principal may run it.
+        # The step notebook (the evaluate task, which sets task values) runs in the same serverless environment as
+        # the wheel tasks: its Jupyter metadata holds the environment version and the same wheel; no %pip.
         notebook = evaluation.get("Notebook", name="step-notebook").inputs
-        source = base64.b64decode(notebook["contentBase64"]).decode()
-        assert source.startswith("# Databricks notebook source\n")
-        assert f"# MAGIC %pip install --quiet \"{wheel_path}\"" in source
-        assert "use_notebook_dbutils(dbutils)" in source and "main(args)" in source
+        assert notebook["format"] == "JUPYTER"
+        source = json.loads(base64.b64decode(notebook["contentBase64"]).decode())
+        meta = source["metadata"]["application/vnd.databricks.v1+notebook"]["environmentMetadata"]
+        assert {"environmentVersion": meta["environment_version"], "dependencies": meta["dependencies"]} == \
+            environment["spec"]
+        code = "".join(line for cell in source["cells"] for line in cell["source"])
+        assert "use_notebook_dbutils(dbutils)" in code and "main(args)" in code
+        assert "%pip" not in code and "restartPython" not in code
         (acl,) = evaluation.get("Permissions", name="step-notebook-permissions").inputs["accessControls"]
         assert acl["permissionLevel"] == "CAN_RUN" and acl["servicePrincipalName"]
         evaluate_task = evaluation.get("Job", name="bakehouse_autolog-watcher").inputs["tasks"][2]

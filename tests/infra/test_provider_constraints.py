@@ -148,7 +148,7 @@ def one_task_type(task, _):
 def task_environment(task, job):
     # JobTaskArgs.environment_key: "identifier of an environment block ... Required for some tasks
     # (spark_python_task, python_wheel_task, ...) running on serverless compute". Notebook tasks on serverless take
-    # their libraries from the notebook (%pip), not from an environment
+    # their environment from the notebook itself (infra/runtime.py step_notebook_environment), not from a job environment
     # (https://docs.databricks.com/en/jobs/run-serverless-jobs.html).
     serverless = not any(task.get(k) for k in CLUSTER_KEYS)
     declared = {e.get("environmentKey") for e in job.get("environments") or []}

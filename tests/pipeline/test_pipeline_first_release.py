@@ -7,6 +7,7 @@ scale-to-zero, not route-optimized), and the next `pulumi up` failed on "already
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pipeline_rules as rules
 import pytest
@@ -91,12 +92,9 @@ def test_the_old_order_collides_and_the_recording_server_sees_it():
     workspace = Workspace()
     workspace.endpoints["bakehouse-autolog"] = "mlops promote"
 
-    class Declared:
-        inputs = {"name": "bakehouse-autolog"}
-
     class Evaluation:
         def of_type(self, kind):
-            return [Declared()]
+            return [SimpleNamespace(inputs={"name": "bakehouse-autolog"})]
 
     with pytest.raises(AssertionError, match="already exists .created by mlops promote"):
         workspace.pulumi_creates(Evaluation())
