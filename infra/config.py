@@ -68,9 +68,21 @@ class CatalogConfig(_Model):
     name: str = Field(description="Unity Catalog catalog holding the models' schemas, tables and volume.")
     create: bool = Field(True, description="Create (and own) the catalog; false reuses an existing catalog.")
     comment: str = Field("", description="Catalog comment, for people browsing Unity Catalog.")
-    storage_root: str | None = Field(None, description="Managed storage location (abfss://...); metastore default if unset.")
+    storage_root: str | None = Field(
+        None, description="Managed storage location of a created catalog (abfss://<container>@<account>.dfs.core."
+                          "windows.net/<path>, under an external location); required where the metastore has no "
+                          "storage root (workspaces enabled for Unity Catalog automatically); unset: the metastore's.")
 
     _name = field_validator("name")(_identifier)
+
+    @field_validator("storage_root")
+    @classmethod
+    def _abfss(cls, value: str | None) -> str | None:
+        # "MANAGED LOCATION 'abfss://...'" (https://learn.microsoft.com/azure/databricks/catalogs/create-catalog)
+        if value is not None and not re.match(r"^abfss://[^@/\s]+@[^/\s]+\.dfs\.core\.windows\.net(/\S*)?$", value):
+            raise ValueError(f"{value!r} is not an ADLS Gen2 path (abfss://<container>@<account>.dfs.core.windows.net/"
+                             "<path>)")
+        return value
 
 
 class SchemasConfig(_Model):
