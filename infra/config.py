@@ -199,6 +199,19 @@ class GrantsConfig(_Model):
     owner: str = Field(description="Principal (group or service principal) that owns catalog, schemas and models.")
     readers: list[str] = Field(default_factory=list, description="Groups that may read tables, models and volumes.")
     writers: list[str] = Field(default_factory=list, description="Groups that may also write tables and register models.")
+    cross_environment_readers: list[str] = Field(
+        default_factory=list,
+        description="Identities of other stacks that read this stack's registered models (the prod deploy and "
+                    "preview identities, which copy and compare the dev champion): USE CATALOG, USE SCHEMA and "
+                    "EXECUTE on the models, nothing else. Declared here, by the stack owning the models, because "
+                    "grants are authoritative: a grant made outside the stack is revoked by its next deploy.")
+
+    @field_validator("cross_environment_readers")
+    @classmethod
+    def _readers(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("crossEnvironmentReaders must not repeat")
+        return [v.lower() if _UUID.match(v.lower()) else v for v in value]
 
 
 class StackConfig(_Model):

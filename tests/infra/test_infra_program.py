@@ -373,3 +373,20 @@ def test_inputs_that_cannot_change_in_place_replace_their_resource_deliberately(
     others = [r for r in prod.resources if r.replace_on_changes and r not in (monitor, endpoint)
               and r.type.rsplit(":", 1)[-1] not in ("QualityMonitor", "ModelServing")]
     assert others == []
+
+
+def test_cross_environment_readers_are_granted_by_the_stack_that_owns_the_models(dev, prod):
+    """The prod identities that read the dev champion get exactly USE CATALOG, USE SCHEMA and EXECUTE, declared in
+    dev's authoritative grants (a grant made by hand would be revoked by the next DeployDev)."""
+    readers = ["5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716", "6f5e4d3c-2b1a-4098-8e7d-5c4b3a291807"]
+
+    def granted(resource):
+        return {g["principal"]: sorted(g["privileges"]) for g in resource.inputs["grants"]}
+
+    catalog = granted(dev.get("Grants", name="catalog-grants"))
+    schema = granted(dev.get("Grants", name="models-schema-grants"))
+    for reader in readers:
+        assert catalog[reader] == ["USE_CATALOG"] and schema[reader] == ["USE_SCHEMA"]
+        for model in MODELS:
+            assert granted(dev.get("Grants", name=f"{model}-model-grants"))[reader] == ["EXECUTE"]
+    assert not any(reader in str(r.inputs) for r in prod.of_type("Grants") for reader in readers)
