@@ -366,9 +366,11 @@ def test_inputs_that_cannot_change_in_place_replace_their_resource_deliberately(
     for path in MONITOR_IMMUTABLE:
         assert monitor.inputs[path]
     assert endpoint.delete_before_replace
-    # A table's effective_properties (Databricks' own, changing with every write) never show as a diff.
+    # Tables change in place: no ignore_changes on the output-only effective_properties (it would have no effect),
+    # and column mapping on, so that a column removed from a spec can be dropped (ALTER TABLE ... DROP COLUMN).
     for table in prod.of_type("SqlTable"):
-        assert table.ignore_changes == ("effectiveProperties",) and not table.replace_on_changes
+        assert table.ignore_changes == () and not table.replace_on_changes
+        assert table.inputs["properties"]["delta.columnMapping.mode"] == "name"
     # Nothing else is replaced on change: jobs, tables and models update in place.
     others = [r for r in prod.resources if r.replace_on_changes and r not in (monitor, endpoint)
               and r.type.rsplit(":", 1)[-1] not in ("QualityMonitor", "ModelServing")]
