@@ -6,8 +6,8 @@ the engine (``pulumi up``) and under mocks (``mlops plan``, tests, benchmarks).
 
 import pulumi
 
+from infra import champion as champion_lookup
 from infra.artifacts import locate_wheel
-from infra.champion import lookup_champion
 from infra.components.model import ModelDeployment
 from infra.components.platform import Platform
 from infra.config import load_stack_config, webhook_url
@@ -16,9 +16,12 @@ from infra.specs import resolve_spec
 config = load_stack_config()
 specs = [resolve_spec(name) for name in config.models]
 wheel = locate_wheel(config.wheel)
-# Every lookup before any resource is declared: a synchronous invoke pumps the event loop, so made later
-# it would wait behind every pending registration (quadratic in the number of models).
-champions = {spec.name: lookup_champion(config.registered_model(spec.name)) for spec in specs}
+# Every lookup before any resource is declared, through databricks-sdk (infra/champion.py: "absent" and "cannot
+# read" told apart by error code), with the provider's workspace and auth type.
+registry = champion_lookup.client_factory(config.host, pulumi.Config("databricks").get("authType"))
+champions = {spec.name: champion_lookup.lookup_champion(config.registered_model(spec.name), registry,
+                                                        creates_catalog=config.catalog.create)
+             for spec in specs}
 
 platform = Platform("platform", config, wheel, webhook_url())
 models = {spec.name: ModelDeployment(spec.name, spec, config, platform, champions[spec.name]) for spec in specs}

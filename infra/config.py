@@ -68,9 +68,21 @@ class CatalogConfig(_Model):
     name: str = Field(description="Unity Catalog catalog holding the models' schemas, tables and volume.")
     create: bool = Field(True, description="Create (and own) the catalog; false reuses an existing catalog.")
     comment: str = Field("", description="Catalog comment, for people browsing Unity Catalog.")
-    storage_root: str | None = Field(None, description="Managed storage location (abfss://...); metastore default if unset.")
+    storage_root: str | None = Field(
+        None, description="Managed storage location of a created catalog (abfss://<container>@<account>.dfs.core."
+                          "windows.net/<path>, under an external location); required where the metastore has no "
+                          "storage root (workspaces enabled for Unity Catalog automatically); unset: the metastore's.")
 
     _name = field_validator("name")(_identifier)
+
+    @field_validator("storage_root")
+    @classmethod
+    def _abfss(cls, value: str | None) -> str | None:
+        # "MANAGED LOCATION 'abfss://...'" (https://learn.microsoft.com/azure/databricks/catalogs/create-catalog)
+        if value is not None and not re.match(r"^abfss://[^@/\s]+@[^/\s]+\.dfs\.core\.windows\.net(/\S*)?$", value):
+            raise ValueError(f"{value!r} is not an ADLS Gen2 path (abfss://<container>@<account>.dfs.core.windows.net/"
+                             "<path>)")
+        return value
 
 
 class SchemasConfig(_Model):
@@ -89,10 +101,33 @@ class SchemasConfig(_Model):
         return self.monitoring or self.models
 
 
+def principal_kind(principal: str) -> Literal["service_principal", "user", "group"]:
+    """How Databricks names a principal in an access control list: a service principal by application id (UUID), a
+    user by e-mail address, anything else is a group name."""
+    if _UUID.match(principal.lower()):
+        return "service_principal"
+    return "user" if "@" in principal else "group"
+
+
 class ServingConfig(_Model):
     workload_size: WorkloadSize = Field("Small", description="Serving compute per served entity: Small, Medium, Large.")
     scale_to_zero: bool = Field(True, description="Let the endpoint scale to zero when idle (cheap, cold starts).")
     route_optimized: bool = Field(False, description="Route-optimized endpoint (lower latency, dedicated URL).")
+    consumers: list[str] = Field(
+        default_factory=list,
+        description="Principals that may query the endpoints (CAN_QUERY): group names, user e-mails or service "
+                    "principal application ids. The endpoint permissions are authoritative: nobody else queries.")
+
+    @field_validator("consumers")
+    @classmethod
+    def _consumers(cls, value: list[str]) -> list[str]:
+        blank = [v for v in value if not v.strip()]
+        if blank:
+            raise ValueError("consumers must be group names, user e-mails or service principal application ids, "
+                             "not empty strings")
+        if len(set(value)) != len(value):
+            raise ValueError("consumers must not repeat")
+        return [v.lower() if principal_kind(v) == "service_principal" else v for v in value]
 
 
 class MonitorConfig(_Model):
@@ -164,6 +199,19 @@ class GrantsConfig(_Model):
     owner: str = Field(description="Principal (group or service principal) that owns catalog, schemas and models.")
     readers: list[str] = Field(default_factory=list, description="Groups that may read tables, models and volumes.")
     writers: list[str] = Field(default_factory=list, description="Groups that may also write tables and register models.")
+    cross_environment_readers: list[str] = Field(
+        default_factory=list,
+        description="Identities of other stacks that read this stack's registered models (the prod deploy and "
+                    "preview identities, which copy and compare the dev champion): USE CATALOG, USE SCHEMA and "
+                    "EXECUTE on the models, nothing else. Declared here, by the stack owning the models, because "
+                    "grants are authoritative: a grant made outside the stack is revoked by its next deploy.")
+
+    @field_validator("cross_environment_readers")
+    @classmethod
+    def _readers(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("crossEnvironmentReaders must not repeat")
+        return [v.lower() if _UUID.match(v.lower()) else v for v in value]
 
 
 class StackConfig(_Model):

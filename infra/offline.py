@@ -29,7 +29,7 @@ from workloads.errors import MlopsError
 from workloads.specs import ModelSpec
 
 PROJECT = "lakehouse-mlops"
-GET_REGISTERED_MODEL = "databricks:index/getRegisteredModel:getRegisteredModel"
+REGISTRY_GET = "databricks-sdk:registered_models.get"  # how the offline registry records a lookup
 SECRET_PLACEHOLDER = "[secret]"
 MOCK_HOST = "https://adb-0000000000000000.0.azuredatabricks.net"
 
@@ -179,20 +179,33 @@ class LakehouseMocks(pulumi_mocks.Mocks):
 
     def call(self, args: pulumi_mocks.MockCallArgs):
         self.invokes.append((args.token, dict(args.args)))
-        if args.token == GET_REGISTERED_MODEL:
-            full_name = args.args.get("fullName", "")
-            model = full_name.rsplit(".", 1)[-1].removesuffix("_model")
-            if model in self.lookup_errors:
-                return {}, [("fullName", self.lookup_errors[model])]
-            if model not in self.champions:
-                return {}, [("fullName", f"RESOURCE_DOES_NOT_EXIST: Registered model {full_name} not found")]
-            aliases = ([{"aliasName": "champion", "versionNum": self.champions[model]}]
-                       if self.champions[model] is not None else [])
-            catalog, schema, name = full_name.split(".")
-            return {"fullName": full_name, "includeAliases": True, "modelInfos": [{
-                "fullName": full_name, "catalogName": catalog, "schemaName": schema, "name": name,
-                "aliases": aliases}]}
         return {}
+
+    # The registry client the program asks for champions (infra/champion.py ``client_factory``): it answers like
+    # databricks-sdk's ``registered_models.get``, with the SDK's own exceptions for the error codes.
+    @property
+    def registered_models(self) -> LakehouseMocks:
+        return self
+
+    def get(self, full_name: str, include_aliases: bool = False):
+        from databricks.sdk.errors import DatabricksError
+        from databricks.sdk.errors.platform import ERROR_CODE_MAPPING, PermissionDenied
+        from databricks.sdk.service.catalog import RegisteredModelAlias, RegisteredModelInfo
+
+        self.invokes.append((REGISTRY_GET, {"fullName": full_name, "includeAliases": include_aliases}))
+        model = full_name.rsplit(".", 1)[-1].removesuffix("_model")
+        if model in self.lookup_errors:
+            code, _, message = self.lookup_errors[model].partition(": ")
+            cls = {"PERMISSION_DENIED": PermissionDenied}.get(code, ERROR_CODE_MAPPING.get(code, DatabricksError))
+            raise cls(message or code, error_code=code)
+        if model not in self.champions:
+            raise ERROR_CODE_MAPPING["RESOURCE_DOES_NOT_EXIST"](f"Registered model {full_name} not found",
+                                                                 error_code="RESOURCE_DOES_NOT_EXIST")
+        version = self.champions[model]
+        catalog, schema, name = full_name.split(".")
+        return RegisteredModelInfo(full_name=full_name, catalog_name=catalog, schema_name=schema, name=name,
+                                   aliases=[RegisteredModelAlias(alias_name="champion", version_num=version)]
+                                   if version is not None else [])
 
 
 class _Collector(logging.Handler):
@@ -260,6 +273,9 @@ def prepare(stack: str = "dev", *, config: Mapping[str, Any] | None = None,
     logger.propagate = False
     mocks = LakehouseMocks(champions, lookup_errors)
     monitor = RecordingMonitor(mocks)
+    from infra import champion
+
+    champion.client_factory = lambda host, auth_type=None: mocks
     pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, logger=logger, monitor=monitor)
     return Harness(stack=stack, monitor=monitor, mocks=mocks, log=collector, root=root)

@@ -55,8 +55,13 @@ class FakeWorkspace:
                                             PROD_WAREHOUSE: {**ANSWERS["warehouse"], "id": PROD_WAREHOUSE,
                                                              "name": "mlops-prod"}}
         self.service_principals: list[dict] = [
-            {"id": "555", "applicationId": DEV_SP, "displayName": "mlops-dev-jobs", "active": True},
-            {"id": "556", "applicationId": PROD_SP, "displayName": "mlops-prod-jobs", "active": True}]
+            {"id": "555", "applicationId": DEV_SP, "displayName": "mlops-dev-jobs", "active": True,
+             "groups": [{"display": "mlops-deployers", "value": "77"}]},
+            {"id": "556", "applicationId": PROD_SP, "displayName": "mlops-prod-jobs", "active": True,
+             "groups": [{"display": "mlops-deployers", "value": "77"}]}]
+        self.metastore_summary: dict = {**ANSWERS["metastore_summary"],
+                                        "storage_root": "abfss://uc@stmetastore.dfs.core.windows.net/root"}
+        self.external_locations: list[dict] = []
         self.rule_sets: dict[str, dict] = {
             f"accounts/{ACCOUNT_ID}/servicePrincipals/{sp}/ruleSets/default": ANSWERS["rule_set"]
             for sp in (DEV_SP, PROD_SP)}
@@ -79,7 +84,9 @@ class FakeWorkspace:
         if path == "/api/2.1/unity-catalog/current-metastore-assignment":
             return self.metastore
         if path == "/api/2.1/unity-catalog/metastore_summary":
-            return 200, ANSWERS["metastore_summary"]
+            return 200, self.metastore_summary
+        if path == "/api/2.1/unity-catalog/external-locations":
+            return 200, {"external_locations": self.external_locations}
         if path.startswith("/api/2.1/unity-catalog/catalogs/"):
             name = path.rsplit("/", 1)[1]
             if name not in self.catalogs:
@@ -164,7 +171,10 @@ def test_a_good_dev_workspace_passes_every_check_with_reads_only(workspace):
         "serverless jobs warn not checked: Databricks has no read-only API for it; Unity Catalog (its requirement) "
         "is enabled")
     assert "FAIL" not in result.output and "dev model" not in result.output  # dev is promoted from nothing
-    assert result.output.strip().splitlines()[-1] == "6 pass, 1 warn"
+    assert line(result, "storage root") == ("storage root pass the catalog's tables go to the metastore's root "
+                                            "abfss://uc@stmetastore.dfs.core.windows.net/root")
+    assert line(result, "owner group") == f"owner group pass you and the run-as principal {DEV_SP} are in mlops-deployers"
+    assert result.output.strip().splitlines()[-1] == "8 pass, 1 warn"
     # Read-only: every request a GET, exactly these, in this order.
     assert {method for method, _, _ in workspace.requests} == {"GET"}
     assert workspace.requests == [
@@ -173,6 +183,9 @@ def test_a_good_dev_workspace_passes_every_check_with_reads_only(workspace):
         ("GET", "/api/2.1/unity-catalog/current-metastore-assignment", {}),
         ("GET", "/api/2.1/unity-catalog/catalogs/mlops_dev", {}),
         ("GET", f"/api/2.1/unity-catalog/effective-permissions/METASTORE/{METASTORE_ID}", {"max_results": "0"}),
+        ("GET", "/api/2.1/unity-catalog/metastore_summary", {}),
+        ("GET", "/api/2.0/preview/scim/v2/ServicePrincipals",
+         {"attributes": "groups", "filter": f'applicationId eq "{DEV_SP}"', "startIndex": "1", "count": "10000"}),
         ("GET", f"/api/2.0/sql/warehouses/{DEV_WAREHOUSE}", {}),
         ("GET", "/api/2.0/preview/scim/v2/ServicePrincipals",
          {"filter": f'applicationId eq "{DEV_SP}"', "startIndex": "1", "count": "10000"}),
@@ -236,12 +249,13 @@ def test_a_missing_catalog_without_create_catalog_fails_with_the_grant_to_ask_fo
         "for you and you set catalog.create: false")
     # the metastore admin (its owner) holds CREATE CATALOG without a grant: asked, and not us
     assert "/api/2.1/unity-catalog/metastore_summary" in workspace.paths()
-    assert result.output.strip().splitlines()[-1] == "5 pass, 1 warn, 1 fail"
+    assert result.output.strip().splitlines()[-1] == "7 pass, 1 warn, 1 fail"
 
 
 def test_the_metastore_admin_may_create_the_catalog_without_a_grant(workspace):
     workspace.effective[("METASTORE", METASTORE_ID)] = []
-    workspace.me = (200, {**ANSWERS["me"], "groups": [{"display": "metastore-admins", "value": "1"}]})
+    workspace.me = (200, {**ANSWERS["me"], "groups": [{"display": "metastore-admins", "value": "1"},
+                                                      {"display": "mlops-deployers", "value": "77"}]})
     workspace.rule_sets = {k: {**v, "grant_rules": [{"role": "roles/servicePrincipal.user",
                                                      "principals": [f"users/{ME}"]}]}
                            for k, v in workspace.rule_sets.items()}
@@ -441,3 +455,78 @@ def test_no_databricks_auth_at_all_fails_identity_with_the_auth_fix(workspace, m
         f"authenticate to {workspace.url}: `az login` (the stacks' authType azure-cli), or `databricks auth login "
         f"--host {workspace.url}`, or DATABRICKS_TOKEN / DATABRICKS_CLIENT_ID+DATABRICKS_CLIENT_SECRET")
     assert "/api/2.0/preview/scim/v2/Me" not in workspace.paths()
+
+
+# --- the identity model and the storage root (issue 19) -----------------------------------------------------
+def test_a_deployer_outside_the_owner_group_fails_with_the_membership_to_ask_for(workspace):
+    workspace.me = (200, {**ANSWERS["me"], "groups": [{"display": "data-scientists", "value": "78"}]})
+    result = doctor(workspace, "dev")
+    assert result.exit_code == 1
+    assert line(result, "owner group").startswith(
+        f"owner group FAIL you ({ME}) are not in mlops-deployers, which owns what the stack creates")
+    assert f"adds {ME} to the group mlops-deployers" in " ".join(result.output.split())
+
+
+def test_a_run_as_principal_outside_the_owner_group_fails(workspace):
+    workspace.service_principals[0]["groups"] = []
+    result = doctor(workspace, "dev")
+    assert result.exit_code == 1
+    assert line(result, "owner group").startswith(
+        f"owner group FAIL you are in mlops-deployers; the run-as principal {DEV_SP} is not (groups: none)")
+
+
+def test_automatic_unity_catalog_without_a_storage_root_fails_until_the_stack_sets_one(workspace, tmp_path,
+                                                                                         monkeypatch):
+    workspace.metastore_summary = dict(ANSWERS["metastore_summary"])  # no storage_root
+    result = doctor(workspace, "dev")
+    assert result.exit_code == 1
+    assert line(result, "storage root").startswith("storage root FAIL the metastore has no storage root (automatic "
+                                                   "Unity Catalog) and catalog.storageRoot is not set")
+
+
+def _with_storage_root(root: str):
+    from infra.config import stack_config_from_file
+
+    config = stack_config_from_file("dev")
+    return config.model_copy(update={"catalog": config.catalog.model_copy(update={"storage_root": root})})
+
+
+@pytest.mark.parametrize("privileges,owner,expected", [
+    (["CREATE_MANAGED_STORAGE"], "storage-admins", "pass"),
+    ([], "storage-admins", "fail"),
+    ([], "mlops-deployers", "pass"),   # the location's owner (a group of the caller)
+])
+def test_a_storage_root_must_lie_in_an_external_location_you_may_create_managed_storage_in(
+        workspace, privileges, owner, expected):
+    from workloads.doctor import check_storage_root, workspace_client
+
+    root = "abfss://mlops@stlakehouse.dfs.core.windows.net/dev"
+    workspace.metastore_summary = dict(ANSWERS["metastore_summary"])
+    workspace.external_locations = [
+        {"name": "other", "url": "abfss://other@stlakehouse.dfs.core.windows.net/", "owner": "x"},
+        {"name": "mlops", "url": "abfss://mlops@stlakehouse.dfs.core.windows.net/", "owner": owner}]
+    workspace.effective[("EXTERNAL_LOCATION", "mlops")] = [
+        {"principal": "mlops-deployers", "privileges": [{"privilege": p} for p in privileges]}]
+    from workloads.doctor import Caller
+
+    caller = Caller(user_name=ME, groups=("mlops-deployers",))
+    result = check_storage_root(workspace_client(workspace.url), _with_storage_root(root), caller, METASTORE_ID)
+    assert result.status == expected, result
+    assert "external location mlops" in result.detail
+    assert {method for method, _, _ in workspace.requests} == {"GET"}
+    workspace.external_locations = workspace.external_locations[:1]
+    missing = check_storage_root(workspace_client(workspace.url), _with_storage_root(root), caller, METASTORE_ID)
+    assert missing.status == "fail" and "no external location covers" in missing.detail
+
+
+def test_a_storage_root_that_is_not_an_adls_path_is_one_error_naming_the_key():
+    from infra.config import StackConfigError
+    from infra.offline import read_stack_config
+
+    raw = {k.split(":", 1)[1]: v for k, v in read_stack_config("dev").items() if k.startswith("lakehouse-mlops:")}
+    raw["catalog"] = {**raw["catalog"], "storageRoot": "s3://bucket/path"}
+    from infra.config import parse_stack_config
+
+    with pytest.raises(StackConfigError, match=r"lakehouse-mlops:catalog.storageRoot: 's3://bucket/path' is not an "
+                                               r"ADLS Gen2 path"):
+        parse_stack_config("dev", raw)

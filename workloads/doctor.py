@@ -43,6 +43,24 @@ fails. The checks, in order, and the Databricks documentation each rests on:
    model ``mlops promote`` copies (``GET /api/2.1/unity-catalog/models/<full name>``): missing is a warn (not
    trained yet), permission denied a fail.
 
+8. **owner group** (issue 19's identity model, docs/deploy.md "Identities"): the stack's ``grants.owner`` group
+   owns the catalog, schemas, volume, tables and registered models it declares, and the provider hands ownership to
+   it right after creating each object; a deploy identity outside that group loses its rights on the catalog it
+   just made (the next create, a schema, fails with PERMISSION_DENIED). So the caller must be in it (SCIM ``Me``
+   groups), and so must the run-as principal (SCIM ``ServicePrincipals`` groups): setting a model alias needs
+   ownership of the registered model, a refresh of a monitor ownership of its table or MANAGE.
+   https://learn.microsoft.com/azure/databricks/machine-learning/manage-model-lifecycle/ ("To set an alias ...
+   you must be the owner"); https://docs.databricks.com/data-governance/unity-catalog/manage-privileges/
+   ownership.html
+9. **storage root** (a stack that creates its catalog): a workspace enabled for Unity Catalog automatically has a
+   metastore without a metastore-level storage root, and then "you must provide a managed storage location" for a
+   new catalog (https://learn.microsoft.com/azure/databricks/catalogs/create-catalog). ``metastores.summary()``
+   (``GET /api/2.1/unity-catalog/metastore_summary``) says whether the metastore has one; without one the stack must
+   set ``catalog.storageRoot``. A set ``storageRoot`` must lie under an external location
+   (``external_locations.list()``, ``GET /api/2.1/unity-catalog/external-locations``) on which the caller holds
+   CREATE MANAGED STORAGE (effective permissions on ``EXTERNAL_LOCATION``).
+   https://docs.databricks.com/api/workspace/externallocations/list
+
 Nothing here writes: the tests hold every request to a GET.
 """
 
@@ -399,6 +417,64 @@ def source_model_names(config: StackConfig, source_stack: str) -> list[str]:
     return [source.registered_model(model) for model in config.models]
 
 
+# --- 8. owner group -------------------------------------------------------------------------------------
+def check_owner_group(workspace, config: StackConfig, caller: Caller) -> CheckResult:
+    owner = config.grants.owner
+    fix = (f"an account admin adds {{who}} to the group {owner} (account console -> User management -> Groups); "
+           f"{owner} should hold this stack's deploy identity and run-as principal only (docs/deploy.md, Identities)")
+    if owner not in caller.principals:
+        return CheckResult("owner group", "fail",
+                           f"you ({caller.user_name}) are not in {owner}, which owns what the stack creates: the "
+                           "deploy would lose its rights on the catalog right after creating it",
+                           fix.format(who=caller.user_name))
+    if config.run_as is None:
+        return CheckResult("owner group", "pass", f"you are in {owner}; the jobs run as you")
+    app_id = config.run_as.service_principal
+    sp = next(iter(workspace.service_principals.list(filter=f'applicationId eq "{app_id}"',
+                                                     attributes="groups")), None)
+    groups = {g.display for g in (getattr(sp, "groups", None) or []) if g.display}
+    if owner not in groups:
+        return CheckResult("owner group", "fail",
+                           f"you are in {owner}; the run-as principal {app_id} is not (groups: "
+                           f"{', '.join(sorted(groups)) or 'none'}): it could not move aliases or refresh monitors",
+                           fix.format(who=f"service principal {app_id}"))
+    return CheckResult("owner group", "pass", f"you and the run-as principal {app_id} are in {owner}")
+
+
+# --- 9. storage root ------------------------------------------------------------------------------------
+def check_storage_root(workspace, config: StackConfig, caller: Caller, metastore_id: str | None) -> CheckResult:
+    if not config.catalog.create:
+        return CheckResult("storage root", "skip", "the stack reuses its catalog: it creates no managed storage")
+    if metastore_id is None:
+        return CheckResult("storage root", "skip", "not checked without a metastore")
+    wanted = config.catalog.storage_root
+    if not wanted:
+        root = workspace.metastores.summary().storage_root
+        if root:
+            return CheckResult("storage root", "pass", f"the catalog's tables go to the metastore's root {root}")
+        return CheckResult("storage root", "fail",
+                           "the metastore has no storage root (automatic Unity Catalog) and catalog.storageRoot is "
+                           "not set: creating the catalog would fail",
+                           "set lakehouse-mlops:catalog.storageRoot to an abfss:// path under an external location "
+                           "you hold CREATE MANAGED STORAGE on")
+    covering = sorted((loc for loc in workspace.external_locations.list()
+                       if loc.url and wanted.rstrip("/").startswith(loc.url.rstrip("/"))),
+                      key=lambda loc: len(loc.url or ""), reverse=True)
+    if not covering:
+        return CheckResult("storage root", "fail", f"no external location covers catalog.storageRoot {wanted}",
+                           "a metastore admin creates an external location for it (Catalog -> External data), or "
+                           "fix catalog.storageRoot")
+    location = covering[0]
+    held = effective_privileges(workspace, "EXTERNAL_LOCATION", location.name, caller)
+    if "CREATE_MANAGED_STORAGE" not in held and "ALL_PRIVILEGES" not in held and location.owner not in caller.principals:
+        return CheckResult("storage root", "fail",
+                           f"{wanted} is in external location {location.name}; you lack CREATE MANAGED STORAGE on it",
+                           f"its owner runs: GRANT CREATE MANAGED STORAGE ON EXTERNAL LOCATION `{location.name}` TO "
+                           f"{_quoted(caller.user_name)}")
+    return CheckResult("storage root", "pass", f"{wanted} is in external location {location.name}, where you may "
+                       "create managed storage")
+
+
 def _guarded(check: str, run: Callable[..., CheckResult], *args) -> CheckResult:
     """A check's result, or a failed line when the workspace answered something the check did not expect (one
     unreadable answer must not hide the other checks' lines)."""
@@ -459,6 +535,8 @@ def run_doctor(config: StackConfig, *, host: str | None = None, workspace=None,
     report.results.append(metastore)
     report.results += [
         _guarded("catalog", check_catalog, workspace, config, caller, metastore_id),
+        _guarded("storage root", check_storage_root, workspace, config, caller, metastore_id),
+        _guarded("owner group", check_owner_group, workspace, config, caller),
         _guarded("warehouse", check_warehouse, workspace, config),
         _guarded("run-as", check_run_as, workspace, config, caller),
         _guarded("model serving", check_model_serving, workspace),

@@ -2,8 +2,9 @@
 
 Every change takes the model's promotion lock, re-checks that the champion is still the one the
 decision was made against (two watcher runs cannot both promote), moves the aliases
-(``previous`` <- old champion, ``champion`` <- new), points the endpoint at the new champion, and writes
-one row to ``<catalog>.<schema>.model_promotions``.
+(``previous`` <- old champion, ``champion`` <- new) and writes
+one row to ``<catalog>.<schema>.model_promotions``. Endpoints are never changed here: locally the endpoint
+follows the alias by itself, on Databricks the Pulumi program serves the champion at the next ``pulumi up``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import getpass
 import json
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -45,6 +46,7 @@ class PromotionRecord:
     actor: str
     at: datetime
     env: str
+    serving: str = ""  # how the endpoint follows the change (not audited: it is not a decision)
 
     def row(self) -> dict:
         return {
@@ -75,22 +77,23 @@ def read_audit(settings: Settings, model: str | None = None) -> pd.DataFrame:
     tables = get_tables(settings)
     name = audit_table(settings)
     if not tables.exists(name):
-        return pd.DataFrame(columns=list(PromotionRecord.__dataclass_fields__))
+        return pd.DataFrame(columns=[f.name for f in fields(PromotionRecord) if f.name != "serving"])
     frame = tables.read(name).sort_values("at", kind="stable").reset_index(drop=True)
     return frame if model is None else frame[frame["model"] == model].reset_index(drop=True)
 
 
 def follow_champion(settings: Settings, spec: ModelSpec, version: int) -> str:
-    """Point the serving endpoint at the new champion.
+    """Say how the serving endpoint follows the new champion; changes no endpoint.
 
-    Locally the endpoint polls the ``champion`` alias and swaps by itself; on Databricks the endpoint's
-    served entity is updated through databricks-sdk and waited on.
+    Locally the endpoint polls the ``champion`` alias and swaps by itself. On Databricks the endpoint is the Pulumi
+    program's: it serves the champion as of the next ``pulumi up`` (a promotion moves aliases only), so this only
+    reads what serves now (:func:`workloads.serving.databricks.describe_following`).
     """
     if settings.backend != "databricks":
         return "local endpoint follows the champion alias"
-    from workloads.serving.databricks import deploy_endpoint
+    from workloads.serving.databricks import describe_following
 
-    return deploy_endpoint(settings, spec, version=version).describe()
+    return describe_following(settings, spec, version)
 
 
 def _change_champion(settings: Settings, spec: ModelSpec, to_version: int, *, action: str, reason: str,
@@ -115,7 +118,7 @@ def _change_champion(settings: Settings, spec: ModelSpec, to_version: int, *, ac
                                  from_metrics=from_metrics, to_metrics=to_metrics, reason=reason, actor=actor(),
                                  at=datetime.now(UTC), env=settings.env)
         write_audit(settings, record)
-    follow_champion(settings, spec, to_version)
+    record.serving = follow_champion(settings, spec, to_version)
     return record
 
 

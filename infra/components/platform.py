@@ -9,7 +9,7 @@ import pulumi_databricks as databricks
 
 from infra.artifacts import Wheel
 from infra.config import StackConfig
-from infra.runtime import step_notebook_source
+from infra.runtime import STEP_NOTEBOOK_FORMAT, step_notebook_source
 
 # Least privilege: readers browse and read; writers also write tables and volumes and create models.
 CATALOG_READ = ["USE_CATALOG"]
@@ -17,11 +17,26 @@ SCHEMA_READ = ["USE_SCHEMA", "SELECT", "EXECUTE", "READ_VOLUME"]
 SCHEMA_WRITE = [*SCHEMA_READ, "MODIFY", "CREATE_TABLE", "CREATE_MODEL", "CREATE_FUNCTION", "WRITE_VOLUME"]
 
 
-def schema_grants(config: StackConfig) -> list[databricks.GrantsGrantArgs]:
-    """Grants on a models/monitoring schema for the stack's readers, writers and run-as principal."""
+# Another stack's identity reading our registered models: to use a model one needs "USE CATALOG on the parent
+# catalog, USE SCHEMA on the parent schema" and EXECUTE on the model
+# (https://learn.microsoft.com/azure/databricks/machine-learning/manage-model-lifecycle/#control-access-to-models).
+SCHEMA_CROSS_READ = ["USE_SCHEMA"]
+
+
+def cross_readers(config: StackConfig) -> list[str]:
+    """``grants.crossEnvironmentReaders`` not already granted more as readers or writers of this stack."""
+    local = {*config.grants.readers, *config.writer_principals}
+    return [p for p in config.grants.cross_environment_readers if p not in local]
+
+
+def schema_grants(config: StackConfig, models_schema: bool = True) -> list[databricks.GrantsGrantArgs]:
+    """Grants on a models/monitoring schema for the stack's readers, writers and run-as principal (and, on the
+    models schema, the other stacks' identities that read the models)."""
     grants = [databricks.GrantsGrantArgs(principal=p, privileges=SCHEMA_READ)
               for p in config.grants.readers if p not in config.writer_principals]
     grants += [databricks.GrantsGrantArgs(principal=p, privileges=SCHEMA_WRITE) for p in config.writer_principals]
+    if models_schema:
+        grants += [databricks.GrantsGrantArgs(principal=p, privileges=SCHEMA_CROSS_READ) for p in cross_readers(config)]
     return grants
 
 
@@ -51,7 +66,7 @@ class Platform(pulumi.ComponentResource):
         super().__init__("lakehouse-mlops:platform:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         protected = pulumi.ResourceOptions(parent=self, protect=config.is_protected)
-        principals = sorted({*config.grants.readers, *config.writer_principals})
+        principals = sorted({*config.grants.readers, *config.writer_principals, *cross_readers(config)})
 
         if config.catalog.create:
             self.catalog = databricks.Catalog(
@@ -82,7 +97,7 @@ class Platform(pulumi.ComponentResource):
                 "monitoring-schema", catalog_name=catalog_name, name=config.monitoring_schema,
                 owner=config.grants.owner, comment="Quality monitor profile and drift metric tables.", opts=protected)
             databricks.Grants("monitoring-schema-grants", schema=_full_name(catalog_name, self.monitoring_schema),
-                              grants=schema_grants(config), opts=child)
+                              grants=schema_grants(config, models_schema=False), opts=child)
         else:
             self.monitoring_schema = self.models_schema
 
@@ -97,7 +112,7 @@ class Platform(pulumi.ComponentResource):
         # The notebook that runs the steps which must set task values (infra/runtime.py says why). Its content
         # names this deploy's wheel, so a new wheel rewrites it; it is a few hundred bytes in the state.
         self.step_notebook = databricks.Notebook(
-            "step-notebook", path=step_notebook_path(config), language="PYTHON",
+            "step-notebook", path=step_notebook_path(config), language="PYTHON", format=STEP_NOTEBOOK_FORMAT,
             content_base64=self.wheel.path.apply(
                 lambda path: base64.b64encode(step_notebook_source(path).encode()).decode()),
             opts=child)

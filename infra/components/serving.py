@@ -6,11 +6,44 @@ import pulumi
 import pulumi_databricks as databricks
 
 from infra.champion import ChampionLookup
-from infra.config import StackConfig
+from infra.config import StackConfig, principal_kind
 from workloads.specs import ModelSpec
 
+# Serving endpoint permission levels ("CAN_VIEW, CAN_QUERY, CAN_MANAGE" for serving_endpoint_id,
+# https://www.pulumi.com/registry/packages/databricks/api-docs/permissions/; what each allows:
+# https://learn.microsoft.com/azure/databricks/security/auth/access-control/#serving-endpoint-acls).
+CAN_MANAGE, CAN_QUERY, CAN_VIEW = "CAN_MANAGE", "CAN_QUERY", "CAN_VIEW"
 INFERENCE_TABLE_IMMUTABLE = [f"aiGateway.inferenceTableConfig.{field}"
                              for field in ("catalogName", "schemaName", "tableNamePrefix")]
+
+
+def endpoint_access(config: StackConfig) -> list[tuple[str, str]]:
+    """``(principal, permission level)`` on each of the stack's endpoints, one level per principal (the highest).
+
+    - the owner group (``grants.owner``): ``CAN_MANAGE``, as it owns everything else of the stack;
+    - the endpoint consumers (``serving.consumers``): ``CAN_QUERY``;
+    - the run-as principal: ``CAN_VIEW``, what a promotion needs: it moves aliases only and reads the endpoint to say
+      what serves until the next ``pulumi up`` (workloads/serving/databricks.py ``describe_following``).
+
+    The deploying identity creates the endpoint and keeps managing it through the provider; nothing else is granted.
+    """
+    levels: dict[str, str] = {}
+    rank = {CAN_VIEW: 0, CAN_QUERY: 1, CAN_MANAGE: 2}
+    wanted = [(config.grants.owner, CAN_MANAGE), *((c, CAN_QUERY) for c in config.serving.consumers)]
+    if config.run_as:
+        wanted.append((config.run_as.service_principal, CAN_VIEW))
+    for principal, level in wanted:
+        if rank[level] > rank.get(levels.get(principal, ""), -1):
+            levels[principal] = level
+    return sorted(levels.items())
+
+
+def access_control(principal: str, level: str) -> databricks.PermissionsAccessControlArgs:
+    """One access control entry, naming the principal the way its kind is named (application id, e-mail, group)."""
+    kind = principal_kind(principal)
+    return databricks.PermissionsAccessControlArgs(
+        permission_level=level, service_principal_name=principal if kind == "service_principal" else None,
+        user_name=principal if kind == "user" else None, group_name=principal if kind == "group" else None)
 
 
 class ServingEndpoint(pulumi.ComponentResource):
@@ -61,8 +94,17 @@ class ServingEndpoint(pulumi.ComponentResource):
                 # Where an endpoint's inference table lands (catalog, schema, prefix) cannot change once set:
                 # Databricks refuses the update, so a change replaces the endpoint (same name: the old one goes
                 # first, so the endpoint is down until the new one is ready; move payload tables rarely).
+                # Protected where the stack is (prod): a deploy that would delete it, e.g. after a champion lookup
+                # gone wrong, fails instead ("protect ... prevents accidental deletion",
+                # https://www.pulumi.com/docs/iac/concepts/options/protect/); a deliberate replace needs
+                # `pulumi state unprotect` first.
                 opts=pulumi.ResourceOptions(parent=self, replace_on_changes=INFERENCE_TABLE_IMMUTABLE,
-                                            delete_before_replace=True))
+                                            delete_before_replace=True, protect=config.is_protected))
+            # Authoritative permissions on this endpoint (the provider resets grants made outside it).
+            self.permissions = databricks.Permissions(
+                f"{spec.name}-endpoint-permissions", serving_endpoint_id=self.endpoint.serving_endpoint_id,
+                access_controls=[access_control(p, level) for p, level in endpoint_access(config)],
+                opts=pulumi.ResourceOptions(parent=self))
             self.endpoint_name = self.endpoint.name
             if config.serving.route_optimized:
                 self.endpoint_url = self.endpoint.endpoint_url

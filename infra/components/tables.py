@@ -8,7 +8,12 @@ import pulumi_databricks as databricks
 from infra.config import StackConfig
 from workloads.specs import EXAMPLE_ID_COLUMN, REQUEST_ID_COLUMN, ModelSpec
 
-TABLE_IGNORED_CHANGES = ["effectiveProperties"]
+# Column mapping by name, so that a column removed from a spec can be dropped: the provider applies a removed
+# column as ALTER TABLE ... DROP COLUMN, which Delta refuses without it ("To drop columns ... enable column mapping",
+# https://docs.databricks.com/delta/column-mapping.html; "Delta Lake ... supports dropping columns ... when column
+# mapping is enabled", https://docs.databricks.com/delta/update-schema.html). Renaming a spec column is a drop plus an
+# add: the old column's values are not carried over; the documented replace path is a new table name in the spec.
+COLUMN_MAPPING = {"delta.columnMapping.mode": "name"}
 
 
 def processed_columns(spec: ModelSpec) -> list[databricks.SqlTableColumnArgs]:
@@ -35,12 +40,9 @@ class InferenceTables(pulumi.ComponentResource):
     def __init__(self, name: str, spec: ModelSpec, config: StackConfig, schema: databricks.Schema,
                  warehouse_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
         super().__init__("lakehouse-mlops:model:InferenceTables", name, None, opts)
-        # Databricks adds table properties of its own (delta.lastCommitTimestamp, delta.lastUpdateVersion, ...)
-        # that change with every write; the provider reports them as effective_properties, which otherwise shows
-        # as a diff in every refreshed preview (terraform-provider-databricks#4254). Only `properties`, what we
-        # declare, is ours to compare.
-        protected = pulumi.ResourceOptions(parent=self, protect=config.is_protected,
-                                           ignore_changes=TABLE_IGNORED_CHANGES)
+        # Databricks' own table properties (delta.lastCommitTimestamp, ...) land in the provider's output-only
+        # effective_properties, which is never compared with the inputs: only `properties`, what we declare, is.
+        protected = pulumi.ResourceOptions(parent=self, protect=config.is_protected)
         self.processed = databricks.SqlTable(
             f"{spec.name}-processed", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.processed_table,
             table_type="MANAGED", data_source_format="DELTA", warehouse_id=warehouse_id, owner=config.grants.owner,
@@ -48,12 +50,13 @@ class InferenceTables(pulumi.ComponentResource):
             comment=f"{spec.name}: inference payloads unpacked, with ground-truth labels merged by request id.",
             # The change data feed (the monitor reads changes incrementally) and statistics on the columns the
             # workloads filter on, wherever they sit in the table: one home, ModelSpec.processed_table_properties.
-            properties=spec.processed_table_properties(), opts=protected)
+            properties={**spec.processed_table_properties(), **COLUMN_MAPPING}, opts=protected)
         self.baseline = databricks.SqlTable(
             f"{spec.name}-baseline", catalog_name=schema.catalog_name, schema_name=schema.name, name=spec.baseline_table,
             table_type="MANAGED", data_source_format="DELTA", warehouse_id=warehouse_id, owner=config.grants.owner,
             columns=baseline_columns(spec),
-            comment=f"{spec.name}: the champion's training data, the monitor's drift baseline.", opts=protected)
+            comment=f"{spec.name}: the champion's training data, the monitor's drift baseline.",
+            properties=dict(COLUMN_MAPPING), opts=protected)
         self.processed_table = _full_name(self.processed)
         self.baseline_table = _full_name(self.baseline)
         self.register_outputs({"processed_table": self.processed_table, "baseline_table": self.baseline_table})

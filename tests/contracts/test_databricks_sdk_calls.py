@@ -9,17 +9,13 @@ the same OpenAPI description as the REST reference linked below.
 
 | call (where) | REST method and path | documentation | test |
 |---|---|---|---|
-| ``serving_endpoints.get`` (serving/databricks.py ``endpoint_status``, ``deploy_endpoint``, ``query_serving_endpoint``; status.py) | GET /api/2.0/serving-endpoints/{name} | https://docs.databricks.com/api/workspace/servingendpoints/get | test_endpoint_status_reads_the_documented_endpoint_shape |
-| ``serving_endpoints.create`` (``deploy_endpoint``, new endpoint) | POST /api/2.0/serving-endpoints | https://docs.databricks.com/api/workspace/servingendpoints/create | test_deploy_creates_the_endpoint_with_a_documented_body |
-| ``serving_endpoints.wait_get_serving_endpoint_not_updating`` (``deploy_endpoint``) | GET /api/2.0/serving-endpoints/{name} (polled) | https://docs.databricks.com/api/workspace/servingendpoints/get | test_deploy_creates_the_endpoint_with_a_documented_body |
-| ``serving_endpoints.update_config`` (``deploy_endpoint``, new champion) | PUT /api/2.0/serving-endpoints/{name}/config | https://docs.databricks.com/api/workspace/servingendpoints/updateconfig | test_deploy_updates_config_and_ai_gateway_with_documented_bodies |
-| ``serving_endpoints.put_ai_gateway`` (``deploy_endpoint``, inference table off) | PUT /api/2.0/serving-endpoints/{name}/ai-gateway | https://docs.databricks.com/api/workspace/servingendpoints/putaigateway | test_deploy_updates_config_and_ai_gateway_with_documented_bodies |
+| ``serving_endpoints.get`` (serving/databricks.py ``endpoint_status``, ``describe_following`` after a promotion, ``query_serving_endpoint``; status.py) | GET /api/2.0/serving-endpoints/{name} | https://docs.databricks.com/api/workspace/servingendpoints/get | test_endpoint_status_reads_the_documented_endpoint_shape, test_following_a_champion_only_reads_the_endpoint |
 | ``serving_endpoints.query`` (``query_endpoint``; infra/pipeline/smoke.py) | POST /serving-endpoints/{name}/invocations | https://docs.databricks.com/api/workspace/servingendpoints/query | test_query_sends_only_documented_fields |
 | ``serving_endpoints_data_plane.query`` (route-optimized endpoints) | POST {data_plane_info.query_info.endpoint_url} | https://learn.microsoft.com/azure/databricks/machine-learning/model-serving/query-route-optimization | tests/serving/test_databricks_path.py::test_a_route_optimized_endpoint_is_queried_at_its_own_url_with_a_data_plane_oauth_token |
 | ``tables.get`` (monitoring/monitor_api.py, the table's UUID) | GET /api/2.1/unity-catalog/tables/{full_name} | https://docs.databricks.com/api/workspace/tables/get | test_monitor_refresh_through_the_data_quality_api |
 | ``data_quality.create_refresh`` / ``get_refresh`` (monitor_api.py) | POST / GET /api/data-quality/v1/monitors/table/{table_id}/refreshes[/{refresh_id}] | https://docs.databricks.com/api/workspace/dataquality/createrefresh, .../getrefresh | test_monitor_refresh_through_the_data_quality_api |
 | ``quality_monitors.run_refresh`` / ``get_refresh`` (monitor_api.py fallback) | POST / GET /api/2.1/unity-catalog/tables/{full_name}/monitor/refreshes[/{refresh_id}] | https://docs.databricks.com/api/workspace/qualitymonitors/runrefresh, .../getrefresh | test_monitor_refresh_through_the_legacy_api |
-| ``registered_models.get`` (infra/pipeline/champion.py) | GET /api/2.1/unity-catalog/models/{full_name}?include_aliases=true | https://docs.databricks.com/api/workspace/registeredmodels/get | test_champion_lookup_reads_the_documented_aliases |
+| ``registered_models.get`` (infra/pipeline/champion.py; infra/champion.py, the deploy-time champion lookup) | GET /api/2.1/unity-catalog/models/{full_name}?include_aliases=true | https://docs.databricks.com/api/workspace/registeredmodels/get | test_champion_lookup_reads_the_documented_aliases |
 | ``jobs.run_now`` and its waiter ``jobs.get_run`` (infra/pipeline/smoke.py) | POST /api/2.2/jobs/run-now, GET /api/2.2/jobs/runs/get?run_id= | https://docs.databricks.com/api/workspace/jobs/runnow, https://docs.databricks.com/api/workspace/jobs/getrun | test_watcher_run_now_and_wait |
 | the local endpoint read by ``serving_endpoints.get`` / ``query`` (serving/app.py; ``mlops status``) | GET /api/2.0/serving-endpoints/{name}, POST /serving-endpoints/{name}/invocations | as above; inference table columns: https://learn.microsoft.com/azure/databricks/ai-gateway/inference-tables | tests/contracts/test_local_endpoint_contract.py |
 
@@ -31,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 import re
-from datetime import timedelta
 
 import pandas as pd
 import pytest
@@ -150,57 +145,17 @@ def test_endpoint_status_reads_the_documented_endpoint_shape(workspace, settings
     assert endpoint_status(settings, spec, client=workspace.client()) is None
 
 
-def test_deploy_creates_the_endpoint_with_a_documented_body(workspace, settings, spec):
-    from workloads.serving.databricks import deploy_endpoint
+def test_following_a_champion_only_reads_the_endpoint(workspace, settings, spec):
+    """A promotion on Databricks reads the endpoint (GET) and changes nothing: Pulumi owns every endpoint."""
+    from workloads.serving import databricks as serving_databricks
 
     path = f"/api/2.0/serving-endpoints/{spec.endpoint_name}"
-    missing = (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Endpoint not found"})
-    workspace.answer("GET", path, missing, (200, detailed(spec, settings, "3", update="IN_PROGRESS")),
-                     (200, detailed(spec, settings, "3")))
-    workspace.answer("POST", "/api/2.0/serving-endpoints", (200, detailed(spec, settings, "3", update="IN_PROGRESS")))
-
-    status = deploy_endpoint(settings, spec, version=3, client=workspace.client(), timeout=timedelta(seconds=30))
-
-    assert status.served_versions == ("3",) and status.ready
-    calls = [(m, p) for m, p, _, _ in workspace.api()]
-    assert calls[:2] == [("GET", path), ("POST", "/api/2.0/serving-endpoints")]
-    assert set(calls[2:]) == {("GET", path)}  # waited for NOT_UPDATING by polling the documented GET
-    (body,) = workspace.bodies("POST", "/api/2.0/serving-endpoints")
-    assert set(body) <= documented_fields(serving.ServingEndpointsAPI.create) | {"name"}
-    assert ENDPOINT_NAME.match(body["name"]) and body["name"] == spec.endpoint_name
-    assert round_trips(serving.EndpointCoreConfigInput, body["config"])
-    assert round_trips(serving.AiGatewayConfig, body["ai_gateway"])
-    check_served_entities(body["config"])
-    table = body["ai_gateway"]["inference_table_config"]
-    assert (table["catalog_name"], table["schema_name"], table["table_name_prefix"], table["enabled"]) == (
-        settings.catalog, settings.schema_name, spec.payload_prefix, True)
-
-
-def test_deploy_updates_config_and_ai_gateway_with_documented_bodies(workspace, settings, spec):
-    from workloads.serving.databricks import deploy_endpoint
-
-    path = f"/api/2.0/serving-endpoints/{spec.endpoint_name}"
-    workspace.answer("GET", path, (200, detailed(spec, settings, "2", gateway=False)),
-                     (200, detailed(spec, settings, "4")))
-    workspace.answer("PUT", f"{path}/config", (200, detailed(spec, settings, "4", update="IN_PROGRESS")))
-    gateway_reply = serving.PutAiGatewayResponse(inference_table_config=serving.AiGatewayInferenceTableConfig(
-        catalog_name=settings.catalog, schema_name=settings.schema_name, table_name_prefix=spec.payload_prefix,
-        enabled=True)).as_dict()
-    workspace.answer("PUT", f"{path}/ai-gateway", (200, gateway_reply))
-
-    status = deploy_endpoint(settings, spec, version=4, client=workspace.client(), timeout=timedelta(seconds=30))
-
-    assert status.served_versions == ("4",)
-    (config,) = workspace.bodies("PUT", f"{path}/config")
-    assert set(config) <= documented_fields(serving.ServingEndpointsAPI.update_config)
-    assert round_trips(serving.EndpointCoreConfigInput, config)
-    check_served_entities(config)
-    assert config["served_entities"][0]["entity_version"] == "4"
-    assert config["served_entities"][0]["workload_size"] == "Medium"  # the deployed sizing is kept
-    (gateway,) = workspace.bodies("PUT", f"{path}/ai-gateway")
-    assert set(gateway) <= documented_fields(serving.ServingEndpointsAPI.put_ai_gateway)
-    assert round_trips(serving.AiGatewayConfig, gateway)
-    assert gateway["inference_table_config"]["table_name_prefix"] == spec.payload_prefix
+    workspace.answer("GET", path, (200, detailed(spec, settings, "3")))
+    client = workspace.client()
+    said = serving_databricks.describe_following(settings.model_copy(update={"backend": "databricks"}), spec, 4,
+                                                 client=client)
+    assert said.startswith(f"endpoint {spec.endpoint_name} serves v3 until `pulumi up --stack dev` serves v4")
+    assert [(m, p) for m, p, _, _ in workspace.api()] == [("GET", path)]
 
 
 def test_query_sends_only_documented_fields(workspace, settings, spec):
@@ -313,3 +268,27 @@ def test_watcher_run_now_and_wait(workspace):
     assert body == {"job_id": 101} and set(body) <= documented_fields(jobs.JobsAPI.run_now)
     polls = [query for m, p, query, _ in workspace.api() if p == "/api/2.2/jobs/runs/get"]
     assert polls and all(q["run_id"] == ["9001"] for q in polls)
+
+
+@pytest.mark.parametrize("status,answer,expected", [
+    (404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "Registered model not found"}, "absent"),
+    (404, {"error_code": "CATALOG_DOES_NOT_EXIST", "message": "Catalog 'mlops_dev' does not exist."}, "absent"),
+    (403, {"error_code": "PERMISSION_DENIED", "message": "User does not have EXECUTE on Routine or Model"}, "error"),
+    # The same words in the message, another code: not "absent" (the old text match would have deferred it).
+    (404, {"error_code": "NOT_FOUND", "message": "Catalog mlops_dev does not exist or is not found"}, "error"),
+    (404, {"message": "not found"}, "error"),
+])
+def test_deploy_time_champion_lookup_tells_absent_from_unreadable_by_error_code(workspace, status, answer, expected):
+    """infra/champion.py with the real SDK: the response's error_code decides, never its message."""
+    from infra.champion import ChampionLookupError, lookup_champion
+
+    name = "mlops_dev.bakehouse_ml.bakehouse_autolog_model"
+    workspace.answer("GET", f"/api/2.1/unity-catalog/models/{name}", (status, answer))
+    if expected == "absent":
+        found = lookup_champion(name, workspace.client(), creates_catalog=True)
+        assert not found.found and "does not exist yet" in found.reason
+    else:
+        with pytest.raises(ChampionLookupError, match=answer.get("error_code", "NotFound")):
+            lookup_champion(name, workspace.client(), creates_catalog=True)
+    ((method, called, query, _),) = workspace.api()
+    assert (method, called, query) == ("GET", f"/api/2.1/unity-catalog/models/{name}", {"include_aliases": ["true"]})

@@ -57,7 +57,8 @@ def test_platform_reuses_an_existing_catalog_with_additive_grants(platform_parts
         assert "Catalog" not in kinds
         grants = [r for r in harness.resources if r.type.endswith(":Grant")]
         assert {g.inputs["principal"] for g in grants} == {"data-scientists", "ml-engineers",
-                                                           "0f1e2d3c-4b5a-4697-8887-a9b8c7d6e5f4"}
+                                                           "0f1e2d3c-4b5a-4697-8887-a9b8c7d6e5f4",
+                                                           *config.grants.cross_environment_readers}
         assert all(g.inputs["privileges"] == ["USE_CATALOG"] for g in grants)
 
     # Wait for every catalog grant, not only the schema: the check reads them all from the mocks.
@@ -98,7 +99,8 @@ def test_tables_take_their_columns_from_the_spec(harness, platform_parts):
         assert types == {c.name: c.type.upper() for c in spec.processed_columns()}
         assert (types["timestamp"], types["model_version"]) == ("TIMESTAMP", "STRING")
         assert vars(properties) == {"delta.enableChangeDataFeed": "true",
-                                    "delta.dataSkippingStatsColumns": "timestamp,large_order,prediction,model_version"}
+                                    "delta.dataSkippingStatsColumns": "timestamp,large_order,prediction,model_version",
+                                    "delta.columnMapping.mode": "name"}
 
     return resolved(tables.processed_table, tables.baseline_table, tables.processed.columns,
                              tables.baseline.columns, tables.processed.properties).apply(check)

@@ -114,3 +114,13 @@ def test_bad_config_through_the_program_declares_nothing(run):
 def test_string_where_an_object_is_expected_is_reported(run):
     with pytest.raises(StackConfigError, match=r"lakehouse-mlops:serving: must be an object"):
         run("dev", overrides={"lakehouse-mlops:serving": "Small"})
+
+
+@pytest.mark.parametrize("consumers,message", [
+    (["data-scientists", "data-scientists"], "consumers must not repeat"),
+    (["", "apps"], "not empty strings"),
+    ("apps", "valid list"),
+])
+def test_bad_endpoint_consumers_name_the_key(consumers, message):
+    with pytest.raises(StackConfigError, match=rf"lakehouse-mlops:serving.consumers: .*{message}"):
+        typed_config("dev", serving={"consumers": consumers})

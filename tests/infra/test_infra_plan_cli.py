@@ -61,8 +61,9 @@ def test_diff_reports_resources_only_in_one_stack():
     prod = plan_stack("prod", first_deploy=True)
     changes = diff_plans(dev, prod)
     only_dev = sorted(c.path.rsplit("::", 1)[-1] for c in changes if c.kind == "only-in-dev")
-    assert only_dev == ["bakehouse_autolog-endpoint", "bakehouse_decorators-endpoint",
-                        "bakehouse_large_order-endpoint"]
+    assert only_dev == sorted(f"{m}-endpoint{suffix}" for m in ("bakehouse_autolog", "bakehouse_decorators",
+                                                                 "bakehouse_large_order")
+                              for suffix in ("", "-permissions"))
 
 
 def test_champion_option_and_errors(capsys):

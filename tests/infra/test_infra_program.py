@@ -18,7 +18,8 @@ from infra.offline import prepare
 from infra.runtime import SERVERLESS_ENVIRONMENT_VERSION
 from infra.specs import resolve_spec
 
-PER_MODEL = {"RegisteredModel": 1, "SqlTable": 2, "ModelServing": 1, "QualityMonitor": 1, "Job": 3, "Grants": 1}
+PER_MODEL = {"RegisteredModel": 1, "SqlTable": 2, "ModelServing": 1, "QualityMonitor": 1, "Job": 3, "Grants": 1,
+             "Permissions": 1}
 
 
 def kinds(evaluation, under: str = "") -> Counter:
@@ -28,7 +29,7 @@ def kinds(evaluation, under: str = "") -> Counter:
 def test_dev_declares_the_platform_and_everything_per_model(dev):
     counts = kinds(dev)
     for kind, n in PER_MODEL.items():
-        extra = {"Grants": 2}.get(kind, 0)  # catalog and models-schema grants
+        extra = {"Grants": 2, "Permissions": 1}.get(kind, 0)  # catalog/schema grants, step notebook ACL
         assert counts[kind] == n * len(MODELS) + extra, kind
     assert (counts["Catalog"], counts["Schema"], counts["Volume"], counts["File"]) == (1, 1, 1, 1)
     assert counts["SqlEndpoint"] == 0  # dev reuses a configured warehouse
@@ -66,8 +67,11 @@ def test_endpoint_serves_the_champion_of_its_registered_model(dev):
     assert dev.warnings == []
 
 
-def test_champion_is_looked_up_through_the_registered_model_data_source(dev):
-    lookups = [(token, args) for token, args in dev.invokes if "getRegisteredModel" in token]
+def test_champion_is_looked_up_through_databricks_sdk(dev):
+    from infra.offline import REGISTRY_GET
+
+    assert not [token for token, _ in dev.invokes if "getRegisteredModel" in token]  # no provider data source
+    lookups = [(token, args) for token, args in dev.invokes if token == REGISTRY_GET]
     assert sorted(args["fullName"] for _, args in lookups) == [
         f"mlops_dev.bakehouse_ml.{m}_model" for m in MODELS]
     assert all(args["includeAliases"] is True for _, args in lookups)
@@ -101,13 +105,17 @@ def test_jobs_install_the_uploaded_wheel_and_run_as_the_service_principal(dev, p
                 if "pythonWheelTask" in task:
                     assert task["pythonWheelTask"]["parameters"][:4] == ["--backend", "databricks", "--env", env]
                     assert task["environmentKey"] == environment["environmentKey"]
-        # The step notebook (the evaluate task, which sets task values) installs the same wheel with %pip and
-        # the run-as principal may run it.
+        # The step notebook (the evaluate task, which sets task values) runs in the same serverless environment as
+        # the wheel tasks: its Jupyter metadata holds the environment version and the same wheel; no %pip.
         notebook = evaluation.get("Notebook", name="step-notebook").inputs
-        source = base64.b64decode(notebook["contentBase64"]).decode()
-        assert source.startswith("# Databricks notebook source\n")
-        assert f"# MAGIC %pip install --quiet \"{wheel_path}\"" in source
-        assert "use_notebook_dbutils(dbutils)" in source and "main(args)" in source
+        assert notebook["format"] == "JUPYTER"
+        source = json.loads(base64.b64decode(notebook["contentBase64"]).decode())
+        meta = source["metadata"]["application/vnd.databricks.v1+notebook"]["environmentMetadata"]
+        assert {"environmentVersion": meta["environment_version"], "dependencies": meta["dependencies"]} == \
+            environment["spec"]
+        code = "".join(line for cell in source["cells"] for line in cell["source"])
+        assert "use_notebook_dbutils(dbutils)" in code and "main(args)" in code
+        assert "%pip" not in code and "restartPython" not in code
         (acl,) = evaluation.get("Permissions", name="step-notebook-permissions").inputs["accessControls"]
         assert acl["permissionLevel"] == "CAN_RUN" and acl["servicePrincipalName"]
         evaluate_task = evaluation.get("Job", name="bakehouse_autolog-watcher").inputs["tasks"][2]
@@ -140,7 +148,7 @@ def test_grants_give_least_privilege(prod, dev):
 def test_first_deploy_defers_every_endpoint_with_a_warning_and_deploys_the_rest(first_deploy):
     assert kinds(first_deploy)["ModelServing"] == 0
     for kind, n in PER_MODEL.items():
-        if kind != "ModelServing":
+        if kind not in ("ModelServing", "Permissions"):  # the endpoint and its permissions are deferred together
             assert kinds(first_deploy)[kind] >= n * len(MODELS)
     deferred = [w for w in first_deploy.warnings if "deferred" in w]
     assert len(deferred) == len(MODELS)
@@ -164,6 +172,40 @@ def test_a_lookup_failing_for_another_reason_stops_the_deploy_instead_of_droppin
     with pytest.raises(ChampionLookupError, match=r"PERMISSION_DENIED.*grant the deploying principal"):
         run("prod", champions={"bakehouse_autolog": 2},
             lookup_errors={"bakehouse_decorators": "PERMISSION_DENIED: User does not have EXECUTE"})
+    # A 404 whose message reads "does not exist" but whose code is not RESOURCE_DOES_NOT_EXIST is not "absent".
+    with pytest.raises(ChampionLookupError, match=r"NOT_FOUND"):
+        run("prod", champions={"bakehouse_autolog": 2},
+            lookup_errors={"bakehouse_decorators": "NOT_FOUND: Catalog 'mlops_prod' does not exist or not found"})
+
+
+def test_a_missing_catalog_is_absent_only_where_the_stack_creates_it(run):
+    from infra.champion import ChampionLookupError
+
+    missing = {m: "CATALOG_DOES_NOT_EXIST: Catalog 'mlops_dev' does not exist." for m in MODELS}
+    first = run("dev", champions={}, lookup_errors=missing)
+    assert first.of_type("ModelServing") == [] and len(first.warnings) == len(MODELS)
+    reused = {"lakehouse-mlops:catalog": {"name": "mlops_dev", "create": False}}
+    with pytest.raises(ChampionLookupError, match="CATALOG_DOES_NOT_EXIST.*bound to this workspace"):
+        run("dev", champions={}, lookup_errors=missing, overrides=reused)
+
+
+def test_endpoint_permissions_are_declared_and_prod_endpoints_protected(dev, prod):
+    for evaluation, consumers in ((dev, {"data-scientists", "ml-engineers"}),
+                                  (prod, {"bakehouse-apps", "3f2e1d0c-9b8a-4765-a432-10fedcba9876"})):
+        for model in MODELS:
+            endpoint = evaluation.get("ModelServing", name=f"{model}-endpoint")
+            assert endpoint.protect is (evaluation.stack == "prod")
+            permissions = evaluation.get("Permissions", name=f"{model}-endpoint-permissions")
+            assert permissions.parent == endpoint.parent
+            assert permissions.inputs["servingEndpointId"] == f"ep-{endpoint.inputs['name']}"
+            acl = {(a.get("groupName") or a.get("userName") or a.get("servicePrincipalName")): a["permissionLevel"]
+                   for a in permissions.inputs["accessControls"]}
+            run_as = evaluation.get("Job", name=f"{model}-watcher").inputs["runAs"]["servicePrincipalName"]
+            assert acl == {"mlops-deployers": "CAN_MANAGE", run_as: "CAN_VIEW",
+                           **{c: "CAN_QUERY" for c in consumers}}
+    (app_sp,) = [a for a in prod.get("Permissions", name="bakehouse_autolog-endpoint-permissions")
+                 .inputs["accessControls"] if a.get("servicePrincipalName") == "3f2e1d0c-9b8a-4765-a432-10fedcba9876"]
+    assert "groupName" not in app_sp  # a service principal is named by application id, not as a group
 
 
 def test_prod_protects_catalog_schemas_tables_models_and_dev_does_not(prod, dev):
@@ -324,10 +366,29 @@ def test_inputs_that_cannot_change_in_place_replace_their_resource_deliberately(
     for path in MONITOR_IMMUTABLE:
         assert monitor.inputs[path]
     assert endpoint.delete_before_replace
-    # A table's effective_properties (Databricks' own, changing with every write) never show as a diff.
+    # Tables change in place: no ignore_changes on the output-only effective_properties (it would have no effect),
+    # and column mapping on, so that a column removed from a spec can be dropped (ALTER TABLE ... DROP COLUMN).
     for table in prod.of_type("SqlTable"):
-        assert table.ignore_changes == ("effectiveProperties",) and not table.replace_on_changes
+        assert table.ignore_changes == () and not table.replace_on_changes
+        assert table.inputs["properties"]["delta.columnMapping.mode"] == "name"
     # Nothing else is replaced on change: jobs, tables and models update in place.
     others = [r for r in prod.resources if r.replace_on_changes and r not in (monitor, endpoint)
               and r.type.rsplit(":", 1)[-1] not in ("QualityMonitor", "ModelServing")]
     assert others == []
+
+
+def test_cross_environment_readers_are_granted_by_the_stack_that_owns_the_models(dev, prod):
+    """The prod identities that read the dev champion get exactly USE CATALOG, USE SCHEMA and EXECUTE, declared in
+    dev's authoritative grants (a grant made by hand would be revoked by the next DeployDev)."""
+    readers = ["5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716", "6f5e4d3c-2b1a-4098-8e7d-5c4b3a291807"]
+
+    def granted(resource):
+        return {g["principal"]: sorted(g["privileges"]) for g in resource.inputs["grants"]}
+
+    catalog = granted(dev.get("Grants", name="catalog-grants"))
+    schema = granted(dev.get("Grants", name="models-schema-grants"))
+    for reader in readers:
+        assert catalog[reader] == ["USE_CATALOG"] and schema[reader] == ["USE_SCHEMA"]
+        for model in MODELS:
+            assert granted(dev.get("Grants", name=f"{model}-model-grants"))[reader] == ["EXECUTE"]
+    assert not any(reader in str(r.inputs) for r in prod.of_type("Grants") for reader in readers)

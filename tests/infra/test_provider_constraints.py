@@ -148,7 +148,7 @@ def one_task_type(task, _):
 def task_environment(task, job):
     # JobTaskArgs.environment_key: "identifier of an environment block ... Required for some tasks
     # (spark_python_task, python_wheel_task, ...) running on serverless compute". Notebook tasks on serverless take
-    # their libraries from the notebook (%pip), not from an environment
+    # their environment from the notebook itself (infra/runtime.py step_notebook_environment), not from a job environment
     # (https://docs.databricks.com/en/jobs/run-serverless-jobs.html).
     serverless = not any(task.get(k) for k in CLUSTER_KEYS)
     declared = {e.get("environmentKey") for e in job.get("environments") or []}
@@ -175,6 +175,27 @@ def task_graph(job, _):
 def grant_privileges(grant, _):
     privileges = grant.get("privileges") or []
     return None if privileges and grant.get("principal") else f"grant without principal or privileges: {grant}"
+
+
+# Valid permission levels per object the Permissions resource controls (pulumi_databricks/permissions.py: "Valid
+# permission levels for Notebook are: CAN_READ, CAN_RUN, CAN_EDIT, and CAN_MANAGE"; "Valid permission levels for
+# ModelServing are: CAN_VIEW, CAN_QUERY, and CAN_MANAGE").
+PERMISSION_LEVELS = {"notebookPath": {"CAN_READ", "CAN_RUN", "CAN_EDIT", "CAN_MANAGE"},
+                     "servingEndpointId": {"CAN_VIEW", "CAN_QUERY", "CAN_MANAGE"}}
+
+
+def permission_levels(permissions, _):
+    objects = [key for key in PERMISSION_LEVELS if permissions.get(key)]
+    if len(objects) != 1:
+        return f"expected exactly one object of {sorted(PERMISSION_LEVELS)}, got {objects}"
+    allowed = PERMISSION_LEVELS[objects[0]]
+    bad = [a.get("permissionLevel") for a in permissions.get("accessControls") or []
+           if a.get("permissionLevel") not in allowed]
+    principals = [a for a in permissions.get("accessControls") or []
+                  if sum(bool(a.get(k)) for k in ("groupName", "userName", "servicePrincipalName")) != 1]
+    if bad:
+        return f"{bad} not valid on {objects[0]} (valid: {sorted(allowed)})"
+    return f"access controls without exactly one principal: {principals}" if principals else None
 
 
 @dataclass(frozen=True)
@@ -275,9 +296,11 @@ RULES = [
          lambda i: i.update(source="/tmp/mlops_step.py")),
     Rule(NOTEBOOK, "language", one_of("SCALA", "PYTHON", "SQL", "R"), f"{PROVIDER}/notebook.py language",
          lambda i: i.update(language="python")),
-    Rule(PERMISSIONS, "accessControls[].permissionLevel", one_of("CAN_READ", "CAN_RUN", "CAN_EDIT", "CAN_MANAGE"),
+    Rule(PERMISSIONS, "", permission_levels,
          f"{PROVIDER}/permissions.py: 'Valid permission levels for Notebook are: CAN_READ, CAN_RUN, CAN_EDIT, and "
-         "CAN_MANAGE'", lambda i: i["accessControls"][0].update(permissionLevel="CAN_EXECUTE")),
+         "CAN_MANAGE'; 'Valid permission levels for ModelServing are: CAN_VIEW, CAN_QUERY, and CAN_MANAGE'",
+         lambda i: i["accessControls"][0].update(permissionLevel="CAN_RUN" if "servingEndpointId" in i
+                                                 else "CAN_QUERY")),
     Rule(VOLUME, "volumeType", one_of("MANAGED", "EXTERNAL"), f"{PROVIDER}/volume.py volume_type: 'EXTERNAL or "
          "MANAGED'", lambda i: i.update(volumeType="STANDARD")),
     Rule(TABLE, "tableType", one_of("MANAGED", "EXTERNAL", "VIEW"), f"{PROVIDER}/sql_table.py table_type: "

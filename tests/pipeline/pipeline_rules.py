@@ -213,6 +213,21 @@ def dependencies(doc: dict, stage: dict) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def depends_on(doc: dict, stage: dict, target: str) -> bool:
+    """Whether ``stage`` runs only after ``target``: a dependency, directly or through other stages."""
+    seen: set[str] = set()
+    todo = list(dependencies(doc, stage))
+    while todo:
+        name = todo.pop()
+        if name == target:
+            return True
+        if name in seen or stage_by_id(doc, name) is None:
+            continue
+        seen.add(name)
+        todo += dependencies(doc, stage_by_id(doc, name))
+    return False
+
+
 def job_steps(job: dict) -> list[dict]:
     """Steps of a job, or of every lifecycle hook of a deployment strategy, in execution order."""
     if "steps" in job:
@@ -506,7 +521,7 @@ def _deploy_stage(doc: dict, stage_id: str, after: str, env: str) -> tuple[list[
     if stage is None:
         return [f"no {stage_id} stage"], None
     problems = []
-    if after not in dependencies(doc, stage):
+    if not depends_on(doc, stage, after):
         problems.append(f"{stage_id} does not depend on {after}")
     jobs = _deployment_jobs(stage)
     if not jobs or any(_environment(job) != env for job in jobs):
@@ -539,10 +554,17 @@ def check_deploy_prod(doc: dict) -> list[str]:
     problems, steps = _deploy_stage(doc, "DeployProd", after="DeployDev", env=PROD_ENV)
     if steps is None:
         return problems
+    if "PlanProd" not in dependencies(doc, stage_by_id(doc, "DeployProd")):
+        problems.append("DeployProd does not depend on PlanProd (the plan the approvers saw)")
+    if _index(steps, r"\bpulumi preview\b") is not None:
+        problems.append("DeployProd previews after the approval: the approved plan comes from PlanProd")
     order = [
-        ("the wheel download", next((i for i, s in enumerate(steps) if _downloads_artifact(s)), None)),
-        ("pulumi preview --stack prod", _index(steps, r"\bpulumi preview\b(?=.*--stack prod\b)")),
-        ("pulumi up --stack prod --yes", _index(steps, r"\bpulumi up\b(?=.*--stack prod\b)(?=.*--yes)")),
+        ("the wheel download", next((i for i, s in enumerate(steps) if _downloads_artifact(s)
+                                     and (s.get("inputs") or {}).get("artifact") == "wheel"), None)),
+        ("the plan download", next((i for i, s in enumerate(steps) if _downloads_artifact(s)
+                                    and (s.get("inputs") or {}).get("artifact") == PLAN_ARTIFACT), None)),
+        ("pulumi up --stack prod --plan <the approved plan> --yes",
+         _index(steps, r"\bpulumi up\b(?=.*--stack prod\b)(?=.*--plan \S*prod-plan/plan\.json)(?=.*--yes)")),
         ("mlops promote --from dev --to prod",
          _index(steps, r"\bmlops\b.*--backend databricks.*\bpromote\b(?=.*--from dev\b)(?=.*--to prod\b)")),
         ("the release tag", _index(steps, r"\bgit tag\b")),
@@ -554,6 +576,34 @@ def check_deploy_prod(doc: dict) -> list[str]:
     for (first, a), (then, b) in itertools.pairwise(found):
         if a > b:
             problems.append(f"DeployProd runs {then} before {first}")
+    return problems
+
+
+PLAN_ARTIFACT = "prod-plan"
+
+
+def check_plan_prod(doc: dict) -> list[str]:
+    """Before the approval, and without deploying: the prod preview saved as a plan, shown on the run summary,
+    published for DeployProd, with the read-only prod preview identity."""
+    stage = stage_by_id(doc, "PlanProd")
+    if stage is None:
+        return ["no PlanProd stage"]
+    problems = []
+    if "DeployDev" not in dependencies(doc, stage):
+        problems.append("PlanProd does not depend on DeployDev")
+    if "PlanProd" in deploying_stages(doc):
+        problems.append("PlanProd deploys")
+    steps = [step for _, step in stage_steps(stage)]
+    plan = _index(steps, r"\bpulumi preview\b(?=.*--stack prod\b)(?=.*--policy-pack infra/policy)")
+    if plan is None or "--save-plan" not in step_script(steps[plan]):
+        problems.append("PlanProd does not run `pulumi preview --stack prod --save-plan` with the policy pack")
+    elif "prodPreviewServiceConnection" not in str((steps[plan].get("inputs") or {}).get("azureSubscription")):
+        problems.append("PlanProd does not run as the read-only prod preview identity")
+    if _index(steps, r"##vso\[task\.uploadsummary\]") is None:
+        problems.append("PlanProd does not show the plan on the run summary")
+    if not any(str(s.get("task", "")).startswith("PublishPipelineArtifact@")
+               and (s.get("inputs") or {}).get("artifact") == PLAN_ARTIFACT for s in steps):
+        problems.append(f"PlanProd does not publish the plan as artifact {PLAN_ARTIFACT}")
     return problems
 
 
@@ -603,6 +653,7 @@ RULES = {
     "build": check_build,
     "preview": check_preview,
     "deploy-dev": check_deploy_dev,
+    "plan-prod": check_plan_prod,
     "deploy-prod": check_deploy_prod,
     "placement": check_placement,
     "runs": check_runs,

@@ -22,16 +22,17 @@ def test_rule_holds_for_the_pipeline(doc, rule):
 
 
 def test_stage_order_and_dependencies(doc):
-    assert [s["stage"] for s in rules.stages(doc)] == ["Build", "Preview", "DeployDev", "DeployProd"]
+    assert [s["stage"] for s in rules.stages(doc)] == ["Build", "Preview", "DeployDev", "PlanProd", "DeployProd"]
     assert {s["stage"]: rules.dependencies(doc, s) for s in rules.stages(doc)} == {
-        "Build": [], "Preview": ["Build"], "DeployDev": ["Build"], "DeployProd": ["DeployDev"]}
+        "Build": [], "Preview": ["Build"], "DeployDev": ["Build"], "PlanProd": ["DeployDev"],
+        "DeployProd": ["DeployDev", "PlanProd"]}
 
 
 @pytest.mark.parametrize("run,expected", [
     ("pull request into main", {"Build", "Preview"}),
-    ("push to main", {"Build", "DeployDev", "DeployProd"}),
-    ("batched push to main", {"Build", "DeployDev", "DeployProd"}),
-    ("manual run of main", {"Build", "DeployDev", "DeployProd"}),
+    ("push to main", {"Build", "DeployDev", "PlanProd", "DeployProd"}),
+    ("batched push to main", {"Build", "DeployDev", "PlanProd", "DeployProd"}),
+    ("manual run of main", {"Build", "DeployDev", "PlanProd", "DeployProd"}),
     ("push to a feature branch", {"Build"}),
     ("manual run of a feature branch", {"Build"}),
     ("push to a branch named like main", {"Build"}),
@@ -105,7 +106,7 @@ def test_databricks_and_pulumi_run_under_the_azure_cli_login(doc):
                 assert step.get("task") == "AzureCLI@2", text
                 subscription = step["inputs"]["azureSubscription"]
                 env = "dev" if stage["stage"] == "DeployDev" or "--stack dev" in text else "prod"
-                kind = "Preview" if stage["stage"] == "Preview" else ""
+                kind = "Preview" if stage["stage"] in ("Preview", "PlanProd") else ""  # the read-only identities
                 assert subscription == f"${{{{ parameters.{env}{kind}ServiceConnection }}}}", (stage["stage"], text)
 
 
@@ -206,7 +207,8 @@ def test_promoting_before_prod_is_up_is_rejected(bad):
     up = next(i for i, s in enumerate(steps) if "pulumi up" in rules.step_script(s))
     promote = next(i for i, s in enumerate(steps) if "mlops --backend" in rules.step_script(s))
     steps[up], steps[promote] = steps[promote], steps[up]
-    assert "DeployProd runs mlops promote --from dev --to prod before pulumi up --stack prod --yes" in \
+    assert ("DeployProd runs mlops promote --from dev --to prod before pulumi up --stack prod --plan <the approved "
+            "plan> --yes") in \
         rules.check_deploy_prod(bad)
 
 
@@ -221,3 +223,58 @@ def test_smoke_dropped_from_dev_is_rejected(bad):
     deploy = rules.stage_by_id(bad, "DeployDev")["jobs"][0]["strategy"]["runOnce"]["deploy"]
     deploy["steps"] = [s for s in deploy["steps"] if "smoke.py" not in rules.step_script(s)]
     assert "DeployDev does not run the smoke test after `pulumi up`" in rules.check_deploy_dev(bad)
+
+
+# ------------------------------------------------------------------ the approved plan (issue 19)
+def _plan_step(doc) -> dict:
+    return next(s for _, s in rules.stage_steps(rules.stage_by_id(doc, "PlanProd")) if s.get("name") == "plan")
+
+
+def _prod_steps(doc) -> list[dict]:
+    return rules.job_steps(rules.stage_by_id(doc, "DeployProd")["jobs"][0])
+
+
+def test_prod_applies_the_plan_saved_before_the_approval(doc):
+    """PlanProd (no environment, so before the approval) saves the preview as a plan and shows it; DeployProd (the
+    approval) applies that file and previews nothing of its own."""
+    plan = _plan_step(doc)
+    script = plan["inputs"]["inlineScript"]
+    assert re.search(r"pulumi preview --stack prod .*--policy-pack infra/policy \\\n\s*--save-plan \"\$out/plan\.json\"",
+                     script)
+    assert "##vso[task.uploadsummary]$out/summary.md" in script
+    assert not any("deployment" in job for job in rules.stage_by_id(doc, "PlanProd")["jobs"])
+    steps = _prod_steps(doc)
+    (download,) = [s for s in steps if (s.get("inputs") or {}).get("artifact") == "prod-plan"]
+    up = next(s for s in steps if "pulumi up" in rules.step_script(s))
+    assert download["inputs"]["targetPath"] + "/plan.json" in rules.step_script(up)
+    assert "--plan" in rules.step_script(up) and "--yes" in rules.step_script(up)
+    results = rules.simulate(doc, rules.RUNS["push to main"], fail={"PlanProd"})
+    assert results["DeployProd"] == "Skipped", "no plan, no prod deploy"
+
+
+@pytest.mark.parametrize("breakage,problem", [
+    (lambda doc: _plan_step(doc)["inputs"].update(
+        inlineScript=_plan_step(doc)["inputs"]["inlineScript"].replace("--save-plan", "--json")),
+     "PlanProd does not run `pulumi preview --stack prod --save-plan`"),
+    (lambda doc: _plan_step(doc)["inputs"].update(azureSubscription="${{ parameters.prodServiceConnection }}"),
+     "PlanProd does not run as the read-only prod preview identity"),
+    (lambda doc: _plan_step(doc)["inputs"].update(
+        inlineScript=_plan_step(doc)["inputs"]["inlineScript"].replace("##vso[task.uploadsummary]", "cat ")),
+     "PlanProd does not show the plan on the run summary"),
+    (lambda doc: [s["inputs"].update(inlineScript=s["inputs"]["inlineScript"].replace(
+        '--plan "$(Agent.TempDirectory)/prod-plan/plan.json" ', "")) for s in _prod_steps(doc)
+        if "pulumi up --stack prod --plan" in rules.step_script(s)],
+     "DeployProd's deployment job does not run pulumi up --stack prod --plan <the approved plan> --yes"),
+    (lambda doc: rules.stage_by_id(doc, "DeployProd")["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"].insert(
+        3, {"script": "pulumi preview --stack prod"}),
+     "DeployProd previews after the approval"),
+])
+def test_an_unapproved_prod_update_is_rejected(bad, breakage, problem):
+    breakage(bad)
+    assert any(p.startswith(problem) for p in rules.check_rules(bad)), rules.check_rules(bad)
+
+
+def test_previews_default_to_read_only_connections(doc):
+    defaults = {p["name"]: p["default"] for p in doc["parameters"]}
+    assert defaults["devPreviewServiceConnection"] != defaults["devServiceConnection"]
+    assert defaults["prodPreviewServiceConnection"] != defaults["prodServiceConnection"]

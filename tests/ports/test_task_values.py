@@ -220,11 +220,12 @@ class NotebookDbutils(FakeDbutils):
 
 
 def _run_notebook(source: str, dbutils) -> None:
-    """Run the notebook's Python cells as Databricks would (magic cells are the %pip install)."""
-    for cell in source.split("# COMMAND ----------"):
-        if "# MAGIC" in cell:
-            continue
-        exec(compile(cell, "mlops_step", "exec"), {"dbutils": dbutils})  # noqa: S102 - the notebook under test
+    """Run the notebook's code cells (Jupyter JSON) as Databricks would."""
+    for cell in json.loads(source)["cells"]:
+        assert cell["cell_type"] == "code"
+        code = "".join(cell["source"])
+        assert "%pip" not in code and "restartPython" not in code  # the environment installs the wheel
+        exec(compile(code, "mlops_step", "exec"), {"dbutils": dbutils})  # noqa: S102 - the notebook under test
 
 
 def test_the_step_notebook_runs_mlops_and_its_values_reach_the_condition_task(monkeypatch, tmp_path):
@@ -249,11 +250,11 @@ def test_the_step_notebook_runs_mlops_and_its_values_reach_the_condition_task(mo
         _run_notebook(source, dbutils)
     finally:
         port.use_notebook_dbutils(None)
-    assert seen == [args] and dbutils.restarted == 1
+    assert seen == [args] and dbutils.restarted == 0
     assert dbutils.jobs.taskValues.calls == [("set", {"key": "retrain_needed", "value": "true"})]
     assert json.loads((run_dir / "evaluate.json").read_text()) == {"retrain_needed": "true"}
-    assert '# MAGIC %pip install --quiet "/Volumes/c/s/artifacts/wheels/abc/lakehouse_mlops-0.1.0-py3-none-any.whl"' \
-        in source
+    environment = json.loads(source)["metadata"]["application/vnd.databricks.v1+notebook"]["environmentMetadata"]
+    assert environment["dependencies"] == ["/Volumes/c/s/artifacts/wheels/abc/lakehouse_mlops-0.1.0-py3-none-any.whl"]
 
     monkeypatch.setattr(cli, "main", lambda argv: 1)
     with pytest.raises(RuntimeError, match=r"mlops .*watch evaluate.* failed \(exit code 1\)"):

@@ -1,15 +1,12 @@
-"""The Databricks deploy path against a fake Model Serving REST API: the real SDK serialises every call."""
+"""The Databricks serving path against a fake Model Serving REST API: the real SDK serialises every call. The\nendpoint is the Pulumi program's: nothing here creates or changes it."""
 
 from __future__ import annotations
-
-import json
-from datetime import timedelta
 
 import pandas as pd
 import pytest
 
 from tests.fakes import json_server
-from workloads.serving.databricks import EndpointError, deploy_endpoint, endpoint_status, query_endpoint
+from workloads.serving.databricks import EndpointError, endpoint_status, query_endpoint
 
 
 class FakeServing:
@@ -86,79 +83,75 @@ def client(fake):
     return WorkspaceClient(host=fake.url, token="fake-token")
 
 
-def test_create_then_update_to_a_new_champion(fake, client, settings, spec):
+def serving_endpoint(spec, version: str, size: str = "Small") -> dict:
+    """An endpoint as the Pulumi program declared it (the fake's stored shape)."""
+    return {"name": spec.endpoint_name, "config": {"served_entities": [
+        {"name": spec.databricks_entity_name, "entity_name": "mlops_dev.bakehouse_ml.m", "entity_version": version,
+         "workload_size": size, "scale_to_zero_enabled": False}]}, "ai_gateway": {}}
+
+
+def databricks_settings(settings):
+    return settings.model_copy(update={"backend": "databricks"})
+
+
+def test_a_promotion_on_databricks_only_reads_the_endpoint(fake, client, settings, spec, monkeypatch):
+    """Pulumi owns the endpoint: following a new champion never creates or updates it (no POST, no PUT), whether
+    the endpoint is missing (a first release: the program creates it at the next `pulumi up`) or serves another
+    version (the next `pulumi up` serves the champion)."""
+    from workloads import promotion
+    from workloads.serving import databricks as serving_databricks
+
+    monkeypatch.setattr(serving_databricks, "workspace_client", lambda settings=None: client)
+    on_databricks = databricks_settings(settings)
+
+    said = promotion.follow_champion(on_databricks, spec, 4)
+    assert said == (f"endpoint {spec.endpoint_name} is not deployed yet; `pulumi up --stack dev` serves v4 on "
+                    f"endpoint {spec.endpoint_name}")
+    fake.endpoints[spec.endpoint_name] = serving_endpoint(spec, "3", size="Large")
+    said = promotion.follow_champion(on_databricks, spec, 4)
+    assert said.startswith(f"endpoint {spec.endpoint_name} serves v3 until `pulumi up --stack dev` serves v4")
+    fake.endpoints[spec.endpoint_name] = serving_endpoint(spec, "4")
+    assert promotion.follow_champion(on_databricks, spec, 4) == f"endpoint {spec.endpoint_name} already serves v4"
+
+    assert {method for method, _, _ in fake.calls} == {"GET"}
+    assert fake.endpoints[spec.endpoint_name]["config"]["served_entities"][0]["workload_size"] == "Small"
+
+
+def test_an_unreadable_endpoint_does_not_undo_a_promotion(client, settings, spec, monkeypatch):
+    """The alias has moved when the endpoint is read: a 403 is reported in the text, not raised."""
+    from tests.fakes import json_server
+    from workloads.promotion import follow_champion
+    from workloads.serving import databricks as serving_databricks
+
+    calls = []
+
+    def forbidden(method, path, query, body, headers):
+        if path.startswith("/.well-known/"):  # the SDK's host-metadata probe, not a call of ours
+            return 404, {"error_code": "NOT_FOUND", "message": "no metadata"}
+        calls.append((method, path))
+        return 403, {"error_code": "PERMISSION_DENIED", "message": "no CAN_VIEW on the endpoint"}
+
+    from databricks.sdk import WorkspaceClient
+
+    with json_server(forbidden) as url:
+        monkeypatch.setattr(serving_databricks, "workspace_client",
+                            lambda settings=None: WorkspaceClient(host=url, token="fake-token"))
+        said = follow_champion(databricks_settings(settings), spec, 5)
+    assert said.startswith(f"endpoint {spec.endpoint_name} not readable (PermissionDenied: no CAN_VIEW")
+    assert said.endswith(f"`pulumi up --stack dev` serves v5 on endpoint {spec.endpoint_name}")
+    assert calls == [("GET", f"/api/2.0/serving-endpoints/{spec.endpoint_name}")]
+
+
+def test_status_and_query_of_a_deployed_endpoint(fake, client, settings, spec):
     assert endpoint_status(settings, spec, client=client) is None
-
-    status = deploy_endpoint(settings, spec, version=3, client=client, timeout=timedelta(seconds=30))
-    assert status.ready and status.config_update == "NOT_UPDATING"
-    assert status.served_versions == ("3",)
-    assert status.inference_table == f"mlops_dev.bakehouse_ml.{spec.name}_payload"
-    create = next(body for method, path, body in fake.calls if method == "POST")
-    assert create["name"] == spec.endpoint_name
-    entity = create["config"]["served_entities"][0]
-    assert entity == {"name": "bakehouse-autolog-champion", "entity_name": settings.registered_model(spec.name),
-                      "entity_version": "3", "workload_size": "Small", "scale_to_zero_enabled": True}
-    assert create["config"]["traffic_config"] == {
-        "routes": [{"served_entity_name": "bakehouse-autolog-champion", "traffic_percentage": 100}]}
-    assert create["ai_gateway"] == {"inference_table_config": {
-        "catalog_name": "mlops_dev", "schema_name": "bakehouse_ml", "table_name_prefix": spec.payload_prefix,
-        "enabled": True}}
-    assert "auto_capture_config" not in json.dumps(create) and "served_models" not in json.dumps(create)
-
-    fake.calls.clear()
-    fake.polls_in_progress = 0
-    updated = deploy_endpoint(settings, spec, version=4, client=client, timeout=timedelta(seconds=30))
-    assert updated.served_versions == ("4",)
-    methods = [(method, path) for method, path, _ in fake.calls]
-    assert ("PUT", f"/api/2.0/serving-endpoints/{spec.endpoint_name}/config") in methods
-    assert not any(path.endswith("/ai-gateway") for _, path in methods)  # already logging to the right table
-    config = next(body for method, path, body in fake.calls if path.endswith("/config"))
-    assert config["served_entities"][0]["entity_version"] == "4"
-    assert config["served_entities"][0]["name"] == "bakehouse-autolog-champion"
-
-    fake.calls.clear()
-    again = deploy_endpoint(settings, spec, version=4, client=client)
-    assert again.served_versions == ("4",)
-    assert {m for m, _, _ in fake.calls} == {"GET"}  # nothing to change: no PUT
+    fake.endpoints[spec.endpoint_name] = serving_endpoint(spec, "4")
+    status = endpoint_status(settings, spec, client=client)
+    assert status.ready and status.served_versions == ("4",) and status.inference_table is None
 
     assert query_endpoint(spec, pd.DataFrame({c: ["x"] for c in spec.feature_names}).head(1), client=client) == [0.0]
     invocation = fake.calls[-1]
     assert invocation[1] == f"/serving-endpoints/{spec.endpoint_name}/invocations"
     assert invocation[2]["dataframe_split"]["columns"] == spec.feature_names
-
-
-def test_existing_endpoint_without_inference_table_gets_it(fake, client, settings, spec):
-    fake.polls_in_progress = 0
-    fake.endpoints[spec.endpoint_name] = {"name": spec.endpoint_name, "config": {"served_entities": [
-        {"name": "old", "entity_name": "x", "entity_version": "1", "workload_size": "Large",
-         "scale_to_zero_enabled": False}]}, "ai_gateway": {}}
-    status = deploy_endpoint(settings, spec, version=2, client=client)
-    config = next(body for method, path, body in fake.calls if path.endswith("/config"))
-    assert config["served_entities"][0]["workload_size"] == "Large"  # the stack's sizing is kept
-    assert config["served_entities"][0]["scale_to_zero_enabled"] is False
-    assert status.inference_table == f"mlops_dev.bakehouse_ml.{spec.name}_payload"
-    gateway = next(body for method, path, body in fake.calls if path.endswith("/ai-gateway"))
-    assert gateway["inference_table_config"]["table_name_prefix"] == spec.payload_prefix
-
-
-def test_failed_update_is_one_clear_error(fake, client, settings, spec):
-    fake.polls_in_progress = 0
-    fake.fail_update = True
-    with pytest.raises(EndpointError, match="failed to serve version 5"):
-        deploy_endpoint(settings, spec, version=5, client=client)
-
-
-def test_deploy_without_version_uses_the_champion_or_says_to_train(fake, client, serving_settings, spec):
-    from workloads import registry
-    from workloads.errors import RegistryError
-
-    fake.polls_in_progress = 0
-    assert deploy_endpoint(serving_settings, spec, client=client).served_versions == ("1",)
-    fake.calls.clear()
-    registry.delete_alias(serving_settings, spec, registry.CHAMPION)
-    with pytest.raises(RegistryError, match="no 'champion' version"):
-        deploy_endpoint(serving_settings, spec, client=client)
-    assert not [path for _, path, _ in fake.calls if "serving-endpoints" in path]
 
 
 class RouteOptimizedWorkspace:

@@ -2,6 +2,15 @@
 
 Command groups live in the modules of this package; each defines ``register(app)`` and is discovered
 here, so adding a group touches no shared file.
+
+Two functions, one behaviour: :func:`main` runs the CLI and *returns* its exit code (for callers in Python:
+tests, the step notebook); :func:`run` is the ``mlops`` entry point (``[project.scripts]``), which ends the
+process with that code. The difference matters on Databricks: a ``python_wheel_task`` loads the entry point and
+calls it as a function, with the task's ``parameters`` in ``sys.argv``, and ignores what it returns (the Databricks
+CLI's wheel wrapper, which emulates it, runs ``entry[0].load()()``: bundle/python/transform.go in
+github.com/databricks/cli; "Entry Point ... the function that runs the logic in the wheel",
+https://docs.databricks.com/jobs/python-wheel.html). Only an exception fails the task, so :func:`run` raises
+``SystemExit`` with the non-zero code on every error path, and returns normally on success.
 """
 
 from __future__ import annotations
@@ -137,5 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The ``mlops`` entry point: run the CLI on ``sys.argv`` and end with its exit code.
+
+    A console script wrapper (``sys.exit(run())``) exits 0 on success as before; a Databricks
+    ``python_wheel_task``, which calls this function and ignores its return value, sees ``SystemExit`` on failure
+    and fails the task (so its failure e-mails and webhooks fire).
+
+    Raises:
+        SystemExit: with the non-zero exit code of a failed command (usage errors included).
+    """
+    code = main()
+    if code:
+        raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,5 +1,3 @@
-import sys
+from workloads.cli import run
 
-from workloads.cli import main
-
-sys.exit(main())
+run()

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
 
         settings = state.settings()
         if settings.backend != "local":
-            raise MlopsError("mlops serve runs the local endpoint; on Databricks use mlops endpoint deploy")
+            raise MlopsError("mlops serve runs the local endpoint; on Databricks the Pulumi program deploys the endpoint "
+                             "(`pulumi up --stack <stack>`; `mlops endpoint status` reads it)")
 
         def ready(spec, champion, logger) -> None:
             if logger.rows_recovered:
@@ -115,23 +116,8 @@ def register(app: typer.Typer) -> None:
         for error in result.errors:
             console.print(f"[red]  {error}[/]")
 
-    endpoint = typer.Typer(help="The model's Databricks serving endpoint.", no_args_is_help=True)
-
-    @endpoint.command("deploy")
-    def deploy(
-        model: str = typer.Option(..., "--model", "-m", help="Model spec name."),
-        version: int | None = typer.Option(None, help="Model version (default: the champion)."),
-        no_wait: bool = typer.Option(False, "--no-wait", help="Return without waiting for the update."),
-    ) -> None:
-        """Create or update the endpoint to serve the champion, with the AI Gateway inference table."""
-        from workloads.serving.databricks import deploy_endpoint
-        from workloads.specs import load_spec
-
-        settings = state.settings()
-        spec = load_spec(model)
-        with step(f"Deploying endpoint {spec.endpoint_name}"):
-            status = deploy_endpoint(settings, spec, version=version, wait=not no_wait)
-        console.print(status.describe())
+    endpoint = typer.Typer(help="The model's Databricks serving endpoint (declared by the Pulumi program; read-only "
+                                  "here).", no_args_is_help=True)
 
     @endpoint.command("status")
     def status(model: str = typer.Option(..., "--model", "-m", help="Model spec name.")) -> None:
@@ -142,7 +128,8 @@ def register(app: typer.Typer) -> None:
         spec = load_spec(model)
         found = endpoint_status(state.settings(), spec)
         if found is None:
-            console.print(f"endpoint {spec.endpoint_name} does not exist (mlops endpoint deploy --model {model})")
+            console.print(f"endpoint {spec.endpoint_name} does not exist; the Pulumi program declares it once the model has a "
+                          "champion (`pulumi up --stack <stack>`)", soft_wrap=True)
             raise typer.Exit(1)
         table = Table("endpoint", "ready", "config update", "versions", "inference table")
         table.add_row(found.name, str(found.ready), found.config_update, ", ".join(found.served_versions),

@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
                  to_version: int | None = typer.Option(
                      None, "--to-version", help="Serve this version (needed to roll back again after a rollback).")
                  ) -> None:
-        """Champion <- previous, once; the endpoint follows; one audit row."""
+        """Champion <- previous, once; one audit row (on Databricks the endpoint follows at the next `pulumi up`)."""
         from workloads.alerts import notify
         from workloads.promotion import rollback as do_rollback
         from workloads.specs import load_spec
@@ -147,7 +147,7 @@ def register(app: typer.Typer) -> None:
         notify(settings, "rollback", model, f"{model}: rolled back v{record.from_version} -> v{record.to_version}")
         console.print(f"{model}: rolled back: champion v{record.from_version} -> v{record.to_version}; "
                       f"'previous' is now v{record.from_version}. A second `mlops rollback` is refused; use "
-                      f"--to-version N to choose another version.", soft_wrap=True)
+                      f"--to-version N to choose another version. {record.serving}", soft_wrap=True)
 
     @app.command("promote")
     def promote(model: str = MODEL, source: str = typer.Option("dev", "--from", help="Source environment."),
@@ -168,7 +168,9 @@ def register(app: typer.Typer) -> None:
                f"{model}: {source} v{result.source_version} -> {target} v{result.target_version}")
         console.print(f"{result.source} -> {settings.for_env(target).registered_model(model)} v{result.target_version} "
                       f"(champion); " + ", ".join(f"{k}={result.metrics[k]:.3f}" for k in load_spec(model).thresholds
-                                                  if k in result.metrics))
+                                                  if k in result.metrics), soft_wrap=True)
+        if result.record is not None and result.record.serving:
+            console.print(result.record.serving, soft_wrap=True)
 
     drift = group(app, "drift", "Drift: simulate it, reset it, analyze it.")
 

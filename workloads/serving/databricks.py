@@ -1,19 +1,18 @@
-"""The Databricks path: a Model Serving endpoint for the champion, with the AI Gateway inference table.
+"""The Databricks path: read and query a model's Model Serving endpoint.
 
-Create the endpoint (or point an existing one at a new version), enable the inference table
-``<catalog>.<schema>.<prefix>_payload``, wait until the config update is done, query it, and report its
-status. The retraining step calls :func:`deploy_endpoint` after a promotion. Everything goes through
-``databricks-sdk`` ``serving_endpoints``; the client is injectable (tests point it at a fake REST API).
+The endpoint itself (served entity = the ``champion`` version, the AI Gateway inference table
+``<catalog>.<schema>.<prefix>_payload``, size, permissions) is declared by the Pulumi program only
+(infra/components/serving.py): nothing here creates or changes it. A promotion or rollback moves aliases, and
+:func:`describe_following` says what serves until the next ``pulumi up``. Everything goes through ``databricks-sdk``
+``serving_endpoints``; the client is injectable (tests point it at a fake REST API).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 import pandas as pd
 
-from workloads import registry
 from workloads.errors import MlopsError
 from workloads.settings import Settings
 from workloads.specs import ModelSpec
@@ -65,24 +64,6 @@ def _status(endpoint, settings: Settings, spec: ModelSpec) -> EndpointStatus:
     return EndpointStatus(endpoint.name or spec.endpoint_name, ready, update, versions, table)
 
 
-def _inference_table_config(settings: Settings, spec: ModelSpec):
-    from databricks.sdk.service.serving import AiGatewayInferenceTableConfig
-
-    return AiGatewayInferenceTableConfig(catalog_name=settings.catalog, schema_name=settings.schema_name,
-                                         table_name_prefix=spec.payload_prefix, enabled=True)
-
-
-def _served_entities(settings: Settings, spec: ModelSpec, version: int, workload_size: str, scale_to_zero: bool):
-    from databricks.sdk.service.serving import Route, ServedEntityInput, TrafficConfig
-
-    name = spec.databricks_entity_name
-    entities = [ServedEntityInput(name=name, entity_name=settings.registered_model(spec.name),
-                                  entity_version=str(int(version)), workload_size=workload_size,
-                                  scale_to_zero_enabled=scale_to_zero)]
-    traffic = TrafficConfig(routes=[Route(served_entity_name=name, traffic_percentage=100)])
-    return entities, traffic
-
-
 def endpoint_status(settings: Settings, spec: ModelSpec, client=None) -> EndpointStatus | None:
     """The endpoint's status, or ``None`` when it does not exist."""
     from databricks.sdk.errors import NotFound
@@ -94,68 +75,29 @@ def endpoint_status(settings: Settings, spec: ModelSpec, client=None) -> Endpoin
         return None
 
 
-def deploy_endpoint(settings: Settings, spec: ModelSpec, version: int | None = None, client=None,
-                    wait: bool = True, timeout: timedelta = timedelta(minutes=30), workload_size: str | None = None,
-                    scale_to_zero: bool | None = None) -> EndpointStatus:
-    """Create or update the model's endpoint to serve ``version`` (default: the champion).
+def describe_following(settings: Settings, spec: ModelSpec, champion: int, client=None) -> str:
+    """What serves the model after its ``champion`` alias moved to ``champion``: read-only, never a change.
 
-    The AI Gateway inference table is enabled on create, and on update when it is off or points
-    elsewhere. An update already in progress is waited for first (Databricks rejects overlapping ones).
-    On update, the served entity keeps its workload size and scale-to-zero unless given here (the stack
-    config declared them); on create they default to ``Small`` and scale to zero.
-
-    Raises:
-        EndpointError: the API refused the change, or the update failed or timed out.
-        RegistryError: no version given and the model has no champion.
+    Pulumi owns every serving endpoint (infra/components/serving.py declares it serving the ``champion`` alias as of
+    deploy time): a promotion or rollback moves aliases only, and the endpoint serves the new champion after the next
+    ``pulumi up --stack <env>``. Creating or updating the endpoint here would collide with the program (a ``create``
+    of the same name fails with "already exists"; an out-of-band ``update_config`` drifts from the state). This only
+    reads the endpoint (``CAN_VIEW``, which the stack grants the run-as principal) to say what serves now; a read that
+    fails is reported in the text, since the alias has already moved.
     """
-    from databricks.sdk.errors import DatabricksError, NotFound, OperationFailed
-    from databricks.sdk.service.serving import AiGatewayConfig, EndpointCoreConfigInput
+    from databricks.sdk.errors import DatabricksError
 
-    if version is None:
-        version = registry.require_alias(settings, spec, registry.CHAMPION).version
-    client = client or workspace_client(settings)
-    api = client.serving_endpoints
-    name = spec.endpoint_name
-    table_config = _inference_table_config(settings, spec)
+    follow = f"`pulumi up --stack {settings.env}` serves v{champion} on endpoint {spec.endpoint_name}"
     try:
-        try:
-            current = api.get(name)
-        except NotFound:
-            current = None
-        existing = ((current.config.served_entities if current and current.config else None) or [None])[0]
-        if workload_size is None:
-            workload_size = getattr(existing, "workload_size", None) or "Small"
-        if scale_to_zero is None:
-            kept = getattr(existing, "scale_to_zero_enabled", None)
-            scale_to_zero = True if kept is None else bool(kept)
-        entities, traffic = _served_entities(settings, spec, version, workload_size, scale_to_zero)
-        if current is None:
-            api.create(name, config=EndpointCoreConfigInput(name=name, served_entities=entities,
-                                                            traffic_config=traffic),
-                       ai_gateway=AiGatewayConfig(inference_table_config=table_config))
-        else:
-            status = _status(current, settings, spec)
-            if status.config_update == "IN_PROGRESS":
-                api.wait_get_serving_endpoint_not_updating(name, timeout=timeout)
-            if status.served_versions != (str(int(version)),):
-                api.update_config(name, served_entities=entities, traffic_config=traffic)
-            wanted = f"{settings.table(spec.payload_table)}"
-            if status.inference_table != wanted:
-                gateway = current.ai_gateway
-                api.put_ai_gateway(name, inference_table_config=table_config,
-                                   guardrails=getattr(gateway, "guardrails", None),
-                                   rate_limits=getattr(gateway, "rate_limits", None),
-                                   usage_tracking_config=getattr(gateway, "usage_tracking_config", None),
-                                   fallback_config=getattr(gateway, "fallback_config", None))
-        if wait:
-            return _status(api.wait_get_serving_endpoint_not_updating(name, timeout=timeout), settings, spec)
-        return _status(api.get(name), settings, spec)
-    except OperationFailed as exc:
-        raise EndpointError(f"endpoint {name} failed to serve version {version}: {exc}") from exc
-    except TimeoutError as exc:
-        raise EndpointError(f"endpoint {name} did not finish updating within {timeout}: {exc}") from exc
-    except DatabricksError as exc:
-        raise EndpointError(f"Databricks refused to deploy endpoint {name} (version {version}): {exc}") from exc
+        status = endpoint_status(settings, spec, client=client)
+    except (DatabricksError, EndpointError) as exc:
+        return f"endpoint {spec.endpoint_name} not readable ({type(exc).__name__}: {exc}); {follow}"
+    if status is None:
+        return f"endpoint {spec.endpoint_name} is not deployed yet; {follow}"
+    if status.served_versions == (str(int(champion)),):
+        return f"endpoint {spec.endpoint_name} already serves v{champion}"
+    return (f"endpoint {spec.endpoint_name} serves v{', v'.join(status.served_versions) or ' nothing'} until "
+            f"{follow}")
 
 
 def query_serving_endpoint(client, name: str, **request):
