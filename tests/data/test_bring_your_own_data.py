@@ -9,6 +9,7 @@ and the repository is left as it was (the spec lives in the user's own spec dire
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -142,9 +143,11 @@ def test_a_csv_of_ones_own_becomes_a_monitored_model_that_retrains_with_the_cli_
 
     mlops(capsys, "report", "--model", MODEL)
     report = (home / "reports" / f"{MODEL}.html").read_text()
-    assert "promoted v2" in report or "v2" in report
-    out = mlops(capsys, "status", "--model", MODEL)
-    assert "champion" in out and "v2" in out
+    assert "last action: retrained and promoted v2" in report  # the banner says what was done about the breach
+    out = " ".join(mlops(capsys, "status", "--model", MODEL).split())
+    assert "v1 (previous), v2 (champion)" in out
+    prod = out[out.index("[prod]"):]
+    assert re.search(r"versions │ none", prod) and re.search(r"endpoint │ not running", prod), prod  # not dev's
     out = mlops(capsys, "promote", "--model", MODEL, "--from", "dev", "--to", "prod")
     assert "mlops_prod." in out and "(champion)" in out
 

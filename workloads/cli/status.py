@@ -14,9 +14,11 @@ MODEL = typer.Option(None, "--model", "-m", help="Only this model (default: ever
 def _versions(status) -> str:
     if not status.versions:
         return "none"
-    shown = [f"v{v}" + (f" ({', '.join(a)})" if a else "") for v, a in status.versions if a]
-    rest = len([1 for _, a in status.versions if not a])
-    return ", ".join(shown) + (f"; {rest} more without alias" if rest else "")
+    shown = [f"v{v} ({', '.join(a)})" for v, a in status.versions if a]
+    rest = [v for v, a in status.versions if not a]
+    if not shown:
+        return ", ".join(f"v{v}" for v in rest) + " (no alias: none passed its thresholds, or none was promoted)"
+    return ", ".join(shown) + (f"; {len(rest)} more without alias" if rest else "")
 
 
 def _endpoint(status) -> str:

@@ -56,7 +56,23 @@ def _verdict(settings: Settings, spec: ModelSpec, granularity: str, tables: Tabl
     return evaluate_window(spec, observe_latest_window(settings, spec, granularity, tables=tables))
 
 
-def _banner(evaluation) -> str:
+def _last_action(changes: pd.DataFrame, evaluation) -> tuple[str, bool]:
+    """The latest champion change as a sentence, and whether it came after the judged window began (so the
+    window's breach has already been acted on)."""
+    if changes.empty or "_at" not in changes or changes["_at"].isna().all():
+        return "", False
+    last = changes.loc[changes["_at"].idxmax()]
+    action = str(last.get("action", "promote"))
+    what = {"promote": "retrained and promoted", "rollback": "rolled back to",
+            "copy_promote": "copied from another environment and promoted"}.get(action, action)
+    sentence = f"last action: {what} v{last.get('to_version')} at {last['_at']:%Y-%m-%d %H:%M} UTC"
+    start = pd.Timestamp(evaluation.window_start) if evaluation.window_start else None
+    if start is not None and start.tzinfo is None:
+        start = start.tz_localize("UTC")
+    return sentence, start is not None and last["_at"] >= start
+
+
+def _banner(evaluation, changes: pd.DataFrame | None = None) -> str:
     colour = VERDICT_COLOURS.get(evaluation.health, "#555")
     decided = [c for c in evaluation.checks if c.status == "breach"] or \
               [c for c in evaluation.checks if c.status in ("too_few_rows", "missing")] or \
@@ -67,9 +83,15 @@ def _banner(evaluation) -> str:
     extra = "".join(f"<li>{html.escape(r)}</li>" for r in evaluation.reasons
                     if not any(r == c.line() for c in decided))[:4000]
     window = html.escape(f"{evaluation.window_start or '-'} to {evaluation.window_end or '-'}")
+    action, acted = _last_action(changes if changes is not None else pd.DataFrame(), evaluation)
+    if evaluation.retrain_needed:
+        then = f" — acted on ({action.removeprefix('last action: ')})" if acted else " — retrain needed"
+    else:
+        then = ""
+    shown_action = f'<p class="last-action">{html.escape(action)}</p>' if action else ""
     return (f'<div id="verdict" class="verdict" style="border-left:8px solid {colour};padding:8px 16px;'
             f'background:#f7f7f7;margin-bottom:16px"><h2 style="margin:4px 0;color:{colour}">Verdict: '
-            f'{html.escape(evaluation.health)}{" — retrain needed" if evaluation.retrain_needed else ""}</h2>'
+            f'{html.escape(evaluation.health)}{html.escape(then)}</h2>{shown_action}'
             f"<p>latest window {window}; what decided it:</p><ul>{items}{extra}</ul></div>")
 
 
@@ -233,13 +255,16 @@ def build_report(settings: Settings, spec: ModelSpec, granularity: str = DEFAULT
                       "color": "#212121" if everyone else palette[index % len(palette)]}), row=row, col=1)
         fig.add_hline(y=threshold.value, line_dash="dash", line_color="red", row=row, col=1,
                       annotation_text=f"{threshold.direction} {threshold.value:g}")
-    for _, change in changes.iterrows():
+    for position, (_, change) in enumerate(changes.iterrows()):
         if "_at" not in change or pd.isna(change["_at"]):
             continue
         label = f"{change.get('action', 'change')}: v{change.get('to_version')} champion"
         for row in range(1, len(metrics) + 1):
             fig.add_vline(x=change["_at"], line_color="#6a1b9a", line_dash="dot", row=row, col=1)
-        fig.add_annotation(x=change["_at"], y=1, yref="y domain", text=html.escape(label), showarrow=False,
+        # labels of successive changes stack downwards: two changes minutes apart must not print over each other
+        step = position % 4
+        fig.add_annotation(x=change["_at"], y=1 - 0.12 * step, yref="y domain", text=html.escape(label),
+                           showarrow=False,
                            font={"color": "#6a1b9a", "size": 11}, xanchor="left", row=1, col=1,
                            name="champion-change")
 
@@ -283,7 +308,7 @@ def build_report(settings: Settings, spec: ModelSpec, granularity: str = DEFAULT
                       margin={"t": 90})
 
     try:
-        verdict = _banner(_verdict(settings, spec, gran, tables))
+        verdict = _banner(_verdict(settings, spec, gran, tables), changes)
     except Exception as exc:  # noqa: BLE001 - a report without a verdict still shows the data
         verdict = f'<div id="verdict" class="verdict"><h2>Verdict: unavailable</h2><p>{html.escape(str(exc))}</p></div>'
     plot = fig.to_html(full_html=False, include_plotlyjs=True, div_id="timeline",

@@ -1,9 +1,10 @@
 """Where a running local endpoint is: ``mlops serve`` records its URL in the home, so ``traffic`` and
 ``drift simulate`` find it without ``--url``.
 
-The record is ``<home>/serving/<model>.json`` (``url``, ``pid``, ``started_at``), written when the endpoint is
-ready and removed when it stops. A record whose process is gone (a killed server) is stale: it is removed and
-not used.
+The record is ``<home>/serving/<model>.json`` (``url``, ``pid``, ``started_at``, and the ``catalog`` whose
+champion it serves), written when the endpoint is ready and removed when it stops. A record whose process is gone
+(a killed server) is stale: it is removed and not used. A record serving another catalog (dev's endpoint, asked
+about prod) is not this environment's endpoint.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def record_running(settings: Settings, model: str, url: str) -> Path:
     path = record_path(settings, model)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "started_at": datetime.now(UTC).isoformat()}))
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "started_at": datetime.now(UTC).isoformat(),
+                               "catalog": settings.catalog}))
     os.replace(tmp, path)
     return path
 
@@ -62,6 +64,8 @@ def running_url(settings: Settings, model: str) -> str | None:
     if not isinstance(record.get("pid"), int) or not _alive(record["pid"]):
         path.unlink(missing_ok=True)  # stale: the server died without cleaning up
         return None
+    if record.get("catalog", settings.catalog) != settings.catalog:
+        return None  # it serves another environment's champion
     return record.get("url")
 
 
