@@ -135,7 +135,7 @@ def drift(story: Story) -> None:
     story.endpoint.flush()
     story.facts["drift"] = result
     story.note("drift (concept)", f"{result.requests} requests, {result.rows} rows a day later: customers now buy "
-               "10 more units each", f"simulation {result.simulation_id}")
+               "about 2 standard deviations more units each", f"simulation {result.simulation_id}")
 
 
 def watch_drifted(story: Story) -> None:

@@ -27,7 +27,18 @@ def test_cli_refresh_drift_analyze_and_report(settings, home, tmp_path, capsys):
     assert "0 window(s) recomputed, 6 unchanged" in out and "bakehouse_autolog: no processed inference table" in out
     assert main(["--home", str(home), "drift", "analyze", "--model", spec.name, "--days", "7"]) == 0
     out = capsys.readouterr().out
-    assert "drifted features:" in out and "unitPrice" in out
+    assert "drifted features:" in out and "unitPrice" in out and "stale" not in out
+    # new rows after the refresh: the values shown no longer hold them, and analyze says so
+    from workloads.ports.tables import get_tables
+
+    tables = get_tables(settings)
+    processed = settings.table(spec.processed_table)
+    version = tables.version(processed)
+    tables.write(processed, tables.read(processed).head(5), mode="append")
+    assert main(["--home", str(home), "drift", "analyze", "--model", spec.name, "--days", "7"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert (f"stale: these values were computed from version {version} of {processed}, which is at version "
+            f"{version + 1} now") in out and f"run `mlops monitor refresh -m {spec.name}`" in out
     target = tmp_path / "r.html"
     assert main(["--home", str(home), "report", "--model", spec.name, "--out", str(target)]) == 0
     assert target.is_file() and "report:" in capsys.readouterr().out

@@ -88,10 +88,13 @@ def drift_analyze(
     granularity: Annotated[str, typer.Option("--granularity", "-g", help="Window size to read.")] = "1 day",
 ) -> None:
     """Which features drifted against the baseline, when, and how much (terminal summary)."""
-    from workloads.monitoring.checks import drift_summary
+    from workloads.monitoring.checks import drift_summary, metrics_staleness
 
     spec = load_spec(model)
     summary = drift_summary(state.settings(), spec, days=days, granularity=granularity)
+    stale = metrics_staleness(state.settings(), spec)
+    if stale:
+        console.print(f"[yellow]stale:[/] {stale}", soft_wrap=True)
     table = Table(title=f"{spec.name}: drift against the baseline, last {days} day(s) ({summary.windows} windows)")
     for col in ("feature", "metric", "breached windows", "first breach", "worst", "threshold"):
         table.add_column(col)

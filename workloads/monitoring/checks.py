@@ -174,3 +174,30 @@ def drift_summary(settings: Settings, spec: ModelSpec, days: int = 7, granularit
                                  threshold.value))
     rows.sort(key=lambda r: (-r.breached_windows, r.feature))
     return DriftSummary(windows, rows)
+
+
+def metrics_staleness(settings: Settings, spec: ModelSpec, tables: Tables | None = None) -> str | None:
+    """Whether the monitor's metric tables lag the processed table, as one sentence (``None``: they are current).
+
+    Compares the newest ``logging_table_commit_version`` on the profile rows (the processed table's Delta version
+    the last refresh read, as Lakehouse Monitoring records it) with the processed table's version now.
+    """
+    tables = tables or get_tables(settings)
+    processed = settings.table(spec.processed_table)
+    profile = settings.metrics_table(spec.profile_metrics_table)
+    if not tables.exists(processed):
+        return None
+    current = tables.version(processed)
+    if not tables.exists(profile):
+        return (f"the monitor has never been refreshed (the processed table is at version {current}): run "
+                f"`mlops monitor refresh -m {spec.name}`")
+    if "logging_table_commit_version" not in tables.columns(profile):
+        return None
+    read = tables.read(profile, ["logging_table_commit_version"])["logging_table_commit_version"]
+    if read.dropna().empty:
+        return None
+    refreshed = int(read.max())
+    if refreshed >= current:
+        return None
+    return (f"these values were computed from version {refreshed} of {processed}, which is at version {current} "
+            f"now: rows since are not in them; run `mlops monitor refresh -m {spec.name}` for current values")
