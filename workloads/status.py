@@ -59,8 +59,10 @@ def endpoint_state(settings: Settings, spec: ModelSpec, client=None) -> Endpoint
         if url is None:
             return EndpointState(None, "not running", detail="start it with `mlops serve -m " + spec.name + "`")
         # A local endpoint answers at once or not at all: no minutes of the SDK's default retries on a dead one.
-        client = WorkspaceClient(host=url, token="local", auth_type="pat", retry_timeout_seconds=5,
-                                 http_timeout_seconds=10)
+        from databricks.sdk.core import Config
+
+        client = WorkspaceClient(config=Config(host=url, token="local", auth_type="pat", retry_timeout_seconds=5,
+                                               http_timeout_seconds=10))
     try:
         status = endpoint_status(settings, spec, client=client)
     except (DatabricksError, OSError, ValueError) as exc:

@@ -56,14 +56,18 @@ def feature_frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def model_home(tmp_path_factory, feature_frame):
-    """A home holding versions 1 and 2 of the model; version 1 is champion. Version 2 predicts +1000."""
+    """A home holding the model's source (the bakehouse tables) and versions 1 and 2 of the model; version 1 is
+    champion. Version 2 predicts +1000."""
     from workloads import registry
     from workloads.data import roles
+    from workloads.data.bakehouse import generate
+    from workloads.data.features import write_bakehouse
     from workloads.settings import load_settings
     from workloads.specs import load_spec
 
     home = tmp_path_factory.mktemp("serving-model-home")
     settings = load_settings(home=home)
+    write_bakehouse(settings, generate(seed=42))  # the tables feature_frame is built from
     spec = load_spec(MODEL)
     train = roles.split(feature_frame, spec).training
     v1 = _log_version(settings, spec, train, alpha=1.0, shift=0.0)
@@ -74,10 +78,11 @@ def model_home(tmp_path_factory, feature_frame):
 
 @pytest.fixture
 def serving_settings(model_home, home):
-    """This test's own home with a copy of the session registry (champion = version 1)."""
+    """This test's own home with a copy of the session registry (champion = version 1) and of the source tables."""
     from workloads.settings import load_settings
 
     shutil.copy2(model_home / "mlflow.db", home / "mlflow.db")
+    shutil.copytree(model_home / "warehouse" / "samples", home / "warehouse" / "samples")
     return load_settings(home=home)
 
 

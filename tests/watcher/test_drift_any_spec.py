@@ -77,13 +77,20 @@ def fit(spec, frame: pd.DataFrame):
 
 
 class MetricTables:
-    """The tables port as the watcher's reader sees it, over one computed refresh."""
+    """The tables port as the watcher's reader sees it: one computed refresh's metric tables and the processed
+    table holding the window's rows (read for the quality intervals)."""
 
-    def __init__(self, computed):
-        self.computed = computed
+    def __init__(self, computed, processed: pd.DataFrame):
+        self.computed, self.processed = computed, processed
 
     def _table(self, name: str):
-        return self.computed.profile if name.endswith("_profile_metrics") else self.computed.drift
+        import pyarrow as pa
+
+        if name.endswith("_profile_metrics"):
+            return self.computed.profile
+        if name.endswith("_drift_metrics"):
+            return self.computed.drift
+        return pa.Table.from_pandas(self.processed, preserve_index=False)
 
     def exists(self, name: str) -> bool:
         return True
@@ -91,9 +98,11 @@ class MetricTables:
     def columns(self, name: str) -> list[str]:
         return list(self._table(name).column_names)
 
-    def read(self, name: str, columns=None) -> pd.DataFrame:
+    def read(self, name: str, columns=None, version=None, where=None) -> pd.DataFrame:
         table = self._table(name)
-        return (table if columns is None else table.select(columns)).to_pandas()
+        if where is not None:
+            table = table.filter(where.arrow(table.schema))
+        return table.select(list(columns) if columns else table.column_names).to_pandas()
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +136,7 @@ def judge(world, problem_type: str, rows: pd.DataFrame, spec=None):
     window[REQUEST_ID_COLUMN] = [f"drift-test-{i}" for i in range(len(window))]
     window[EXAMPLE_ID_COLUMN] = window[REQUEST_ID_COLUMN]
     computed = compute_metrics(prepare(window, baseline, spec), "1 day")
-    observed = observe_latest_window(world["settings"], spec, "1 day", tables=MetricTables(computed))
+    observed = observe_latest_window(world["settings"], spec, "1 day", tables=MetricTables(computed, window))
     assert observed.rows == len(rows)
     return evaluate_window(spec, observed)
 

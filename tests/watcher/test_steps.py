@@ -166,7 +166,7 @@ def test_concept_drift_is_caught_retrained_validated_promoted_and_served(world, 
     retrain = result.retrain
     assert retrain is not None and retrain.promoted, retrain and retrain.reasons
     assert retrain.champion_version == v1 and retrain.challenger_version == v1 + 1
-    assert retrain.holdout == "recent labelled traffic" and retrain.training_data == "fresh traffic"
+    assert retrain.holdout == "held-out recent labelled traffic" and retrain.training_data == "fresh traffic"
     # Validated on the same holdout as the champion: rebuild it (the drifted window's labelled traffic, its
     # stable-hash holdout share) and score both versions on it; both must reproduce the outcome's metrics.
     from workloads.training.evaluation import evaluate
@@ -306,7 +306,7 @@ def test_retrain_reads_the_evaluate_task_values_from_the_run_state(world, drifte
     versions = _version_count(settings)
     outcome = step_retrain(settings, SPEC, DatabricksTaskValues(run_dir, RETRAIN_TASK))
     # window_start was honoured (only the drifted window's traffic) and so was quality_breach (fresh data alone).
-    assert outcome.training_data == "fresh traffic" and outcome.holdout == "recent labelled traffic"
+    assert outcome.training_data == "fresh traffic" and outcome.holdout == "held-out recent labelled traffic"
     assert outcome.holdout_rows == drifted["result"].retrain.holdout_rows
     assert outcome.champion_version == champion and _version_count(settings) == versions + 1
     published = DatabricksTaskValues(run_dir).for_task("x")

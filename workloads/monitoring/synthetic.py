@@ -23,6 +23,7 @@ def benchmark_spec(numeric: int = 8, categorical: int = 3) -> ModelSpec:
     features += [{"name": f"c{i}", "type": "string"} for i in range(categorical)]
     return parse_spec({
         "name": "synthetic", "problem_type": "regression", "features": features,
+        "source": {"table": "synthetic.data.examples", "id": "example_key", "timestamp": "observed_at"},
         "label": {"name": "target", "type": "double"}, "prediction": {"name": "prediction", "type": "double"},
         "thresholds": {"rmse": {"max": 2.0}, "r2": {"min": 0.5}},
         "drift_thresholds": {"population_stability_index": {"max": 0.25}, "js_distance": {"max": 0.2}},
