@@ -8,7 +8,7 @@ Which rows a step uses is then decided by their role (:mod:`workloads.data.roles
 
 Per stack: ``{catalog}.schema.table`` in a spec resolves to the stack's own catalog (``mlops_dev`` /
 ``mlops_prod``), the Unity Catalog way to isolate environments (one catalog per environment, the same schema
-and table names in each); a fully named table (``samples.bakehouse.sales_transactions``) is read as is by
+and table names in each: "catalogs are the primary unit of data isolation", https://docs.databricks.com/aws/en/catalogs/); a fully named table (``samples.bakehouse.sales_transactions``) is read as is by
 every stack.
 """
 
