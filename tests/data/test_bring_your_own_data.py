@@ -184,3 +184,34 @@ def test_spec_init_says_what_to_pass_when_it_cannot_guess(home, tmp_path, monkey
     assert "has no timestamp or date column" in capsys.readouterr().err
     assert main(["spec", "init", "--table", "mlops_dev.t.no_time", "--label", "nope"]) == 1
     assert "label 'nope' is not a column of mlops_dev.t.no_time (columns: k, x, y)" in capsys.readouterr().err
+
+
+def test_a_parquet_file_becomes_a_table_and_a_classification_spec_that_checks(home, tmp_path, monkeypatch, capsys):
+    from workloads.specs import check_spec_file, load_spec
+
+    monkeypatch.setenv("MLOPS_SPECS", str(tmp_path / "specs"))
+    (tmp_path / "specs").mkdir()
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame({
+        "patient_id": np.arange(10_000, 10_000 + n),  # integer ids
+        "seen_at": pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, 30, n), unit="D"),
+        "radius": rng.normal(14, 3, n), "clinic": rng.choice(["north", "south"], n), "flag": rng.random(n) > 0.5,
+        "malignant": (rng.random(n) > 0.6).astype("int64"),
+    })
+    path = tmp_path / "patients.parquet"
+    frame.to_parquet(path)
+    out = " ".join(mlops(capsys, "data", "import", str(path), "--table", "mlops_dev.clinic.patients").split())
+    for column, kind in (("patient_id", "bigint"), ("seen_at", "timestamp"), ("radius", "double"),
+                         ("clinic", "string"), ("flag", "boolean"), ("malignant", "bigint")):
+        assert f"{column} │ {kind}" in out, (column, out)
+    out = mlops(capsys, "spec", "init", "--table", "mlops_dev.clinic.patients", "--label", "malignant")
+    assert "problem type: classification" in out and "guessed id column: patient_id" in out
+    spec, _ = check_spec_file(tmp_path / "specs" / "patients.yaml")
+    assert spec == load_spec("patients") and spec.prediction.type == "bigint"
+    assert spec.thresholds["accuracy_score"].min > 0.6  # above always predicting the majority class (about 60%)
+    # the same table again needs --mode overwrite, and then replaces it
+    assert main(["data", "import", str(path), "--table", "mlops_dev.clinic.patients"]) == 1
+    capsys.readouterr()
+    assert "Delta version 1" in mlops(capsys, "data", "import", str(path), "--table", "mlops_dev.clinic.patients",
+                                      "--mode", "overwrite")

@@ -139,3 +139,35 @@ def test_each_template_shows_every_field_and_passes_the_check(template, tmp_path
     copy.write_text(text)
     spec, _ = check_spec_file(copy)
     assert spec.problem_type == template.stem
+
+
+def test_hyperparameters_a_trainer_would_ignore_are_refused(tmp_path):
+    from workloads.training import check_hyperparameters, trainer_for
+
+    ignored = parse_spec(_spec_data(hyperparameters={"max_iter": [50, 100]}), "x.yaml")  # trainer autolog
+    with pytest.raises(SpecError, match=r"trainer 'autolog' ignores hyperparameters, but the spec sets \['max_iter'\]"):
+        trainer_for(ignored)
+    typo = parse_spec(_spec_data(trainer="generic", hyperparameters={"max_iters": [50]}), "x.yaml")
+    with pytest.raises(SpecError, match=r"unknown \['max_iters'\] \(the estimator takes: .*max_iter"):
+        check_hyperparameters(typo)
+    path = tmp_path / "swept.yaml"
+    path.write_text(yaml.safe_dump(_spec_data(name="swept", hyperparameters={"max_iter": [50]})))
+    code, out = mlops("spec", "check", str(path))
+    assert code == 1 and "ignores hyperparameters" in out and "Traceback" not in out
+
+
+def test_the_generic_trainer_searches_the_grid_on_the_training_rows_only(home):
+    from tests.conftest import make_trained_home
+    from workloads.training import generic
+    from workloads.training.context import TrainingContext
+
+    settings, _ = make_trained_home(home, models=())
+    from workloads.data import roles
+    from workloads.data.source import read_examples
+
+    spec = parse_spec(_spec_data(name="swept", trainer="generic", hyperparameters={"max_iter": [5, 200]}), "x.yaml")
+    parts = roles.split(read_examples(settings, spec), spec)
+    ctx = TrainingContext(settings, spec, parts.training, parts.holdout, {}, "e")
+    chosen, scores = generic.choose(ctx, generic.candidates(ctx))
+    assert len(scores) == 2 and chosen["max_iter"] == 200  # 5 boosting rounds underfit: the grid is really searched
+    assert scores["candidate_1_validation_rmse"] < scores["candidate_0_validation_rmse"]
