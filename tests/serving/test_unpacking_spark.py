@@ -13,15 +13,11 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from tests.fakes import LocalSparkStandIn
 from workloads.ports.tables import SparkTables
 from workloads.serving.payload_log import PAYLOAD_SCHEMA, payload_frame
 from workloads.traffic import request_body
 from workloads.unpacking import KEYS, unpack
-
-pytestmark = pytest.mark.spark
 
 DRIVER_ROW_BOUND = 5  # statistics rows (4), the earliest request time, MERGE metrics, the watermark row
 
