@@ -144,7 +144,10 @@ class Tables(Protocol):
     def delete_keys(self, name: str, df, key: str) -> int: ...
     def max_value(self, name: str, column: str, where: RowFilter | None = None) -> Any: ...
     def read_changes(self, name: str, key: str, after_version: int | None = None,
-                     columns: Sequence[str] | None = None) -> TableChanges: ...
+                     columns: Sequence[str] | None = None, up_to_version: int | None = None) -> TableChanges: ...
+    def append_once(self, name: str, df, app_id: str, version: int,
+                    properties: Mapping[str, str] | None = None) -> int: ...
+    def new_keys(self, name: str, df, key: str, since: tuple[str, Any] | None = None): ...
     def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None,
                    properties: Mapping[str, str] | None = None) -> int: ...
     def changed_spans(self, name: str, column: str, after_version: int) -> list[tuple[Any, Any]] | None: ...
@@ -315,8 +318,9 @@ class LocalTables:
         return best
 
     def read_changes(self, name: str, key: str, after_version: int | None = None,
-                     columns: Sequence[str] | None = None) -> TableChanges:
-        """The rows inserted into a table after ``after_version``, up to its current version.
+                     columns: Sequence[str] | None = None, up_to_version: int | None = None) -> TableChanges:
+        """The rows inserted into a table after ``after_version``, up to ``up_to_version`` (default: its current
+        version).
 
         Reads only the data files added since ``after_version`` (the difference of the two versions' file lists in the
         transaction log), so the cost follows the new data, not the table. Rows that a later commit merely rewrote (an
@@ -327,6 +331,8 @@ class LocalTables:
         from deltalake import DeltaTable
 
         current = self._table(name)
+        if up_to_version is not None:
+            current.load_as_version(int(up_to_version))
         version = int(current.version())
         wanted = list(dict.fromkeys([*columns, key])) if columns else None
         if after_version is None:
@@ -346,6 +352,54 @@ class LocalTables:
                 rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=rewritten)))
         frame = rows.to_pandas()
         return TableChanges(frame[list(columns)] if columns else frame, after_version, version)
+
+    def transaction_version(self, name: str, app_id: str) -> int | None:
+        """The latest version the application ``app_id`` committed to the table (Delta's ``txn`` action), or ``None``."""
+        if not self.exists(name):
+            return None
+        version = self._table(name).transaction_version(app_id)
+        return None if version is None else int(version)
+
+    def append_once(self, name: str, df, app_id: str, version: int,
+                    properties: Mapping[str, str] | None = None) -> int:
+        """Append ``df`` and record the application transaction ``(app_id, version)`` in the same Delta commit, unless
+        the table already records ``version`` (or a later one) for ``app_id``: then nothing is written (an idempotent
+        write, https://docs.delta.io/latest/delta-batch.html#idempotent-writes). A crash before the commit leaves no
+        rows and no transaction; after it, both. Returns the rows appended (0 when skipped).
+
+        ``df`` may be empty: the commit then records only the transaction. ``properties``: the Delta table properties
+        of the table if this call creates it.
+        """
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        done = self.transaction_version(name, app_id)
+        if done is not None and done >= int(version):
+            return 0
+        commit = CommitProperties(app_transactions=[Transaction(app_id, int(version))])
+        path = self.path(name)
+        path.mkdir(parents=True, exist_ok=True)
+        creating = not self.exists(name)
+        write_deltalake(str(path), _to_arrow(df), mode="append", schema_mode=None if creating else "merge",
+                        configuration=dict(properties or {}) if creating else None, commit_properties=commit)
+        return len(df)
+
+    def new_keys(self, name: str, df: pd.DataFrame, key: str, since: tuple[str, Any] | None = None) -> pd.DataFrame:
+        """The rows of ``df`` whose ``key`` the table does not hold (among its rows with ``column >= value`` when
+        ``since=(column, value)``: older files are skipped by their statistics). Only ``key`` is read, and only rows
+        whose ``key`` is one of ``df``'s: the lookup is bounded by the new keys, not by the table's rows."""
+        import pyarrow.compute as pc
+
+        if df.empty or not self.exists(name):
+            return df
+        wanted = pa.array(pd.unique(df[key].astype(object)).tolist(), type=pa.string())
+        where = RowFilter.since(*since) if since is not None else RowFilter()
+        table = self._table(name)
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=where.file_pruning())
+        expression = where.arrow(dataset.schema) & pc.field(key).isin(wanted)
+        held = dataset.to_table(columns=[key], filter=expression).column(key)
+        if not len(held):
+            return df
+        return df[~df[key].isin(set(held.to_pylist()))].reset_index(drop=True)
 
     def insert_new(self, name: str, df: pd.DataFrame, keys: Sequence[str], since: tuple[str, Any] | None = None,
                    properties: Mapping[str, str] | None = None) -> int:
@@ -525,8 +579,9 @@ class SparkTables:
         return str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
 
     def read_changes(self, name: str, key: str, after_version: int | None = None,
-                     columns: Sequence[str] | None = None) -> TableChanges:
-        """The rows inserted after ``after_version``, up to the current version, as a Spark DataFrame (not collected).
+                     columns: Sequence[str] | None = None, up_to_version: int | None = None) -> TableChanges:
+        """The rows inserted after ``after_version``, up to ``up_to_version`` (default: the current version), as a
+        Spark DataFrame (not collected).
 
         With the change data feed on the table, only the ``insert`` change rows of the versions in between are read
         (``readChangeFeed`` with ``startingVersion``/``endingVersion``:
@@ -537,7 +592,7 @@ class SparkTables:
         follows the table, not the new rows (enable the feed on the table to make it incremental).
         """
         self._require(name)
-        version = self.version(name)
+        version = self.version(name) if up_to_version is None else int(up_to_version)
         if after_version is None:
             rows = self.spark.sql(f"SELECT * FROM {name} VERSION AS OF {version}")
         elif after_version >= version:
@@ -550,6 +605,37 @@ class SparkTables:
             known = self.spark.sql(f"SELECT `{key}` FROM {name} VERSION AS OF {int(after_version)}")
             rows = self.spark.sql(f"SELECT * FROM {name} VERSION AS OF {version}").join(known, on=key, how="left_anti")
         return TableChanges(rows.select(*columns) if columns else rows, after_version, version)
+
+    def append_once(self, name: str, df, app_id: str, version: int,
+                    properties: Mapping[str, str] | None = None) -> int:
+        """See :meth:`LocalTables.append_once`; ``df`` is pandas or a Spark DataFrame kept in Spark. Delta's idempotent
+        writes do the skipping: the append carries ``txnAppId``/``txnVersion`` and Delta ignores it when the table
+        already holds that version for that application
+        (https://docs.databricks.com/aws/en/structured-streaming/delta-lake#idempotent-table-writes-in-foreachbatch,
+        https://docs.delta.io/latest/delta-batch.html#idempotent-writes). Returns the rows appended: the table's row
+        count difference, one aggregate row each way (0 when Delta skipped the write)."""
+        split_name(name)
+        sdf = self._spark_frame(df)
+        existed = self.exists(name)
+        before = int(self.spark.table(name).count()) if existed else 0
+        writer = (sdf.write.mode("append").option("txnAppId", app_id)
+                  .option("txnVersion", int(version)))
+        if existed:
+            writer = writer.option("mergeSchema", "true")
+        writer.saveAsTable(name)
+        if not existed and properties:  # https://learn.microsoft.com/azure/databricks/delta/table-properties
+            listed = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+            self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({listed})")
+        return int(self.spark.table(name).count()) - before
+
+    def new_keys(self, name: str, df, key: str, since: tuple[str, Any] | None = None):
+        """See :meth:`LocalTables.new_keys`: a left anti join in Spark against the table's ``key`` column (restricted
+        to ``since``); ``df`` stays a Spark DataFrame."""
+        sdf = self._spark_frame(df)
+        if not self.exists(name):
+            return sdf
+        held = self.frame(name, [key], where=RowFilter.since(*since) if since is not None else None)
+        return sdf.join(held.join(sdf.select(key).distinct(), on=key, how="left_semi"), on=key, how="left_anti")
 
     def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None,
                    properties: Mapping[str, str] | None = None) -> int:
