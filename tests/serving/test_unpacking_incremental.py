@@ -180,7 +180,7 @@ def test_a_kill_9_between_the_write_and_its_commit_is_still_exactly_once(setting
     table_dir = LocalTables(settings.warehouse).path(processed_name)
     for first in range(5, 2005, 500):                         # 2,000 new requests in four flushes
         payload(range(first, first + 500))
-    files = set(p.name for p in table_dir.iterdir())
+    files = {p.name for p in table_dir.iterdir()}
     child = subprocess.run([sys.executable, "-c", CHILD, str(settings.home), spec.name, str(table_dir)],
                            timeout=300, check=False)
     assert child.returncode == -signal.SIGKILL, child.returncode  # 3: killed too late, 4: not killed
