@@ -71,6 +71,21 @@ def spark(tmp_path_factory):
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def sail(tmp_path_factory, request):
+    """A Spark Connect session on pysail's server: real Delta tables (delta-rs) behind the Spark Connect client, with
+    the catalogs mlops_dev, mlops_prod, samples and spark_catalog (tests/engines.py). No Java needed."""
+    from tests.engines import sail_session, start_sail_server
+
+    warehouse = str(tmp_path_factory.mktemp("sail-warehouse"))
+    process, port = start_sail_server(request.config.rootpath, warehouse)
+    session = sail_session(port, warehouse)
+    yield session
+    session.stop()
+    process.stdin.close()
+    process.wait(timeout=30)
+
+
 @pytest.fixture
 def driver_rows(monkeypatch):
     """``(call, rows)`` for every ``DataFrame.collect``/``toPandas`` while ``driver_rows.on`` is true: the rows each

@@ -97,3 +97,86 @@ def analyzed_plan(frame) -> str:
     """The analyzed logical plan of a Spark Connect DataFrame, as the server explains it (``explain(extended=True)``);
     it names the tables a plan reads and shows a ``LocalRelation`` for rows shipped from the client."""
     return frame._explain_string(extended=True)
+
+
+# --- pysail: a Spark Connect server on real Delta tables (delta-rs) -------------------------------------------------
+
+SAIL_PROJECT = "tests/engines_sail"  # its own locked environment: pysail 0.7.2 runs UDFs with PySpark 4.2 only
+SAIL_CATALOGS = ("mlops_dev", "mlops_prod", "samples", "spark_catalog")
+
+
+def start_sail_server(root, warehouse: str):
+    """Start pysail's Spark Connect server (its own environment, synced from ``tests/engines_sail/uv.lock`` on first
+    use) on a port the OS picks; returns ``(process, port)``. The server stops when the process's stdin closes.
+
+    Args:
+        root: the repository root (where ``tests/engines_sail`` is).
+        warehouse: unused by the server itself; managed tables go to the session's ``spark.sql.warehouse.dir``.
+    """
+    import os
+    import subprocess
+
+    catalogs = ", ".join(f'{{name="{c}", type="memory", initial_database=["default"]}}' for c in SAIL_CATALOGS)
+    env = {**os.environ, "SAIL_CATALOG__LIST": f"[{catalogs}]", "SAIL_CATALOG__DEFAULT_CATALOG": "spark_catalog",
+           "UV_COMPILE_BYTECODE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    process = subprocess.Popen(["uv", "run", "--locked", "--project", SAIL_PROJECT, "python",
+                                f"{SAIL_PROJECT}/serve.py"], cwd=root, env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()  # blocks until the server listens (or the environment failed to sync)
+    if not line.startswith("port "):
+        process.kill()
+        raise RuntimeError(f"the pysail server did not start (exit {process.wait()}); see its output above")
+    return process, int(line.split()[1])
+
+
+def sail_session(port: int, warehouse: str):
+    """A Spark Connect session on the pysail server: Delta is the default format, managed tables under
+    ``warehouse`` (an absolute path)."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
+    session.conf.set("spark.sql.sources.default", "delta")
+    session.conf.set("spark.sql.warehouse.dir", warehouse)
+    session.conf.set("spark.sql.session.timeZone", "UTC")
+    return session
+
+
+def sail_tables(session):
+    """The Spark tables port on pysail: the port itself, except its narrow Databricks-only functions (each held to
+    the documentation by tests/ports/test_spark_contracts.py), answered here through the table's own Delta log."""
+    from deltalake import DeltaTable
+
+    from workloads.ports.tables import SparkTables
+
+    class SailTables(SparkTables):
+        def _location(self, name):
+            rows = self.spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()
+            return next(r["data_type"] for r in rows if r["col_name"] == "Location")
+
+        def version(self, name):  # DESCRIBE HISTORY: not in pysail
+            self._require(name)
+            return int(DeltaTable(self._location(name)).version())
+
+        def statement_metrics(self, name, statement, columns):  # pysail answers one `count`: use the commit's
+            before = self.version(name)
+            self.spark.sql(statement).collect()
+            table = DeltaTable(self._location(name))
+            metrics = table.history(1)[0].get("operationMetrics", {}) if table.version() > before else {}
+            inserted = int(metrics.get("numTargetRowsInserted", 0))
+            updated = int(metrics.get("numTargetRowsUpdated", 0))
+            deleted = int(metrics.get("numTargetRowsDeleted", metrics.get("numDeletedRows", 0)))
+            found = {"num_inserted_rows": inserted, "num_updated_rows": updated, "num_deleted_rows": deleted,
+                     "num_affected_rows": inserted + updated + deleted}
+            return {c: found[c] for c in columns}
+
+        def _change_data_feed(self, name):  # SHOW TBLPROPERTIES and the change data feed: not in pysail
+            return False
+
+        def set_table_properties(self, name, properties):  # no change data feed in pysail: not set
+            return None
+
+        def idempotent_append(self, writer, name, app_id, version):  # pysail records no txn: a plain append
+            writer.saveAsTable(name)
+
+    return SailTables(session)

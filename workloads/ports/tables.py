@@ -489,7 +489,9 @@ class SparkTables:
         return sdf
 
     def _frame(self, df: pd.DataFrame):
-        return self.spark.createDataFrame(_to_arrow(df).to_pandas())
+        """``df`` shipped to Spark as an Arrow table: its column types exactly (an all-null column keeps its type; a
+        pandas round trip would make it untyped, which Delta rejects)."""
+        return self.spark.createDataFrame(_to_arrow(df))
 
     def write(self, name: str, df: pd.DataFrame, mode: str = "append") -> None:
         split_name(name)
@@ -509,24 +511,48 @@ class SparkTables:
         view = self._source(df, f"_mlops_merge_{split_name(name)[2]}")
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         matched = "WHEN MATCHED THEN UPDATE SET * " if update else ""
-        rows = self.spark.sql(
-            f"MERGE INTO {name} AS t USING {view} AS s ON {on} {matched}WHEN NOT MATCHED THEN INSERT *"
-        ).collect()
-        metrics = rows[0].asDict() if rows else {}
+        metrics = self.statement_metrics(
+            name, f"MERGE INTO {name} AS t USING {view} AS s ON {on} {matched}WHEN NOT MATCHED THEN INSERT *",
+            ("num_inserted_rows", "num_updated_rows"))
         return {
-            "num_target_rows_inserted": int(metrics.get("num_inserted_rows", 0)),
-            "num_target_rows_updated": int(metrics.get("num_updated_rows", 0)),
+            "num_target_rows_inserted": metrics["num_inserted_rows"],
+            "num_target_rows_updated": metrics["num_updated_rows"],
         }
 
     def delete(self, name: str, predicate: str) -> int:
         self._require(name)
-        rows = self.spark.sql(f"DELETE FROM {name} WHERE {predicate}").collect()
-        return int(rows[0].asDict().get("num_affected_rows", 0)) if rows else 0
+        return self.statement_metrics(name, f"DELETE FROM {name} WHERE {predicate}",
+                                      ("num_affected_rows",))["num_affected_rows"]
 
     def version(self, name: str) -> int:
+        """The table's current Delta version: the newest row of ``DESCRIBE HISTORY``
+        (https://docs.databricks.com/aws/en/sql/language-manual/delta-describe-history, column ``version``).
+
+        Databricks-only statement (not in open-source Spark's SQL nor pysail's): one of the narrow functions the
+        tests hold to the documentation (tests/ports/test_spark_contracts.py)."""
         self._require(name)
         row = self.spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").collect()[0]
         return int(row["version"])
+
+    def statement_metrics(self, name: str, statement: str, columns: Sequence[str]) -> dict[str, int]:
+        """Run a ``MERGE INTO``/``DELETE`` on ``name`` and return the counts of its one result row.
+
+        Databricks answers these statements with one row of counts (``num_affected_rows``, ``num_updated_rows``,
+        ``num_deleted_rows``, ``num_inserted_rows``: https://docs.databricks.com/aws/en/sql/language-manual/delta-merge-into,
+        .../delta-delete-from). An engine answering in another shape (e.g. one ``count`` column) fails loudly
+        here instead of being read as 0. Databricks-specific result shape: a narrow function of the port held to the
+        documentation (tests/ports/test_spark_contracts.py).
+
+        Raises:
+            MlopsError: the result row lacks one of ``columns``.
+        """
+        rows = self.spark.sql(statement).collect()
+        found = rows[0].asDict() if rows else {}
+        missing = [c for c in columns if c not in found]
+        if missing:
+            raise MlopsError(f"{statement.split(' ', 2)[0]} on {name} returned {sorted(found) or 'no row'}, not the "
+                             f"Databricks metrics {missing}; cannot tell how many rows it changed")
+        return {c: int(found[c] or 0) for c in columns}
 
     def drop(self, name: str) -> None:
         split_name(name)
@@ -556,16 +582,16 @@ class SparkTables:
         clause updates only the rows that differ (https://docs.databricks.com/aws/en/sql/language-manual/delta-merge-into)."""
         self._require(name)
         view = self._source(df, f"_mlops_update_{split_name(name)[2]}")
-        rows = self.spark.sql(self.update_matched_sql(name, view, keys, columns, since)).collect()
-        return int(rows[0].asDict().get("num_updated_rows", 0)) if rows else 0
+        return self.statement_metrics(name, self.update_matched_sql(name, view, keys, columns, since),
+                                      ("num_updated_rows",))["num_updated_rows"]
 
     def delete_keys(self, name: str, df, key: str) -> int:
         """See :meth:`LocalTables.delete_keys`; ``df`` is pandas or a Spark DataFrame kept in Spark."""
         self._require(name)
         view = self._source(df, f"_mlops_delete_{split_name(name)[2]}")
-        rows = self.spark.sql(f"MERGE INTO {name} AS t USING (SELECT DISTINCT `{key}` FROM {view}) AS s "
-                              f"ON t.`{key}` = s.`{key}` WHEN MATCHED THEN DELETE").collect()
-        return int(rows[0].asDict().get("num_deleted_rows", 0)) if rows else 0
+        return self.statement_metrics(name, f"MERGE INTO {name} AS t USING (SELECT DISTINCT `{key}` FROM {view}) AS s "
+                                      f"ON t.`{key}` = s.`{key}` WHEN MATCHED THEN DELETE",
+                                      ("num_deleted_rows",))["num_deleted_rows"]
 
     def max_value(self, name: str, column: str, where: RowFilter | None = None) -> Any:
         """See :meth:`LocalTables.max_value`: one aggregate computed in Spark, one row to the driver."""
@@ -574,7 +600,10 @@ class SparkTables:
         return self.frame(name, [column], where=where).agg(F.max(column).alias("top")).collect()[0]["top"]
 
     def _change_data_feed(self, name: str) -> bool:
-        """Whether the table records its change data feed (``delta.enableChangeDataFeed``)."""
+        """Whether the table records its change data feed (``delta.enableChangeDataFeed``; ``SHOW TBLPROPERTIES``:
+        https://docs.databricks.com/aws/en/sql/language-manual/sql-ref-syntax-aux-show-tblproperties). A narrow
+        function held to the documentation (tests/ports/test_spark_contracts.py): pysail has neither the statement
+        nor the change data feed."""
         properties = {row[0]: row[1] for row in self.spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
         return str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
 
@@ -618,15 +647,28 @@ class SparkTables:
         sdf = self._spark_frame(df)
         existed = self.exists(name)
         before = int(self.spark.table(name).count()) if existed else 0
-        writer = (sdf.write.mode("append").option("txnAppId", app_id)
-                  .option("txnVersion", int(version)))
+        writer = sdf.write.mode("append")
         if existed:
             writer = writer.option("mergeSchema", "true")
-        writer.saveAsTable(name)
-        if not existed and properties:  # https://learn.microsoft.com/azure/databricks/delta/table-properties
-            listed = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
-            self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({listed})")
+        self.idempotent_append(writer, name, app_id, version)
+        if not existed and properties:
+            self.set_table_properties(name, properties)
         return int(self.spark.table(name).count()) - before
+
+    def set_table_properties(self, name: str, properties: Mapping[str, str]) -> None:
+        """``ALTER TABLE ... SET TBLPROPERTIES`` (https://learn.microsoft.com/azure/databricks/delta/table-properties).
+        A narrow function held to the documentation (tests/ports/test_spark_contracts.py): pysail cannot enable the
+        change data feed on an existing table ("Table features must be specified")."""
+        listed = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+        self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({listed})")
+
+    def idempotent_append(self, writer, name: str, app_id: str, version: int) -> None:
+        """``writer.saveAsTable(name)`` as a Delta idempotent write: with ``txnAppId``/``txnVersion`` Delta records the
+        application transaction in the append's commit and skips an append whose version it already holds
+        (https://docs.databricks.com/aws/en/structured-streaming/delta-lake#idempotent-table-writes-in-foreachbatch).
+        A narrow function held to the documentation (tests/ports/test_spark_contracts.py): pysail 0.7.2 accepts the
+        options but records no transaction."""
+        writer.option("txnAppId", app_id).option("txnVersion", int(version)).saveAsTable(name)
 
     def new_keys(self, name: str, df, key: str, since: tuple[str, Any] | None = None):
         """See :meth:`LocalTables.new_keys`: a left anti join in Spark against the table's ``key`` column (restricted
@@ -643,15 +685,14 @@ class SparkTables:
         :meth:`LocalTables.insert_new`. Only the MERGE's one metrics row reaches the driver."""
         if not self.exists(name):
             self._spark_frame(df).write.saveAsTable(name)
-            if properties:  # https://learn.microsoft.com/azure/databricks/delta/table-properties
-                listed = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
-                self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({listed})")
+            if properties:
+                self.set_table_properties(name, properties)
             return int(self.spark.table(name).count())
         view = self._source(df, f"_mlops_insert_{split_name(name)[2]}")
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         on += _since_clause(since, _spark_timestamp)
-        rows = self.spark.sql(f"MERGE INTO {name} AS t USING {view} AS s ON {on} WHEN NOT MATCHED THEN INSERT *").collect()
-        return int(rows[0].asDict().get("num_inserted_rows", 0)) if rows else 0
+        return self.statement_metrics(name, f"MERGE INTO {name} AS t USING {view} AS s ON {on} WHEN NOT MATCHED THEN "
+                                      "INSERT *", ("num_inserted_rows",))["num_inserted_rows"]
 
     def changed_spans(self, name: str, column: str, after_version: int) -> list[tuple[Any, Any]] | None:
         """See :meth:`LocalTables.changed_spans`: from the change data feed, one aggregate row per commit reaches
