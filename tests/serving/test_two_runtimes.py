@@ -68,9 +68,20 @@ def test_unpack_labels_time_travel_and_bounded_reads_agree_row_for_row(runtimes,
                                "quantity": [float(i % 7) for i in range(0, 40, 3)] + [1.0]})
         updated = tables.update_matched(processed, labels, keys=["example_id"], columns=["quantity"])
         unchanged = tables.update_matched(processed, labels, keys=["example_id"], columns=["quantity"])
+        deleted = (tables.delete_keys(processed, pd.DataFrame({"example_id": ["req-1:0", "req-1:1", "none"]}),
+                                      "example_id"),
+                   tables.delete(processed, "quantity = 6.0"))
+        extra = tables.read(processed, where=RowFilter(not_null=("quantity",))).sort_values("example_id").head(2)
+        inserted = tables.insert_new(processed, extra.assign(example_id=extra["example_id"] + "-copy"),
+                                     keys=["example_id"])
+        scratch = settings.table("two_runtimes_scratch") if label == "local" else "mlops_dev.two_runtimes.scratch"
+        tables.write(scratch, pd.DataFrame({"a": [1, 2]}))
+        tables.write(scratch, pd.DataFrame({"a": ["x"], "b": [None]}).astype({"b": "float64"}), mode="overwrite")
         results[label] = {
             "runs": [(r.payload_rows, r.examples_written, r.skipped) for r in (first, second, again)],
             "updated": (updated, unchanged),
+            "deleted_inserted": (*deleted, inserted),
+            "scratch": tables.read(scratch),
             "table": _sorted(tables.read(processed)),
             "first_version": _sorted(tables.read(processed, version=after_first)),
             "bounded": _sorted(tables.read(processed, columns=["example_id", "timestamp", "quantity"],
@@ -82,6 +93,8 @@ def test_unpack_labels_time_travel_and_bounded_reads_agree_row_for_row(runtimes,
     assert local["runs"] == sail["runs"]
     assert local["runs"][0][:2] == (40, 3 * (40 - 3)) and local["runs"][2][:2] == (0, 0)
     assert local["updated"] == sail["updated"] == (13, 0)  # 14 labels, one for a request answered 400
+    assert local["deleted_inserted"] == sail["deleted_inserted"] and min(local["deleted_inserted"]) > 0
+    pd.testing.assert_frame_equal(local["scratch"], sail["scratch"], check_dtype=False)
     for what in ("table", "first_version", "bounded"):
         assert len(local[what]) > 0, what
         pd.testing.assert_frame_equal(local[what], sail[what], check_dtype=False, obj=what)

@@ -385,8 +385,9 @@ class LocalTables:
 
     def new_keys(self, name: str, df: pd.DataFrame, key: str, since: tuple[str, Any] | None = None) -> pd.DataFrame:
         """The rows of ``df`` whose ``key`` the table does not hold (among its rows with ``column >= value`` when
-        ``since=(column, value)``: older files are skipped by their statistics). Only ``key`` is read, and only rows
-        whose ``key`` is one of ``df``'s: the lookup is bounded by the new keys, not by the table's rows."""
+        ``since=(column, value)``: older files are skipped by their statistics). Only ``key`` is read, only from files
+        whose ``key`` statistics overlap the new keys' range, and only rows whose ``key`` is one of ``df``'s: the lookup
+        is bounded by the new keys, not by the table's rows."""
         import pyarrow.compute as pc
 
         if df.empty or not self.exists(name):
@@ -394,7 +395,12 @@ class LocalTables:
         wanted = pa.array(pd.unique(df[key].astype(object)).tolist(), type=pa.string())
         where = RowFilter.since(*since) if since is not None else RowFilter()
         table = self._table(name)
-        dataset = table.to_pyarrow_dataset(file_pruning_predicate=where.file_pruning())
+        # files whose `key` statistics miss the new keys' range are skipped too (ids that grow with time, as many
+        # clients' do, then cost the files of the new rows only; a file without `key` statistics is read)
+        lowest, highest = pc.min(wanted).as_py(), pc.max(wanted).as_py()
+        key_range = [(key, ">=", lowest), (key, "<=", highest)]
+        pruning = [group + key_range for group in (where.file_pruning() or [[]])]
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=pruning)
         expression = where.arrow(dataset.schema) & pc.field(key).isin(wanted)
         held = dataset.to_table(columns=[key], filter=expression).column(key)
         if not len(held):
