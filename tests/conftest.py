@@ -81,7 +81,7 @@ def sail(tmp_path_factory, request):
     process, port = start_sail_server(request.config.rootpath, warehouse)
     session = sail_session(port, warehouse)
     yield session
-    session.stop()
+    session.client.close()  # not stop(): with pyspark's local server running, stop() would stop that server too
     process.stdin.close()
     process.wait(timeout=30)
 

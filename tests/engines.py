@@ -133,9 +133,18 @@ def start_sail_server(root, warehouse: str):
 def sail_session(port: int, warehouse: str):
     """A Spark Connect session on the pysail server: Delta is the default format, managed tables under
     ``warehouse`` (an absolute path)."""
-    from pyspark.sql import SparkSession
+    from pyspark.sql.connect.client.core import DefaultChannelBuilder
+    from pyspark.sql.connect.session import SparkSession
 
-    session = SparkSession.builder.remote(f"sc://127.0.0.1:{port}").create()
+    class PlainChannel(DefaultChannelBuilder):
+        """No token: pyspark's local Spark Connect server (the spark fixture) puts its token in the environment,
+        which every later client would send, and a token makes the client insist on TLS."""
+
+        @property
+        def token(self):
+            return None
+
+    session = SparkSession.builder.channelBuilder(PlainChannel(f"sc://127.0.0.1:{port}")).create()
     session.conf.set("spark.sql.sources.default", "delta")
     session.conf.set("spark.sql.warehouse.dir", warehouse)
     session.conf.set("spark.sql.session.timeZone", "UTC")
