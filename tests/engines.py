@@ -83,13 +83,29 @@ def spark_connect_session(warehouse: str):
     """
     if shutil.which("java") is None:
         pytest.skip("pyspark's local Spark Connect server needs a Java runtime (apt-get install default-jre-headless)")
+    import os
+
     from pyspark.sql import SparkSession
 
+    # The server (and the Python workers it forks for UDFs) keeps the environment it starts with: not the MLflow
+    # store or home of whichever test happens to start it (a UDF loading a model must use its own test's registry).
+    started_by = {k: os.environ.pop(k) for k in list(os.environ)
+                  if k.startswith(("MLFLOW_TRACKING", "MLFLOW_REGISTRY", "MLOPS_"))}
+    try:
+        return _local_connect_session(SparkSession, warehouse)
+    finally:
+        os.environ.update(started_by)
+
+
+def _local_connect_session(SparkSession, warehouse: str):  # noqa: N803 - the class, passed in
     return (SparkSession.builder.remote("local[2]").appName("mlops-tests")
             .config("spark.sql.warehouse.dir", warehouse)
             .config("spark.ui.enabled", "false")
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.shuffle.partitions", "2")
+            # a fresh Python worker per task, as serverless isolates UDFs: no state (an MLflow tracking URI set by
+            # an earlier UDF) leaks from one test's UDF into another's
+            .config("spark.python.worker.reuse", "false")
             .getOrCreate())
 
 

@@ -47,9 +47,6 @@ def _labelled_rows(settings, spec, n):
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.xfail(strict=True, reason="issue 21, open: on Spark Connect mlflow's spark_udf loads models:/ in the "
-                   "server's Python workers, whose environment (fixed when pyspark's local server started) does not "
-                   "name this test's sqlite registry; classic Spark shipped the model from the driver")
 def test_databricks_batch_scores_in_spark_and_brings_one_row_to_the_driver(spark, scoring_home, driver_rows, model):
     settings, spec = scoring_home, load_spec(model)
     predictions = settings.table(spec.predictions_table)
