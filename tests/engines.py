@@ -97,7 +97,7 @@ def spark_connect_session(warehouse: str):
         os.environ.update(started_by)
 
 
-def _local_connect_session(SparkSession, warehouse: str):  # noqa: N803 - the class, passed in
+def _local_connect_session(SparkSession, warehouse: str):
     return (SparkSession.builder.remote("local[2]").appName("mlops-tests")
             .config("spark.sql.warehouse.dir", warehouse)
             .config("spark.ui.enabled", "false")
