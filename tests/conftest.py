@@ -11,6 +11,19 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # see workloads/cli: OpenMP threads spin on a loaded machine
 
 
+def pytest_collection_modifyitems(config, items):
+    """The ``spark`` marker is exactly the tests that use the ``spark`` fixture (directly or through another fixture):
+    derived here, so a Spark test cannot go unmarked; a test marked ``spark`` without using Spark is a usage error."""
+    wrong = [item.nodeid for item in items
+             if item.get_closest_marker("spark") is not None and "spark" not in item.fixturenames]
+    if wrong:
+        raise pytest.UsageError("marked spark but not using the spark fixture (the marker is derived from the "
+                                "fixture; remove it): " + ", ".join(wrong))
+    for item in items:
+        if "spark" in item.fixturenames:
+            item.add_marker(pytest.mark.spark)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh local home; ``MLOPS_HOME`` points at it for code that reads settings from the environment."""
@@ -45,29 +58,39 @@ def make_trained_home(path, models=("bakehouse_large_order",), reference_date="2
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    """One local Spark session for the whole test run (a JVM start costs seconds)."""
-    import shutil
+    """One Spark Connect session for the whole run: a client of pyspark's local Spark Connect server, the client API
+    serverless jobs use, refusing what serverless refuses (tests/engines.py). Its JVM start costs seconds."""
+    from tests.engines import forbid_serverless_unsupported, spark_connect_session
 
-    if shutil.which("java") is None:
-        pytest.skip("local pyspark needs a Java runtime (apt-get install default-jre-headless)")
-    from pyspark.sql import SparkSession
-
-    session = (SparkSession.builder.master("local[1]").appName("mlops-tests")
-               .config("spark.sql.warehouse.dir", str(tmp_path_factory.mktemp("spark-warehouse")))
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.shuffle.partitions", "1")
-               .getOrCreate())
+    session = spark_connect_session(str(tmp_path_factory.mktemp("spark-warehouse")))
+    patcher = pytest.MonkeyPatch()
+    forbid_serverless_unsupported(patcher)
     session.sql("CREATE DATABASE IF NOT EXISTS sch")
     yield session
+    patcher.undo()
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def sail(tmp_path_factory, request):
+    """A Spark Connect session on pysail's server: real Delta tables (delta-rs) behind the Spark Connect client, with
+    the catalogs mlops_dev, mlops_prod, samples and spark_catalog (tests/engines.py). No Java needed."""
+    from tests.engines import sail_session, start_sail_server
+
+    warehouse = str(tmp_path_factory.mktemp("sail-warehouse"))
+    process, port = start_sail_server(request.config.rootpath, warehouse)
+    session = sail_session(port, warehouse)
+    yield session
+    session.client.close()  # not stop(): with pyspark's local server running, stop() would stop that server too
+    process.stdin.close()
+    process.wait(timeout=30)
 
 
 @pytest.fixture
 def driver_rows(monkeypatch):
     """``(call, rows)`` for every ``DataFrame.collect``/``toPandas`` while ``driver_rows.on`` is true: the rows each
     brought to the driver (a ``toPandas`` that collects internally counts once)."""
-    from pyspark.sql.classic.dataframe import DataFrame
+    from pyspark.sql.connect.dataframe import DataFrame
 
     class Recorder(list):
         on = False

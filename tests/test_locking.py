@@ -57,8 +57,10 @@ def test_held_lock_times_out_with_holder_then_is_free_after_release(settings):
         began = time.monotonic()
         with pytest.raises(LockHeldError) as info, promotion_lock(settings, "bakehouse_autolog", timeout=0.3):
             pytest.fail("lock acquired while another process holds it")
-        waited = time.monotonic() - began
-        assert 0.3 <= waited < 3
+        # it waited its timeout (no upper wall-clock bound: a loaded machine may take longer to return; the wait is
+        # bounded by the deadline the lock computes, which the message reports)
+        assert time.monotonic() - began >= 0.3
+        assert "waited 0.3s" in str(info.value)
         assert isinstance(info.value, MlopsError)
         assert f"pid {holder.pid}" in str(info.value)
         assert info.value.holder.startswith(f"pid {holder.pid}")

@@ -387,12 +387,51 @@ class UnpackResult:
     to_version: int | None
 
 
-def _watermark(tables: Tables, name: str, source: str) -> int | None:
+def unpack_app_id(payload_name: str) -> str:
+    """The Delta application id under which unpack commits to the processed table the payload versions it unpacked
+    (its ``txn`` action: the watermark, in the same commit as the rows)."""
+    return f"mlops-unpack:{payload_name}"
+
+
+@dataclass(frozen=True)
+class UnpackState:
+    """Unpack's progress on one payload table (a row of the state table).
+
+    Attributes:
+        processed: the payload version whose rows are all in the processed table (``None``: none yet).
+        pending: the payload version a run set out to unpack up to and may not have finished; the next run finishes
+            exactly that range first (its append is idempotent, so a range already committed is not written twice).
+    """
+
+    processed: int | None
+    pending: int | None
+
+
+def _state(tables: Tables, name: str, source: str) -> UnpackState:
     if not tables.exists(name):
-        return None
+        return UnpackState(None, None)
     state = tables.read(name)
     state = state[state["source_table"] == source]
-    return None if state.empty else int(state["processed_version"].iloc[0])
+    if state.empty:
+        return UnpackState(None, None)
+    row = state.iloc[0]
+
+    def version(column):
+        return None if column not in state.columns or pd.isna(row[column]) else int(row[column])
+
+    return UnpackState(version("processed_version"), version("pending_version"))
+
+
+def _save_state(tables: Tables, name: str, source: str, state: UnpackState, payload_rows: int = 0,
+                written: int = 0) -> None:
+    tables.merge(name, pd.DataFrame({
+        "source_table": [source],
+        "processed_version": pd.array([state.processed], dtype="Int64"),
+        "pending_version": pd.array([state.pending], dtype="Int64"),
+        "payload_rows": [payload_rows],
+        "examples_written": [written],
+        "updated_at": [datetime.now(UTC)],
+    }), keys=["source_table"], update=True)
 
 
 # What unpacking reads of a payload row (the AI Gateway inference table has more columns).
@@ -410,10 +449,16 @@ def unpack(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
 
     Reads only the payload rows inserted after the watermark (:meth:`~workloads.ports.tables.LocalTables.read_changes`:
     the data files added since that version locally; the change data feed or a version anti join in Spark on
-    Databricks, where the rows never leave Spark and the transform runs per partition). Exactly once: processed rows are
-    inserted only for keys ``(request_id, example_id)`` not yet present (insert-only MERGE), and the watermark moves to
-    the version read only after that MERGE committed. A crash in between makes the next run read those rows again and
-    insert none of them twice; a retried request keeps its first answer.
+    Databricks, where the rows never leave Spark and the transform runs per partition) and appends their examples.
+
+    Exactly once through Delta's idempotent commits: the append of a payload range ``(processed, pending]`` carries the
+    application transaction ``(unpack_app_id(payload), pending)`` in the same commit as its rows
+    (:meth:`~workloads.ports.tables.LocalTables.append_once`), and a table that already holds that transaction skips
+    the append. A run first records ``pending`` in the state table, appends, then moves ``processed`` to it; a run that
+    finds ``pending`` ahead of ``processed`` (a crash anywhere in between, a kill between the data files and their
+    commit included) redoes exactly that range, which commits once. No old processed row is read to deduplicate. A
+    client retrying a ``client_request_id`` is one request: of a retry's rows only those whose request id the processed
+    table lacks are appended (the lookup is bounded by the new rows' ids, within :data:`RETRY_WINDOW`).
 
     Args:
         settings: which catalog/schema and backend.
@@ -427,36 +472,54 @@ def unpack(settings: Settings, spec: ModelSpec, tables: Tables | None = None,
     """
     tables = tables or get_tables(settings)
     payload_name = settings.table(spec.payload_table)
-    processed_name = settings.table(spec.processed_table)
     state_name = settings.table(state_table(spec))
     if not tables.exists(payload_name):
         raise UnpackError(f"payload table {payload_name} does not exist yet; serve the model and send traffic "
                           f"first (mlops serve --model {spec.name}; mlops traffic --model {spec.name})")
-    last = _watermark(tables, state_name, payload_name)
-    changes = tables.read_changes(payload_name, key=PAYLOAD_REQUEST_ID, after_version=last,
-                                  columns=PAYLOAD_READ_COLUMNS)
-    if last is not None and last >= changes.version:
-        return UnpackResult(0, 0, dict.fromkeys(SKIP_REASONS, 0), last, changes.version)
+    state = _state(tables, state_name, payload_name)
+    first = state.processed
     # Databricks' served-entity ids resolve through the system table; the local endpoint's ids (and any id the
     # table lacks) through our served-entity naming.
-    version_of = version_of or served_entity_resolver(tables)
-    if isinstance(changes.rows, pd.DataFrame):
-        batch = unpack_payload(changes.rows, spec, version_of)
-        payload_rows, skipped, written = batch.payload_rows, batch.skipped, 0
-        if not batch.frame.empty:
-            written = tables.insert_new(processed_name, batch.frame, keys=KEYS,
-                                        since=_retry_bound(batch.frame[TIMESTAMP_COLUMN].min()),
-                                        properties=spec.processed_table_properties())
-    else:
-        payload_rows, skipped, written = _unpack_in_spark(tables, changes.rows, spec, processed_name, version_of)
-    tables.merge(state_name, pd.DataFrame({
-        "source_table": [payload_name],
-        "processed_version": [changes.version],
-        "payload_rows": [payload_rows],
-        "examples_written": [written],
-        "updated_at": [datetime.now(UTC)],
-    }), keys=["source_table"], update=True)
-    return UnpackResult(payload_rows, written, skipped, last, changes.version)
+    resolve = version_of
+    totals = UnpackResult(0, 0, dict.fromkeys(SKIP_REASONS, 0), first, first)
+    ranges = []
+    if state.pending is not None and (state.processed is None or state.pending > state.processed):
+        ranges.append(state.pending)  # an interrupted run's range, exactly as it was
+    current = tables.version(payload_name)
+    if current > max([v for v in (state.processed, *ranges) if v is not None], default=-1):
+        ranges.append(current)
+    for up_to in ranges:
+        if up_to != state.pending:
+            _save_state(tables, state_name, payload_name, UnpackState(state.processed, up_to))
+        resolve = resolve or served_entity_resolver(tables)
+        payload_rows, skipped, written = _unpack_range(settings, spec, tables, state.processed, up_to, resolve)
+        state = UnpackState(up_to, None)
+        _save_state(tables, state_name, payload_name, state, payload_rows, written)
+        totals.payload_rows += payload_rows
+        totals.examples_written += written
+        totals.skipped = {k: totals.skipped[k] + skipped.get(k, 0) for k in SKIP_REASONS}
+        totals.to_version = up_to
+    return totals
+
+
+def _unpack_range(settings: Settings, spec: ModelSpec, tables: Tables, after: int | None, up_to: int,
+                  version_of: VersionOf) -> tuple[int, dict[str, int], int]:
+    """Unpack the payload rows inserted in versions ``(after, up_to]`` and append their new examples in one commit
+    carrying the application transaction ``up_to``; returns (payload rows, skipped per reason, examples written)."""
+    payload_name = settings.table(spec.payload_table)
+    processed_name = settings.table(spec.processed_table)
+    app_id = unpack_app_id(payload_name)
+    changes = tables.read_changes(payload_name, key=PAYLOAD_REQUEST_ID, after_version=after,
+                                  columns=PAYLOAD_READ_COLUMNS, up_to_version=up_to)
+    if not isinstance(changes.rows, pd.DataFrame):
+        return _unpack_in_spark(tables, changes.rows, spec, processed_name, version_of, app_id, up_to)
+    batch = unpack_payload(changes.rows, spec, version_of)
+    frame = batch.frame
+    if not frame.empty:
+        frame = tables.new_keys(processed_name, frame, REQUEST_ID_COLUMN,
+                                since=_retry_bound(frame[TIMESTAMP_COLUMN].min()))
+    written = tables.append_once(processed_name, frame, app_id, up_to, properties=spec.processed_table_properties())
+    return batch.payload_rows, batch.skipped, written
 
 
 def _retry_bound(earliest) -> tuple[str, pd.Timestamp] | None:
@@ -464,12 +527,12 @@ def _retry_bound(earliest) -> tuple[str, pd.Timestamp] | None:
     return None if earliest is None or pd.isna(earliest) else (TIMESTAMP_COLUMN, pd.Timestamp(earliest) - RETRY_WINDOW)
 
 
-def _unpack_in_spark(tables: Tables, payload_sdf, spec: ModelSpec, processed_name: str,
-                     version_of: VersionOf) -> tuple[int, dict[str, int], int]:
+def _unpack_in_spark(tables: Tables, payload_sdf, spec: ModelSpec, processed_name: str, version_of: VersionOf,
+                     app_id: str, up_to: int) -> tuple[int, dict[str, int], int]:
     """Unpack a Spark DataFrame of new payload rows into the processed table without collecting them.
 
     The driver receives only bounded results: the statistics rows (one per count), the earliest request time, and
-    the MERGE's metrics row.
+    the row counts of the idempotent append.
     """
     from pyspark.sql import functions as F
 
@@ -480,9 +543,9 @@ def _unpack_in_spark(tables: Tables, payload_sdf, spec: ModelSpec, processed_nam
     skipped = {reason: counts.get(reason, 0) for reason in SKIP_REASONS}
     # epoch microseconds: independent of the session time zone that collected timestamps would be naive in
     earliest = payload_sdf.agg(F.unix_micros(F.min("request_time")).alias("us")).collect()[0]["us"]
-    written = 0
+    rows = _processed_rows(tagged, spec)
     if earliest is not None:
-        written = tables.insert_new(processed_name, _processed_rows(tagged, spec), keys=KEYS,
-                                    properties=spec.processed_table_properties(),
-                                    since=_retry_bound(pd.Timestamp(int(earliest), unit="us", tz="UTC")))
+        rows = tables.new_keys(processed_name, rows, REQUEST_ID_COLUMN,
+                               since=_retry_bound(pd.Timestamp(int(earliest), unit="us", tz="UTC")))
+    written = tables.append_once(processed_name, rows, app_id, up_to, properties=spec.processed_table_properties())
     return counts.get("payload_rows", 0), skipped, written

@@ -1,5 +1,6 @@
 """The Databricks refresh path against a fake REST API: the real databricks-sdk serialises the requests."""
 
+import numpy as np
 import pytest
 
 from tests.fakes import json_server
@@ -95,9 +96,17 @@ def test_refresh_waits_for_success_then_reads_the_same_tables(fake, databricks, 
     assert start_body == {"object_type": "table", "object_id": TABLE_ID}
     assert api[2:] == [("GET", f"/api/data-quality/v1/monitors/table/{TABLE_ID}/refreshes/42")] * 3
     assert all(auth == "Bearer fake-token" for m, p, auth in fake.requests if "/api/" in p)
-    # Evaluation reads identically on both runtimes.
-    local_settings = refreshed[0]
-    assert latest_window_metrics(settings, spec, tables=tables) == latest_window_metrics(local_settings, spec)
+    # After the refresh, evaluation reads the latest window the monitor wrote: its count and RMSE are those of the
+    # processed rows in that window, computed here with numpy (not by the reader under test).
+    metrics = latest_window_metrics(settings, spec, tables=tables)
+    processed = tables.read(settings.table(spec.processed_table))
+    in_window = processed[(processed["timestamp"] >= metrics.window_start)
+                          & (processed["timestamp"] < metrics.window_end)]
+    labelled = in_window.dropna(subset=[spec.label.name])
+    assert metrics.row_count == len(in_window) > 0
+    assert metrics.labelled_count == len(labelled)
+    errors = labelled[spec.prediction.name].astype(float) - labelled[spec.label.name].astype(float)
+    assert metrics.metric("root_mean_squared_error") == pytest.approx(float(np.sqrt(np.mean(errors ** 2))), rel=1e-9)
 
 
 def test_a_workspace_without_the_data_quality_api_falls_back_to_the_legacy_one(fake, databricks):
@@ -141,9 +150,14 @@ def test_metric_tables_are_read_from_the_monitoring_schema(fake, databricks, ref
     schema the Databricks path reads them there."""
     settings, spec, tables = databricks
     monitoring = settings.model_copy(update={"monitoring_schema": "bakehouse_monitoring"})
-    for name in (spec.profile_metrics_table, spec.drift_metrics_table):  # as the monitor would have written them
-        tables.write(monitoring.metrics_table(name), tables.read(settings.table(name)), mode="overwrite")
+    # as the monitor would have written them, told apart from the copies in the model's schema: every count + 1000
+    profile = tables.read(settings.table(spec.profile_metrics_table))
+    tables.write(monitoring.metrics_table(spec.profile_metrics_table), profile.assign(count=profile["count"] + 1000),
+                 mode="overwrite")
+    tables.write(monitoring.metrics_table(spec.drift_metrics_table),
+                 tables.read(settings.table(spec.drift_metrics_table)), mode="overwrite")
     fake.states = ["SUCCESS"]
     result = refresh_monitor(monitoring, spec, tables=tables, workspace=fake.client(), timeout_s=5, poll_s=0.01)
     assert result.profile_rows > 0
-    assert latest_window_metrics(monitoring, spec, tables=tables) == latest_window_metrics(refreshed[0], spec)
+    in_model_schema = latest_window_metrics(settings, spec, tables=tables)
+    assert latest_window_metrics(monitoring, spec, tables=tables).row_count == in_model_schema.row_count + 1000

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
+from tests.engines import analyzed_plan
 from tests.fakes import LocalSparkStandIn
 from workloads.ports.tables import LocalTables, SparkTables
 
@@ -100,7 +100,6 @@ class PlanSpark(LocalSparkStandIn):
         return self.real.sql(text.split(" VERSION AS OF ")[0] if " VERSION AS OF " in text else text)
 
 
-@pytest.mark.spark
 def test_spark_changes_without_the_feed_anti_join_the_older_version_in_spark(spark):
     spark.sql("DROP TABLE IF EXISTS sch.events_nocdf")
     spark.createDataFrame(_frame([1, 2, 3])).write.saveAsTable("sch.events_nocdf")
@@ -110,12 +109,11 @@ def test_spark_changes_without_the_feed_anti_join_the_older_version_in_spark(spa
     assert changes.version == 7 and changes.after_version == 4
     assert "SELECT `id` FROM spark_catalog.sch.events_nocdf VERSION AS OF 4" in fake.sql_seen
     assert "SELECT * FROM spark_catalog.sch.events_nocdf VERSION AS OF 7" in fake.sql_seen
-    plan = changes.rows._jdf.queryExecution().analyzed().toString()
+    plan = analyzed_plan(changes.rows)
     assert "LeftAnti" in plan and changes.rows.columns == ["id", "label"]
     assert not any(s.startswith("MERGE") for s in fake.sql_seen)
 
 
-@pytest.mark.spark
 def test_spark_changes_with_the_feed_read_only_inserts_of_the_version_range(spark):
     class Reader:
         def __init__(self):
@@ -147,7 +145,6 @@ def test_spark_changes_with_the_feed_read_only_inserts_of_the_version_range(spar
     assert [r["id"] for r in changes.rows.collect()] == ["r1"]
 
 
-@pytest.mark.spark
 def test_spark_insert_new_merges_a_spark_source_with_the_since_bound(spark):
     spark.sql("DROP TABLE IF EXISTS sch.processed_t")
     spark.createDataFrame(_frame([1])).write.saveAsTable("sch.processed_t")

@@ -74,7 +74,6 @@ class RecordingSpark:
 
 
 
-@pytest.mark.spark
 def test_spark_port_reads_and_writes_real_tables(spark):
     # Local Spark's session catalog is two-level; Unity Catalog names resolve as spark_catalog.<schema>.<table>.
     tables = SparkTables(spark)
@@ -93,7 +92,6 @@ def test_spark_port_reads_and_writes_real_tables(spark):
         tables.read(name)
 
 
-@pytest.mark.spark
 def test_spark_port_issues_delta_sql_for_merge_delete_and_version(spark):
     fake = RecordingSpark(spark)
     tables = SparkTables(fake)

@@ -21,8 +21,6 @@ from workloads.serving.payload_log import PAYLOAD_SCHEMA
 from workloads.settings import load_settings
 from workloads.specs import load_spec
 
-pytestmark = pytest.mark.spark
-
 SIZES = (1_000, 20_000)
 MODELS = ("bakehouse_autolog", "bakehouse_large_order")  # regression and classification
 

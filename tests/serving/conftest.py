@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 MODEL = "bakehouse_autolog"
+# a fixed end of the generated 30 days: the fixtures' data must not change with the calendar day
+REFERENCE_DATE = "2026-11-01"
 
 
 def _pipeline(spec, alpha: float):
@@ -51,7 +53,7 @@ def feature_frame() -> pd.DataFrame:
     from workloads.data.bakehouse import generate
     from workloads.data.features import build_features
 
-    return build_features(generate(seed=42))
+    return build_features(generate(seed=42, reference_date=REFERENCE_DATE))
 
 
 @pytest.fixture(scope="session")

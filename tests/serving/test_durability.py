@@ -66,31 +66,38 @@ def test_second_logger_on_the_same_directory_is_refused(tmp_path):
         first.close()
 
 
-def _start(home, spec, port: int, flush_interval: float = 0.2) -> subprocess.Popen:
+def _start(home, spec, flush_interval: float = 0.2) -> tuple[subprocess.Popen, int]:
+    """``mlops serve`` on a free port of 127.0.0.1, ready; returns the process and its port. A port taken by someone
+    else between its choice and the bind (``free_port`` cannot reserve it) is retried on another, at most 3 times."""
     env = {**os.environ, "MLOPS_HOME": str(home)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "workloads.cli", "serve", "--model", spec.name, "--port", str(port),
-         "--flush-interval", str(flush_interval)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError("server did not become ready")
+    for _ in range(3):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workloads.cli", "serve", "--model", spec.name, "--port", str(port),
+             "--flush-interval", str(flush_interval)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                error = process.stderr.read().decode()[-2000:]
+                if "port in use" in error:
+                    break
+                raise AssertionError(f"server exited: {error}")
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return process, port
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            process.kill()
+            raise AssertionError("server did not become ready")
+    raise AssertionError("no free port could be bound in 3 tries")
 
 
 def test_kill_9_during_a_burst_then_restart_keeps_every_acknowledged_request_once(
         serving_settings, spec, holdout):
-    port = free_port()
     body = request_body(holdout[spec.feature_names].head(2), "dataframe_split", None)
-    url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}/invocations"
     acknowledged: list[str] = []
     sent: list[str] = []
     lock = threading.Lock()
@@ -109,7 +116,8 @@ def test_kill_9_during_a_burst_then_restart_keeps_every_acknowledged_request_onc
                     with lock:
                         acknowledged.append(cid)
 
-    server = _start(serving_settings.home, spec, port)
+    server, port = _start(serving_settings.home, spec)
+    url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}/invocations"
     workers = [threading.Thread(target=burst, args=(w,)) for w in range(4)]
     for w in workers:
         w.start()
@@ -122,7 +130,7 @@ def test_kill_9_during_a_burst_then_restart_keeps_every_acknowledged_request_onc
         w.join(timeout=30)
     assert len(acknowledged) >= 120
 
-    restarted = _start(serving_settings.home, spec, port)  # replays the write-ahead log before listening
+    restarted, _ = _start(serving_settings.home, spec)  # on any port: replays the write-ahead log before listening
     try:
         rows = LocalTables(serving_settings.warehouse).read(serving_settings.table(spec.payload_table))
     finally:
@@ -137,10 +145,9 @@ def test_kill_9_during_a_burst_then_restart_keeps_every_acknowledged_request_onc
 
 def test_sigterm_flushes_every_acknowledged_request_before_exiting(serving_settings, spec, holdout):
     """``kill <pid>`` (a supervisor's stop) is a graceful stop like Ctrl-C: the table has every row at exit."""
-    port = free_port()
     body = request_body(holdout[spec.feature_names].head(2), "dataframe_split", None)
-    url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}/invocations"
-    server = _start(serving_settings.home, spec, port, flush_interval=600)  # no timed flush before the signal
+    server, port = _start(serving_settings.home, spec, flush_interval=600)
+    url = f"http://127.0.0.1:{port}/serving-endpoints/{spec.endpoint_name}/invocations"  # no timed flush before the signal
     try:
         with httpx.Client(timeout=10) as client:
             for i in range(20):

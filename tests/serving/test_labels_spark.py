@@ -14,12 +14,11 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from tests.engines import analyzed_plan
 from tests.fakes import LocalSparkStandIn
 from tests.serving.test_labels_merge import DAY0, SPEC, labels, processed_rows
 from workloads.labels import REQUEST_TIME_SLACK, ingest_labels, pending_labels_table, record_labels
 from workloads.ports.tables import SparkTables
-
-pytestmark = pytest.mark.spark
 
 MERGE = re.compile(r"MERGE INTO (\S+) AS t USING (.+) AS s ON (.+?) WHEN MATCHED (?:AND \((.+)\) )?THEN "
                    r"(UPDATE SET (.+)|DELETE)$")
@@ -63,8 +62,8 @@ class MergeOnLocalSpark(LocalSparkStandIn):
 @pytest.fixture
 def driver_rows(monkeypatch):
     """Rows each ``collect``/``toPandas`` brought to the driver, and each ``createDataFrame`` from the driver."""
-    from pyspark.sql import SparkSession
-    from pyspark.sql.classic.dataframe import DataFrame
+    from pyspark.sql.connect.dataframe import DataFrame
+    from pyspark.sql.connect.session import SparkSession
 
     seen = []
     real_collect, real_to_pandas, real_create = DataFrame.collect, DataFrame.toPandas, SparkSession.createDataFrame
@@ -129,7 +128,7 @@ def test_databricks_labels_merge_from_a_spark_source_and_only_counts_reach_the_d
         f"{pending_labels_table(SPEC)}) AS s ON t.`example_id` = s.`example_id` WHEN MATCHED THEN DELETE"),
     ]
     # the MERGE's source is a plan over the pending table, not rows shipped from the driver
-    plan = tables.spark.table(f"_mlops_update_{SPEC.processed_table}")._jdf.queryExecution().analyzed().toString()
+    plan = analyzed_plan(tables.spark.table(f"_mlops_update_{SPEC.processed_table}"))
     assert pending_labels_table(SPEC) in plan and "LocalRelation" not in plan, plan
     labelled = tables.spark.table(processed).where("quantity IS NOT NULL").toPandas().set_index("example_id")
     assert labelled["quantity"].to_dict() == {"d2-r0:0": 5, "d2-r1:1": 6, "d2-r9:0": 1}  # the later label won

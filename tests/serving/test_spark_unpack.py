@@ -6,14 +6,11 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from workloads.serving.payload_log import PAYLOAD_SCHEMA, payload_frame
 from workloads.traffic import request_body
 from workloads.unpacking import spark_schema, unpack_payload, unpack_spark
 
 
-@pytest.mark.spark
 def test_spark_and_pandas_unpack_agree(spark, spec, holdout):
     start = datetime(2030, 5, 1, tzinfo=UTC)
     rows = []

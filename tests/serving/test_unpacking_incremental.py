@@ -16,22 +16,28 @@ import workloads.ports.tables as port
 from workloads.ports.tables import LocalTables
 from workloads.serving.payload_log import REQUEST_ID, payload_frame
 from workloads.traffic import request_body
-from workloads.unpacking import RETRY_WINDOW, state_table, unpack
+from workloads.unpacking import RETRY_WINDOW, state_table, unpack, unpack_app_id
 
 START = datetime(2030, 6, 1, tzinfo=UTC)
 
 
-class CrashAfterMerge(LocalTables):
-    """Local tables that die once, right after the processed-table MERGE and before the watermark is saved."""
+class CrashAfterAppend(LocalTables):
+    """Local tables that die once, right after the processed-table append committed and before the state table says
+    so."""
 
     def __init__(self, warehouse, state_name):
         super().__init__(warehouse)
-        self.state_name, self.armed = state_name, True
+        self.state_name, self.armed, self.appended = state_name, True, False
+
+    def append_once(self, name, df, app_id, version, properties=None):
+        written = super().append_once(name, df, app_id, version, properties)
+        self.appended = True
+        return written
 
     def merge(self, name, df, keys, update=True):
-        if self.armed and name == self.state_name:
+        if self.armed and self.appended and name == self.state_name:
             self.armed = False
-            raise RuntimeError("simulated crash after the MERGE, before the watermark")
+            raise RuntimeError("simulated crash after the append, before the state")
         return super().merge(name, df, keys, update)
 
 
@@ -118,18 +124,73 @@ def test_a_retried_request_keeps_its_first_answer_across_runs(settings, spec, pa
     assert RETRY_WINDOW >= timedelta(hours=1)
 
 
-def test_a_crash_between_the_merge_and_the_watermark_is_still_exactly_once(settings, spec, payload):
+def test_a_crash_between_the_append_and_the_state_is_still_exactly_once(settings, spec, payload):
     payload(range(5))
     unpack(settings, spec)
     payload(range(5, 9))
-    flaky = CrashAfterMerge(settings.warehouse, settings.table(state_table(spec)))
+    flaky = CrashAfterAppend(settings.warehouse, settings.table(state_table(spec)))
     with pytest.raises(RuntimeError, match="simulated crash"):
         unpack(settings, spec, tables=flaky)
-    assert sorted(_processed(settings, spec)["example_id"]) == _examples(range(9))  # merged, watermark still 0
+    assert sorted(_processed(settings, spec)["example_id"]) == _examples(range(9))  # appended, state still 0
+    processed_name = settings.table(spec.processed_table)
+    assert flaky.transaction_version(processed_name, unpack_app_id(settings.table(spec.payload_table))) == 1
 
     payload(range(9, 11))
-    rerun = unpack(settings, spec, tables=flaky)
-    assert (rerun.from_version, rerun.payload_rows, rerun.examples_written) == (0, 6, 4)
+    rerun = unpack(settings, spec, tables=flaky)  # redoes (0, 1] (skipped: committed), then (1, 2]
+    assert (rerun.from_version, rerun.to_version, rerun.payload_rows, rerun.examples_written) == (0, 2, 6, 4)
     processed = _processed(settings, spec)
     assert sorted(processed["example_id"]) == _examples(range(11)) and processed["example_id"].is_unique
     assert unpack(settings, spec).payload_rows == 0
+
+
+# The unpack process, with a watcher thread that kills it (SIGKILL, no cleanup) the moment a new data file of the
+# processed table exists while the Delta log has no new commit yet: between the write and its commit.
+CHILD = """
+import os, signal, sys, threading, time
+from workloads.settings import load_settings
+from workloads.specs import load_spec
+from workloads.unpacking import unpack
+table_dir, log_dir = sys.argv[3], os.path.join(sys.argv[3], "_delta_log")
+files, commits = set(os.listdir(table_dir)), set(os.listdir(log_dir))
+
+def watch():
+    while True:
+        if any(".parquet" in name for name in set(os.listdir(table_dir)) - files):
+            if any(n.endswith(".json") and n[:-5].isdigit() for n in set(os.listdir(log_dir)) - commits):
+                os._exit(3)  # too late: committed already
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(0.0002)
+
+threading.Thread(target=watch, daemon=True).start()
+unpack(load_settings(home=sys.argv[1]), load_spec(sys.argv[2]))
+sys.exit(4)  # finished without being killed
+"""
+
+
+def test_a_kill_9_between_the_write_and_its_commit_is_still_exactly_once(settings, spec, payload):
+    """An unpack process killed after writing its data files and before the Delta commit that would list them and
+    record the watermark: the files are orphans no version lists, and the next run writes the range once."""
+    import signal
+    import subprocess
+    import sys
+
+    payload(range(5))
+    unpack(settings, spec)                                   # creates the processed table (version 0)
+    processed_name = settings.table(spec.processed_table)
+    table_dir = LocalTables(settings.warehouse).path(processed_name)
+    for first in range(5, 2005, 500):                         # 2,000 new requests in four flushes
+        payload(range(first, first + 500))
+    files = {p.name for p in table_dir.iterdir()}
+    child = subprocess.run([sys.executable, "-c", CHILD, str(settings.home), spec.name, str(table_dir)],
+                           timeout=300, check=False)
+    assert child.returncode == -signal.SIGKILL, child.returncode  # 3: killed too late, 4: not killed
+    orphans = [p.name for p in table_dir.iterdir() if p.name not in files and ".parquet" in p.name]
+    tables = LocalTables(settings.warehouse)
+    assert orphans and tables.version(processed_name) == 0 and len(_processed(settings, spec)) == 10
+    assert tables.transaction_version(processed_name, unpack_app_id(settings.table(spec.payload_table))) == 0
+
+    rerun = unpack(settings, spec)
+    assert (rerun.from_version, rerun.payload_rows, rerun.examples_written) == (0, 2000, 4000)
+    processed = _processed(settings, spec)
+    assert sorted(processed["example_id"]) == _examples(range(2005)) and processed["example_id"].is_unique
+    assert unpack(settings, spec).examples_written == 0

@@ -125,9 +125,8 @@ def test_max_value_skips_files_that_cannot_hold_a_larger_value(settings):
     assert tables.max_value(name, "timestamp", where=RowFilter("timestamp", ())) is None
 
 
-@pytest.mark.spark
 def test_databricks_retrain_read_and_cap_run_in_spark(spark, home, monkeypatch):
-    from pyspark.sql.classic.dataframe import DataFrame
+    from pyspark.sql.connect.dataframe import DataFrame
 
     settings = load_settings(home=home, catalog="spark_catalog", schema="sch_retrain")
     spark.sql("CREATE DATABASE IF NOT EXISTS sch_retrain")

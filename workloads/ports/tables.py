@@ -144,7 +144,10 @@ class Tables(Protocol):
     def delete_keys(self, name: str, df, key: str) -> int: ...
     def max_value(self, name: str, column: str, where: RowFilter | None = None) -> Any: ...
     def read_changes(self, name: str, key: str, after_version: int | None = None,
-                     columns: Sequence[str] | None = None) -> TableChanges: ...
+                     columns: Sequence[str] | None = None, up_to_version: int | None = None) -> TableChanges: ...
+    def append_once(self, name: str, df, app_id: str, version: int,
+                    properties: Mapping[str, str] | None = None) -> int: ...
+    def new_keys(self, name: str, df, key: str, since: tuple[str, Any] | None = None): ...
     def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None,
                    properties: Mapping[str, str] | None = None) -> int: ...
     def changed_spans(self, name: str, column: str, after_version: int) -> list[tuple[Any, Any]] | None: ...
@@ -315,8 +318,9 @@ class LocalTables:
         return best
 
     def read_changes(self, name: str, key: str, after_version: int | None = None,
-                     columns: Sequence[str] | None = None) -> TableChanges:
-        """The rows inserted into a table after ``after_version``, up to its current version.
+                     columns: Sequence[str] | None = None, up_to_version: int | None = None) -> TableChanges:
+        """The rows inserted into a table after ``after_version``, up to ``up_to_version`` (default: its current
+        version).
 
         Reads only the data files added since ``after_version`` (the difference of the two versions' file lists in the
         transaction log), so the cost follows the new data, not the table. Rows that a later commit merely rewrote (an
@@ -327,6 +331,8 @@ class LocalTables:
         from deltalake import DeltaTable
 
         current = self._table(name)
+        if up_to_version is not None:
+            current.load_as_version(int(up_to_version))
         version = int(current.version())
         wanted = list(dict.fromkeys([*columns, key])) if columns else None
         if after_version is None:
@@ -346,6 +352,60 @@ class LocalTables:
                 rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=rewritten)))
         frame = rows.to_pandas()
         return TableChanges(frame[list(columns)] if columns else frame, after_version, version)
+
+    def transaction_version(self, name: str, app_id: str) -> int | None:
+        """The latest version the application ``app_id`` committed to the table (Delta's ``txn`` action), or ``None``."""
+        if not self.exists(name):
+            return None
+        version = self._table(name).transaction_version(app_id)
+        return None if version is None else int(version)
+
+    def append_once(self, name: str, df, app_id: str, version: int,
+                    properties: Mapping[str, str] | None = None) -> int:
+        """Append ``df`` and record the application transaction ``(app_id, version)`` in the same Delta commit, unless
+        the table already records ``version`` (or a later one) for ``app_id``: then nothing is written (an idempotent
+        write, https://docs.delta.io/latest/delta-batch.html#idempotent-writes). A crash before the commit leaves no
+        rows and no transaction; after it, both. Returns the rows appended (0 when skipped).
+
+        ``df`` may be empty: the commit then records only the transaction. ``properties``: the Delta table properties
+        of the table if this call creates it.
+        """
+        from deltalake import CommitProperties, Transaction, write_deltalake
+
+        done = self.transaction_version(name, app_id)
+        if done is not None and done >= int(version):
+            return 0
+        commit = CommitProperties(app_transactions=[Transaction(app_id, int(version))])
+        path = self.path(name)
+        path.mkdir(parents=True, exist_ok=True)
+        creating = not self.exists(name)
+        write_deltalake(str(path), _to_arrow(df), mode="append", schema_mode=None if creating else "merge",
+                        configuration=dict(properties or {}) if creating else None, commit_properties=commit)
+        return len(df)
+
+    def new_keys(self, name: str, df: pd.DataFrame, key: str, since: tuple[str, Any] | None = None) -> pd.DataFrame:
+        """The rows of ``df`` whose ``key`` the table does not hold (among its rows with ``column >= value`` when
+        ``since=(column, value)``: older files are skipped by their statistics). Only ``key`` is read, only from files
+        whose ``key`` statistics overlap the new keys' range, and only rows whose ``key`` is one of ``df``'s: the lookup
+        is bounded by the new keys, not by the table's rows."""
+        import pyarrow.compute as pc
+
+        if df.empty or not self.exists(name):
+            return df
+        wanted = pa.array(pd.unique(df[key].astype(object)).tolist(), type=pa.string())
+        where = RowFilter.since(*since) if since is not None else RowFilter()
+        table = self._table(name)
+        # files whose `key` statistics miss the new keys' range are skipped too (ids that grow with time, as many
+        # clients' do, then cost the files of the new rows only; a file without `key` statistics is read)
+        lowest, highest = pc.min(wanted).as_py(), pc.max(wanted).as_py()
+        key_range = [(key, ">=", lowest), (key, "<=", highest)]
+        pruning = [group + key_range for group in (where.file_pruning() or [[]])]
+        dataset = table.to_pyarrow_dataset(file_pruning_predicate=pruning)
+        expression = where.arrow(dataset.schema) & pc.field(key).isin(wanted)
+        held = dataset.to_table(columns=[key], filter=expression).column(key)
+        if not len(held):
+            return df
+        return df[~df[key].isin(set(held.to_pylist()))].reset_index(drop=True)
 
     def insert_new(self, name: str, df: pd.DataFrame, keys: Sequence[str], since: tuple[str, Any] | None = None,
                    properties: Mapping[str, str] | None = None) -> int:
@@ -435,7 +495,9 @@ class SparkTables:
         return sdf
 
     def _frame(self, df: pd.DataFrame):
-        return self.spark.createDataFrame(_to_arrow(df).to_pandas())
+        """``df`` shipped to Spark as an Arrow table: its column types exactly (an all-null column keeps its type; a
+        pandas round trip would make it untyped, which Delta rejects)."""
+        return self.spark.createDataFrame(_to_arrow(df))
 
     def write(self, name: str, df: pd.DataFrame, mode: str = "append") -> None:
         split_name(name)
@@ -455,24 +517,48 @@ class SparkTables:
         view = self._source(df, f"_mlops_merge_{split_name(name)[2]}")
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         matched = "WHEN MATCHED THEN UPDATE SET * " if update else ""
-        rows = self.spark.sql(
-            f"MERGE INTO {name} AS t USING {view} AS s ON {on} {matched}WHEN NOT MATCHED THEN INSERT *"
-        ).collect()
-        metrics = rows[0].asDict() if rows else {}
+        metrics = self.statement_metrics(
+            name, f"MERGE INTO {name} AS t USING {view} AS s ON {on} {matched}WHEN NOT MATCHED THEN INSERT *",
+            ("num_inserted_rows", "num_updated_rows"))
         return {
-            "num_target_rows_inserted": int(metrics.get("num_inserted_rows", 0)),
-            "num_target_rows_updated": int(metrics.get("num_updated_rows", 0)),
+            "num_target_rows_inserted": metrics["num_inserted_rows"],
+            "num_target_rows_updated": metrics["num_updated_rows"],
         }
 
     def delete(self, name: str, predicate: str) -> int:
         self._require(name)
-        rows = self.spark.sql(f"DELETE FROM {name} WHERE {predicate}").collect()
-        return int(rows[0].asDict().get("num_affected_rows", 0)) if rows else 0
+        return self.statement_metrics(name, f"DELETE FROM {name} WHERE {predicate}",
+                                      ("num_affected_rows",))["num_affected_rows"]
 
     def version(self, name: str) -> int:
+        """The table's current Delta version: the newest row of ``DESCRIBE HISTORY``
+        (https://docs.databricks.com/aws/en/sql/language-manual/delta-describe-history, column ``version``).
+
+        Databricks-only statement (not in open-source Spark's SQL nor pysail's): one of the narrow functions the
+        tests hold to the documentation (tests/ports/test_spark_contracts.py)."""
         self._require(name)
         row = self.spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").collect()[0]
         return int(row["version"])
+
+    def statement_metrics(self, name: str, statement: str, columns: Sequence[str]) -> dict[str, int]:
+        """Run a ``MERGE INTO``/``DELETE`` on ``name`` and return the counts of its one result row.
+
+        Databricks answers these statements with one row of counts (``num_affected_rows``, ``num_updated_rows``,
+        ``num_deleted_rows``, ``num_inserted_rows``: https://docs.databricks.com/aws/en/sql/language-manual/delta-merge-into,
+        .../delta-delete-from). An engine answering in another shape (e.g. one ``count`` column) fails loudly
+        here instead of being read as 0. Databricks-specific result shape: a narrow function of the port held to the
+        documentation (tests/ports/test_spark_contracts.py).
+
+        Raises:
+            MlopsError: the result row lacks one of ``columns``.
+        """
+        rows = self.spark.sql(statement).collect()
+        found = rows[0].asDict() if rows else {}
+        missing = [c for c in columns if c not in found]
+        if missing:
+            raise MlopsError(f"{statement.split(' ', 2)[0]} on {name} returned {sorted(found) or 'no row'}, not the "
+                             f"Databricks metrics {missing}; cannot tell how many rows it changed")
+        return {c: int(found[c] or 0) for c in columns}
 
     def drop(self, name: str) -> None:
         split_name(name)
@@ -502,16 +588,16 @@ class SparkTables:
         clause updates only the rows that differ (https://docs.databricks.com/aws/en/sql/language-manual/delta-merge-into)."""
         self._require(name)
         view = self._source(df, f"_mlops_update_{split_name(name)[2]}")
-        rows = self.spark.sql(self.update_matched_sql(name, view, keys, columns, since)).collect()
-        return int(rows[0].asDict().get("num_updated_rows", 0)) if rows else 0
+        return self.statement_metrics(name, self.update_matched_sql(name, view, keys, columns, since),
+                                      ("num_updated_rows",))["num_updated_rows"]
 
     def delete_keys(self, name: str, df, key: str) -> int:
         """See :meth:`LocalTables.delete_keys`; ``df`` is pandas or a Spark DataFrame kept in Spark."""
         self._require(name)
         view = self._source(df, f"_mlops_delete_{split_name(name)[2]}")
-        rows = self.spark.sql(f"MERGE INTO {name} AS t USING (SELECT DISTINCT `{key}` FROM {view}) AS s "
-                              f"ON t.`{key}` = s.`{key}` WHEN MATCHED THEN DELETE").collect()
-        return int(rows[0].asDict().get("num_deleted_rows", 0)) if rows else 0
+        return self.statement_metrics(name, f"MERGE INTO {name} AS t USING (SELECT DISTINCT `{key}` FROM {view}) AS s "
+                                      f"ON t.`{key}` = s.`{key}` WHEN MATCHED THEN DELETE",
+                                      ("num_deleted_rows",))["num_deleted_rows"]
 
     def max_value(self, name: str, column: str, where: RowFilter | None = None) -> Any:
         """See :meth:`LocalTables.max_value`: one aggregate computed in Spark, one row to the driver."""
@@ -520,13 +606,17 @@ class SparkTables:
         return self.frame(name, [column], where=where).agg(F.max(column).alias("top")).collect()[0]["top"]
 
     def _change_data_feed(self, name: str) -> bool:
-        """Whether the table records its change data feed (``delta.enableChangeDataFeed``)."""
+        """Whether the table records its change data feed (``delta.enableChangeDataFeed``; ``SHOW TBLPROPERTIES``:
+        https://docs.databricks.com/aws/en/sql/language-manual/sql-ref-syntax-aux-show-tblproperties). A narrow
+        function held to the documentation (tests/ports/test_spark_contracts.py): pysail has neither the statement
+        nor the change data feed."""
         properties = {row[0]: row[1] for row in self.spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
         return str(properties.get("delta.enableChangeDataFeed", "false")).lower() == "true"
 
     def read_changes(self, name: str, key: str, after_version: int | None = None,
-                     columns: Sequence[str] | None = None) -> TableChanges:
-        """The rows inserted after ``after_version``, up to the current version, as a Spark DataFrame (not collected).
+                     columns: Sequence[str] | None = None, up_to_version: int | None = None) -> TableChanges:
+        """The rows inserted after ``after_version``, up to ``up_to_version`` (default: the current version), as a
+        Spark DataFrame (not collected).
 
         With the change data feed on the table, only the ``insert`` change rows of the versions in between are read
         (``readChangeFeed`` with ``startingVersion``/``endingVersion``:
@@ -537,7 +627,7 @@ class SparkTables:
         follows the table, not the new rows (enable the feed on the table to make it incremental).
         """
         self._require(name)
-        version = self.version(name)
+        version = self.version(name) if up_to_version is None else int(up_to_version)
         if after_version is None:
             rows = self.spark.sql(f"SELECT * FROM {name} VERSION AS OF {version}")
         elif after_version >= version:
@@ -551,21 +641,64 @@ class SparkTables:
             rows = self.spark.sql(f"SELECT * FROM {name} VERSION AS OF {version}").join(known, on=key, how="left_anti")
         return TableChanges(rows.select(*columns) if columns else rows, after_version, version)
 
+    def append_once(self, name: str, df, app_id: str, version: int,
+                    properties: Mapping[str, str] | None = None) -> int:
+        """See :meth:`LocalTables.append_once`; ``df`` is pandas or a Spark DataFrame kept in Spark. Delta's idempotent
+        writes do the skipping: the append carries ``txnAppId``/``txnVersion`` and Delta ignores it when the table
+        already holds that version for that application
+        (https://docs.databricks.com/aws/en/structured-streaming/delta-lake#idempotent-table-writes-in-foreachbatch,
+        https://docs.delta.io/latest/delta-batch.html#idempotent-writes). Returns the rows appended: the table's row
+        count difference, one aggregate row each way (0 when Delta skipped the write)."""
+        split_name(name)
+        sdf = self._spark_frame(df)
+        existed = self.exists(name)
+        before = int(self.spark.table(name).count()) if existed else 0
+        writer = sdf.write.mode("append")
+        if existed:
+            writer = writer.option("mergeSchema", "true")
+        self.idempotent_append(writer, name, app_id, version)
+        if not existed and properties:
+            self.set_table_properties(name, properties)
+        return int(self.spark.table(name).count()) - before
+
+    def set_table_properties(self, name: str, properties: Mapping[str, str]) -> None:
+        """``ALTER TABLE ... SET TBLPROPERTIES`` (https://learn.microsoft.com/azure/databricks/delta/table-properties).
+        A narrow function held to the documentation (tests/ports/test_spark_contracts.py): pysail cannot enable the
+        change data feed on an existing table ("Table features must be specified")."""
+        listed = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+        self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({listed})")
+
+    def idempotent_append(self, writer, name: str, app_id: str, version: int) -> None:
+        """``writer.saveAsTable(name)`` as a Delta idempotent write: with ``txnAppId``/``txnVersion`` Delta records the
+        application transaction in the append's commit and skips an append whose version it already holds
+        (https://docs.databricks.com/aws/en/structured-streaming/delta-lake#idempotent-table-writes-in-foreachbatch).
+        A narrow function held to the documentation (tests/ports/test_spark_contracts.py): pysail 0.7.2 accepts the
+        options but records no transaction."""
+        writer.option("txnAppId", app_id).option("txnVersion", int(version)).saveAsTable(name)
+
+    def new_keys(self, name: str, df, key: str, since: tuple[str, Any] | None = None):
+        """See :meth:`LocalTables.new_keys`: a left anti join in Spark against the table's ``key`` column (restricted
+        to ``since``); ``df`` stays a Spark DataFrame."""
+        sdf = self._spark_frame(df)
+        if not self.exists(name):
+            return sdf
+        held = self.frame(name, [key], where=RowFilter.since(*since) if since is not None else None)
+        return sdf.join(held.join(sdf.select(key).distinct(), on=key, how="left_semi"), on=key, how="left_anti")
+
     def insert_new(self, name: str, df, keys: Sequence[str], since: tuple[str, Any] | None = None,
                    properties: Mapping[str, str] | None = None) -> int:
         """Insert the rows of ``df`` (pandas, or a Spark DataFrame kept in Spark) whose ``keys`` are new; see
         :meth:`LocalTables.insert_new`. Only the MERGE's one metrics row reaches the driver."""
         if not self.exists(name):
             self._spark_frame(df).write.saveAsTable(name)
-            if properties:  # https://learn.microsoft.com/azure/databricks/delta/table-properties
-                listed = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
-                self.spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({listed})")
+            if properties:
+                self.set_table_properties(name, properties)
             return int(self.spark.table(name).count())
         view = self._source(df, f"_mlops_insert_{split_name(name)[2]}")
         on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         on += _since_clause(since, _spark_timestamp)
-        rows = self.spark.sql(f"MERGE INTO {name} AS t USING {view} AS s ON {on} WHEN NOT MATCHED THEN INSERT *").collect()
-        return int(rows[0].asDict().get("num_inserted_rows", 0)) if rows else 0
+        return self.statement_metrics(name, f"MERGE INTO {name} AS t USING {view} AS s ON {on} WHEN NOT MATCHED THEN "
+                                      "INSERT *", ("num_inserted_rows",))["num_inserted_rows"]
 
     def changed_spans(self, name: str, column: str, after_version: int) -> list[tuple[Any, Any]] | None:
         """See :meth:`LocalTables.changed_spans`: from the change data feed, one aggregate row per commit reaches

@@ -1,0 +1,207 @@
+"""The real Spark engines the tests hold the Spark path to.
+
+- :func:`spark_connect_session`: a Spark Connect client of pyspark's bundled local server, the client API serverless
+  jobs use (``sparkContext`` and RDDs are refused by Spark Connect itself), with what serverless compute refuses on top
+  of that refused here too (:data:`SERVERLESS_UNSUPPORTED`).
+
+Databricks documents the limits of serverless compute at https://docs.databricks.com/aws/en/compute/serverless/limitations
+("Only Spark Connect APIs are supported. Spark RDD APIs are not supported"; "Global temp views are not supported";
+the caching limitations: "DataFrame and SQL cache APIs are not supported": ``df.cache()``, ``df.persist()``,
+``df.unpersist()``, ``spark.catalog.cacheTable()``, ``spark.catalog.uncacheTable()``, ``spark.catalog.clearCache()``,
+``CACHE TABLE``, ``UNCACHE TABLE``, ``REFRESH TABLE``, ``CLEAR CACHE``). pyspark's local Spark Connect server allows
+the caching and global-view ones, so the session these tests use refuses them as serverless would.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+
+
+class ServerlessUnsupported(RuntimeError):
+    """A call that Databricks serverless compute does not support."""
+
+
+# (class path, attribute) -> what the serverless limitations page says about it
+SERVERLESS_UNSUPPORTED = {
+    ("pyspark.sql.connect.dataframe.DataFrame", "cache"): "DataFrame cache APIs are not supported",
+    ("pyspark.sql.connect.dataframe.DataFrame", "persist"): "DataFrame cache APIs are not supported",
+    ("pyspark.sql.connect.dataframe.DataFrame", "unpersist"): "DataFrame cache APIs are not supported",
+    ("pyspark.sql.connect.dataframe.DataFrame", "createGlobalTempView"): "global temp views are not supported",
+    ("pyspark.sql.connect.dataframe.DataFrame", "createOrReplaceGlobalTempView"):
+        "global temp views are not supported",
+    ("pyspark.sql.connect.catalog.Catalog", "cacheTable"): "SQL cache APIs are not supported",
+    ("pyspark.sql.connect.catalog.Catalog", "uncacheTable"): "SQL cache APIs are not supported",
+    ("pyspark.sql.connect.catalog.Catalog", "clearCache"): "SQL cache APIs are not supported",
+}
+# SQL statements serverless refuses (the caching limitations and global temp views)
+SERVERLESS_UNSUPPORTED_SQL = re.compile(
+    r"^\s*(CACHE\s+(LAZY\s+)?TABLE|UNCACHE\s+TABLE|REFRESH\s+TABLE|CLEAR\s+CACHE|"
+    r"CREATE\s+(OR\s+REPLACE\s+)?GLOBAL\s+TEMP)", re.IGNORECASE)
+LIMITATIONS = "https://docs.databricks.com/aws/en/compute/serverless/limitations"
+
+
+def _refuse(what: str, reason: str):
+    def refused(*args, **kwargs):
+        raise ServerlessUnsupported(f"{what}: {reason} on Databricks serverless compute ({LIMITATIONS})")
+
+    return refused
+
+
+def forbid_serverless_unsupported(patcher: pytest.MonkeyPatch) -> None:
+    """Make the Spark Connect client refuse what serverless compute refuses (see :data:`SERVERLESS_UNSUPPORTED`)."""
+    import importlib
+
+    from pyspark.sql.connect.session import SparkSession
+
+    for (class_path, attribute), reason in SERVERLESS_UNSUPPORTED.items():
+        module, name = class_path.rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), name)
+        patcher.setattr(cls, attribute, _refuse(f"{name}.{attribute}", reason))
+    real_sql = SparkSession.sql
+
+    def sql(self, sqlQuery, *args, **kwargs):
+        match = SERVERLESS_UNSUPPORTED_SQL.match(sqlQuery)
+        if match:
+            _refuse(" ".join(match.group(1).upper().split()), "SQL cache commands and global temp views are not "
+                    "supported")()
+        return real_sql(self, sqlQuery, *args, **kwargs)
+
+    patcher.setattr(SparkSession, "sql", sql)
+
+
+def spark_connect_session(warehouse: str):
+    """A Spark Connect session on pyspark's bundled local server (``remote("local[2]")``; it needs Java).
+
+    Args:
+        warehouse: the directory of the server's managed tables.
+
+    Returns:
+        A ``pyspark.sql.connect.session.SparkSession``; skips the test when no Java runtime is installed.
+    """
+    if shutil.which("java") is None:
+        pytest.skip("pyspark's local Spark Connect server needs a Java runtime (apt-get install default-jre-headless)")
+    import os
+
+    from pyspark.sql import SparkSession
+
+    # The server (and the Python workers it forks for UDFs) keeps the environment it starts with: not the MLflow
+    # store or home of whichever test happens to start it (a UDF loading a model must use its own test's registry).
+    started_by = {k: os.environ.pop(k) for k in list(os.environ)
+                  if k.startswith(("MLFLOW_TRACKING", "MLFLOW_REGISTRY", "MLOPS_"))}
+    try:
+        return _local_connect_session(SparkSession, warehouse)
+    finally:
+        os.environ.update(started_by)
+
+
+def _local_connect_session(SparkSession, warehouse: str):
+    return (SparkSession.builder.remote("local[2]").appName("mlops-tests")
+            .config("spark.sql.warehouse.dir", warehouse)
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.shuffle.partitions", "2")
+            # a fresh Python worker per task, as serverless isolates UDFs: no state (an MLflow tracking URI set by
+            # an earlier UDF) leaks from one test's UDF into another's
+            .config("spark.python.worker.reuse", "false")
+            .getOrCreate())
+
+
+def analyzed_plan(frame) -> str:
+    """The analyzed logical plan of a Spark Connect DataFrame, as the server explains it (``explain(extended=True)``);
+    it names the tables a plan reads and shows a ``LocalRelation`` for rows shipped from the client."""
+    return frame._explain_string(extended=True)
+
+
+# --- pysail: a Spark Connect server on real Delta tables (delta-rs) -------------------------------------------------
+
+SAIL_PROJECT = "tests/engines_sail"  # its own locked environment: pysail 0.7.2 runs UDFs with PySpark 4.2 only
+SAIL_CATALOGS = ("mlops_dev", "mlops_prod", "samples", "spark_catalog")
+
+
+def start_sail_server(root, warehouse: str):
+    """Start pysail's Spark Connect server (its own environment, synced from ``tests/engines_sail/uv.lock`` on first
+    use) on a port the OS picks; returns ``(process, port)``. The server stops when the process's stdin closes.
+
+    Args:
+        root: the repository root (where ``tests/engines_sail`` is).
+        warehouse: unused by the server itself; managed tables go to the session's ``spark.sql.warehouse.dir``.
+    """
+    import os
+    import subprocess
+
+    catalogs = ", ".join(f'{{name="{c}", type="memory", initial_database=["default"]}}' for c in SAIL_CATALOGS)
+    env = {**os.environ, "SAIL_CATALOG__LIST": f"[{catalogs}]", "SAIL_CATALOG__DEFAULT_CATALOG": "spark_catalog",
+           "UV_COMPILE_BYTECODE": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    process = subprocess.Popen(["uv", "run", "--locked", "--project", SAIL_PROJECT, "python",
+                                f"{SAIL_PROJECT}/serve.py"], cwd=root, env=env, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()  # blocks until the server listens (or the environment failed to sync)
+    if not line.startswith("port "):
+        process.kill()
+        raise RuntimeError(f"the pysail server did not start (exit {process.wait()}); see its output above")
+    return process, int(line.split()[1])
+
+
+def sail_session(port: int, warehouse: str):
+    """A Spark Connect session on the pysail server: Delta is the default format, managed tables under
+    ``warehouse`` (an absolute path)."""
+    from pyspark.sql.connect.client.core import DefaultChannelBuilder
+    from pyspark.sql.connect.session import SparkSession
+
+    class PlainChannel(DefaultChannelBuilder):
+        """No token: pyspark's local Spark Connect server (the spark fixture) puts its token in the environment,
+        which every later client would send, and a token makes the client insist on TLS."""
+
+        @property
+        def token(self):
+            return None
+
+    session = SparkSession.builder.channelBuilder(PlainChannel(f"sc://127.0.0.1:{port}")).create()
+    session.conf.set("spark.sql.sources.default", "delta")
+    session.conf.set("spark.sql.warehouse.dir", warehouse)
+    session.conf.set("spark.sql.session.timeZone", "UTC")
+    return session
+
+
+def sail_tables(session):
+    """The Spark tables port on pysail: the port itself, except its narrow Databricks-only functions (each held to
+    the documentation by tests/ports/test_spark_contracts.py), answered here through the table's own Delta log."""
+    from deltalake import DeltaTable
+
+    from workloads.ports.tables import SparkTables
+
+    class SailTables(SparkTables):
+        def _location(self, name):
+            rows = self.spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()
+            return next(r["data_type"] for r in rows if r["col_name"] == "Location")
+
+        def version(self, name):  # DESCRIBE HISTORY: not in pysail
+            self._require(name)
+            return int(DeltaTable(self._location(name)).version())
+
+        def statement_metrics(self, name, statement, columns):  # pysail answers one `count`: use the commit's
+            before = self.version(name)
+            self.spark.sql(statement).collect()
+            table = DeltaTable(self._location(name))
+            metrics = table.history(1)[0].get("operationMetrics", {}) if table.version() > before else {}
+            inserted = int(metrics.get("numTargetRowsInserted", 0))
+            updated = int(metrics.get("numTargetRowsUpdated", 0))
+            deleted = int(metrics.get("numTargetRowsDeleted", metrics.get("numDeletedRows", 0)))
+            found = {"num_inserted_rows": inserted, "num_updated_rows": updated, "num_deleted_rows": deleted,
+                     "num_affected_rows": inserted + updated + deleted}
+            return {c: found[c] for c in columns}
+
+        def _change_data_feed(self, name):  # SHOW TBLPROPERTIES and the change data feed: not in pysail
+            return False
+
+        def set_table_properties(self, name, properties):  # no change data feed in pysail: not set
+            return None
+
+        def idempotent_append(self, writer, name, app_id, version):  # pysail records no txn: a plain append
+            writer.saveAsTable(name)
+
+    return SailTables(session)
