@@ -99,7 +99,7 @@ def test_tables_take_their_columns_from_the_spec(harness, platform_parts):
         assert types == {c.name: c.type.upper() for c in spec.processed_columns()}
         assert (types["timestamp"], types["model_version"]) == ("TIMESTAMP", "STRING")
         assert vars(properties) == {"delta.enableChangeDataFeed": "true",
-                                    "delta.dataSkippingStatsColumns": "timestamp,large_order,prediction,model_version",
+                                    "delta.dataSkippingStatsColumns": "timestamp,large_order,prediction,model_version,request_id",
                                     "delta.columnMapping.mode": "name"}
 
     return resolved(tables.processed_table, tables.baseline_table, tables.processed.columns,

@@ -274,11 +274,11 @@ class ModelSpec(BaseModel):
         - ``delta.enableChangeDataFeed``: the Databricks monitor and ``changed_spans`` read changes incrementally.
         - ``delta.dataSkippingStatsColumns``: per-file statistics on the columns the workloads filter on (the
           timestamp for windows, retry and label bounds; the label for "labelled rows only"; prediction and model
-          version). Without it Delta keeps statistics on the first 32 columns only, so a spec with more than ~28
+          version; the request id, so unpack's client-retry lookup skips files whose ids cannot match). Without it Delta keeps statistics on the first 32 columns only, so a spec with more than ~28
           features would lose the timestamp's and every read would scan the table
           (https://learn.microsoft.com/azure/databricks/delta/table-properties; delta-rs honours it too).
         """
-        stats = [TIMESTAMP_COLUMN, self.label.name, self.prediction.name, MODEL_ID_COLUMN]
+        stats = [TIMESTAMP_COLUMN, self.label.name, self.prediction.name, MODEL_ID_COLUMN, REQUEST_ID_COLUMN]
         return {"delta.enableChangeDataFeed": "true", "delta.dataSkippingStatsColumns": ",".join(stats)}
 
     def content_hash(self) -> str:
