@@ -266,7 +266,7 @@ def test_the_window_s_labelled_rows_are_read_bounded(settings, monkeypatch):
 
 @pytest.mark.spark
 def test_databricks_reads_the_window_s_labelled_rows_in_spark_and_collects_only_the_sample(spark, home, monkeypatch):
-    from pyspark.sql.classic.dataframe import DataFrame
+    from pyspark.sql.connect.dataframe import DataFrame
 
     from workloads.settings import load_settings
 
