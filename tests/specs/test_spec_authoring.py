@@ -18,13 +18,13 @@ from workloads.specs import (
     DriftEvidence,
     ModelSpec,
     PromotionEvidence,
-    _spec_dir,
     check_spec_file,
     load_spec,
+    package_spec_dir,
     parse_spec,
 )
 
-TEMPLATES = sorted((_spec_dir() / "templates").glob("*.yaml"))
+TEMPLATES = sorted((package_spec_dir() / "templates").glob("*.yaml"))
 
 
 def _spec_data(**changes) -> dict:

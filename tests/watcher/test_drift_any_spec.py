@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.benchmarks.bench_drift_evidence import (
+    WindowTables,  # the same stand-in the evidence benchmark judges with
+)
 from workloads.drift import (
     DriftError,
     ShiftOptions,
@@ -76,35 +79,6 @@ def fit(spec, frame: pd.DataFrame):
     return Pipeline([("pre", pre), ("model", estimator)]).fit(frame[spec.feature_names], frame[spec.label.name])
 
 
-class MetricTables:
-    """The tables port as the watcher's reader sees it: one computed refresh's metric tables and the processed
-    table holding the window's rows (read for the quality intervals)."""
-
-    def __init__(self, computed, processed: pd.DataFrame):
-        self.computed, self.processed = computed, processed
-
-    def _table(self, name: str):
-        import pyarrow as pa
-
-        if name.endswith("_profile_metrics"):
-            return self.computed.profile
-        if name.endswith("_drift_metrics"):
-            return self.computed.drift
-        return pa.Table.from_pandas(self.processed, preserve_index=False)
-
-    def exists(self, name: str) -> bool:
-        return True
-
-    def columns(self, name: str) -> list[str]:
-        return list(self._table(name).column_names)
-
-    def read(self, name: str, columns=None, version=None, where=None) -> pd.DataFrame:
-        table = self._table(name)
-        if where is not None:
-            table = table.filter(where.arrow(table.schema))
-        return table.select(list(columns) if columns else table.column_names).to_pandas()
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Per problem type: the spec, its champion trained on 3,000 readings, the baseline, and unseen readings."""
@@ -136,7 +110,7 @@ def judge(world, problem_type: str, rows: pd.DataFrame, spec=None):
     window[REQUEST_ID_COLUMN] = [f"drift-test-{i}" for i in range(len(window))]
     window[EXAMPLE_ID_COLUMN] = window[REQUEST_ID_COLUMN]
     computed = compute_metrics(prepare(window, baseline, spec), "1 day")
-    observed = observe_latest_window(world["settings"], spec, "1 day", tables=MetricTables(computed, window))
+    observed = observe_latest_window(world["settings"], spec, "1 day", tables=WindowTables(computed, window))
     assert observed.rows == len(rows)
     return evaluate_window(spec, observed)
 

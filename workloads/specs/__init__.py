@@ -316,9 +316,6 @@ def spec_dir() -> Path:
     return chosen
 
 
-_spec_dir = spec_dir  # the name older callers use
-
-
 def list_specs() -> list[str]:
     """Names of every model spec in the spec directory (templates excluded)."""
     return sorted(p.stem for p in spec_dir().glob("*.yaml"))

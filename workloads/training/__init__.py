@@ -86,7 +86,8 @@ def check_hyperparameters(spec: ModelSpec, trainer=None) -> None:
 
 def prepare_data(settings: Settings, spec: ModelSpec, extra_data: pd.DataFrame | None = None,
                  holdout: pd.DataFrame | None = None,
-                 include_original: bool = True) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+                 include_original: bool = True,
+                 source: roles.Split | None = None) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """Read, label, validate and split the source; ``extra_data`` (e.g. labelled traffic) joins training.
 
     The returned training frame has a boolean ``_extra`` column marking the rows that came from ``extra_data``.
@@ -94,11 +95,10 @@ def prepare_data(settings: Settings, spec: ModelSpec, extra_data: pd.DataFrame |
     Raises:
         LeakError: the holdout shares an example with the training frame.
     """
-    frame = read_examples(settings, spec)
-    versions = dict(frame.attrs.get("data_versions", {}))
-    parts = roles.split(frame, spec)
+    parts = source or roles.split(read_examples(settings, spec), spec)
+    versions = dict(parts.training.attrs.get("data_versions", {}))
     validate_frame(parts.training, spec)
-    train = parts.training
+    train = parts.training.copy()
     train["_extra"] = False
     if extra_data is not None and len(extra_data):
         extra = with_label(extra_data, spec)
@@ -122,7 +122,7 @@ def _relaxed(spec: ModelSpec):
 def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame | None = None,
                 holdout: pd.DataFrame | None = None, register: bool = True, alias: str | None = None,
                 tags: dict[str, str] | None = None, extra_weight: float = 1.0,
-                include_original: bool = True) -> TrainResult:
+                include_original: bool = True, source: roles.Split | None = None) -> TrainResult:
     """Train one model version for ``spec``.
 
     Args:
@@ -138,13 +138,14 @@ def train_model(settings: Settings, spec: ModelSpec, *, extra_data: pd.DataFrame
             concept change should outweigh the older data it contradicts.
         include_original: Train on the original training split too; ``False`` trains on ``extra_data`` alone
             (the original split still defines the default holdout and the recorded data versions).
+        source: The spec's source already read and split (a retrain has it); ``None`` reads it.
 
     Returns:
         The version, metrics, threshold failures and the alias set.
     """
     trainer = trainer_for(spec)
     configure_tracking(settings)
-    train, holdout_frame, versions = prepare_data(settings, spec, extra_data, holdout, include_original)
+    train, holdout_frame, versions = prepare_data(settings, spec, extra_data, holdout, include_original, source)
     experiment = ensure_experiment(settings, spec.name)
     run_tags = {**git_tags(), "environment": settings.env, "spec_hash": spec.content_hash(),
                 "model_spec": spec.name, **(tags or {})}

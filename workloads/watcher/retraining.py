@@ -164,7 +164,7 @@ def retrain_and_validate(settings: Settings, spec: ModelSpec, *, since: pd.Times
     try:
         result = train_model(settings, spec, extra_data=fresh_train.drop(columns=[EXAMPLE_ID_COLUMN])
                              if len(fresh_train) else None, holdout=holdout, alias=registry.CHALLENGER,
-                             extra_weight=weight, include_original=not fresh_alone,
+                             extra_weight=weight, include_original=not fresh_alone, source=source,
                              tags={"mlops.trigger": reason, "mlops.fresh_rows": str(len(fresh_train)),
                                    "mlops.holdout": holdout_name,
                                    "mlops.training_data": "fresh traffic" if fresh_alone
