@@ -160,6 +160,7 @@ def test_the_generic_trainer_searches_the_grid_on_the_training_rows_only(home):
     from tests.conftest import make_trained_home
     from workloads.training import generic
     from workloads.training.context import TrainingContext
+    from workloads.training.pipeline import hyperparameter_grid
 
     settings, _ = make_trained_home(home, models=())
     from workloads.data import roles
@@ -168,6 +169,6 @@ def test_the_generic_trainer_searches_the_grid_on_the_training_rows_only(home):
     spec = parse_spec(_spec_data(name="swept", trainer="generic", hyperparameters={"max_iter": [5, 200]}), "x.yaml")
     parts = roles.split(read_examples(settings, spec), spec)
     ctx = TrainingContext(settings, spec, parts.training, parts.holdout, {}, "e")
-    chosen, scores = generic.choose(ctx, generic.candidates(ctx))
+    chosen, scores = generic.choose(ctx, hyperparameter_grid(spec))
     assert len(scores) == 2 and chosen["max_iter"] == 200  # 5 boosting rounds underfit: the grid is really searched
     assert scores["candidate_1_validation_rmse"] < scores["candidate_0_validation_rmse"]

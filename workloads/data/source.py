@@ -83,12 +83,10 @@ def with_label(frame: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
 def column_types(tables: Tables, name: str) -> dict[str, str]:
     """``{column: spec type}`` of a table, read from its schema (no rows read)."""
     if isinstance(tables, LocalTables):
+        import pyarrow as pa
         from deltalake import DeltaTable
 
-        schema = DeltaTable(str(tables.path(name))).schema().to_arrow()
-        import pyarrow as pa
-
-        schema = pa.schema(schema)
+        schema = pa.schema(DeltaTable(str(tables.path(name))).schema().to_arrow())  # arro3 -> pyarrow
         return {f.name: spec_type(f.type) for f in schema}
     frame = tables.frame(name)  # type: ignore[attr-defined]  # SparkTables: the schema only, no job runs
     return {f.name: _spark_type(f.dataType.simpleString()) for f in frame.schema.fields}

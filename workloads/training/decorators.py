@@ -7,15 +7,13 @@ in its own run, and that run is what gets registered.
 
 from __future__ import annotations
 
-import itertools
-
 import mlflow
 import pandas as pd
 
 from workloads.training.context import TrainedModel, TrainingContext
 from workloads.training.evaluation import quality_metrics
 from workloads.training.logging import log_lineage, log_model
-from workloads.training.pipeline import DEFAULT_HYPERPARAMETERS, build_pipeline
+from workloads.training.pipeline import build_pipeline, hyperparameter_grid
 
 HONOURS_HYPERPARAMETERS = True  # the spec's grid is searched (mlops spec check refuses it for trainers without this)
 
@@ -35,14 +33,6 @@ def evaluate(ctx: TrainingContext, pipeline, X: pd.DataFrame, y: pd.Series) -> d
     return quality_metrics(ctx.spec, y, pipeline.predict(X))
 
 
-def _grid(ctx: TrainingContext) -> list[dict]:
-    grid = ctx.spec.hyperparameters or {}
-    if not grid:
-        return [dict(DEFAULT_HYPERPARAMETERS)]
-    keys = sorted(grid)
-    return [{**DEFAULT_HYPERPARAMETERS, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))]
-
-
 def _primary(ctx: TrainingContext) -> tuple[str, bool]:
     """The metric the sweep optimises (the spec's first threshold) and whether lower is better."""
     name, threshold = next(iter(ctx.spec.thresholds.items()))
@@ -55,7 +45,7 @@ def train(ctx: TrainingContext) -> TrainedModel:
     with mlflow.start_run(run_name=f"{ctx.spec.name}-sweep") as parent:
         mlflow.set_tags({**ctx.tags, "mlops.sweep": "parent"})
         X_train, y_train, X_holdout, y_holdout = prepare_features(ctx)
-        for i, params in enumerate(_grid(ctx)):
+        for i, params in enumerate(hyperparameter_grid(ctx.spec)):
             with mlflow.start_run(run_name=f"{ctx.spec.name}-candidate-{i}", nested=True) as child:
                 mlflow.set_tags({**ctx.tags, "mlops.sweep": "candidate"})
                 mlflow.log_params(params)

@@ -9,8 +9,6 @@ holdout. The chosen values are logged as the run's params.
 
 from __future__ import annotations
 
-import itertools
-
 import mlflow
 import numpy as np
 
@@ -19,18 +17,11 @@ from workloads.metric_names import metric_value
 from workloads.training.context import TrainedModel, TrainingContext
 from workloads.training.evaluation import quality_metrics
 from workloads.training.logging import log_lineage, log_model
-from workloads.training.pipeline import DEFAULT_HYPERPARAMETERS, build_pipeline
+from workloads.training.pipeline import build_pipeline, hyperparameter_grid
 
 HONOURS_HYPERPARAMETERS = True  # the spec's grid is searched (mlops spec check refuses it for trainers without this)
 
 VALIDATION_PERCENT = 20
-
-
-def candidates(ctx: TrainingContext) -> list[dict]:
-    """Every combination of the spec's grid over the defaults (one candidate when the spec sets none)."""
-    grid = ctx.spec.hyperparameters or {}
-    keys = sorted(grid)
-    return [{**DEFAULT_HYPERPARAMETERS, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))]
 
 
 def choose(ctx: TrainingContext, options: list[dict]) -> tuple[dict, dict[str, float]]:
@@ -54,7 +45,7 @@ def choose(ctx: TrainingContext, options: list[dict]) -> tuple[dict, dict[str, f
 
 
 def train(ctx: TrainingContext) -> TrainedModel:
-    params, scores = choose(ctx, candidates(ctx))
+    params, scores = choose(ctx, hyperparameter_grid(ctx.spec))
     with mlflow.start_run(run_name=f"{ctx.spec.name}-generic") as run:
         mlflow.set_tags(ctx.tags)
         mlflow.log_params({"problem_type": ctx.spec.problem_type, **params,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
@@ -10,6 +12,13 @@ from sklearn.preprocessing import OneHotEncoder
 from workloads.specs import ModelSpec
 
 DEFAULT_HYPERPARAMETERS = {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31}
+
+
+def hyperparameter_grid(spec: ModelSpec) -> list[dict]:
+    """Every combination of the spec's ``hyperparameters`` over the defaults (the defaults alone when it sets none)."""
+    grid = spec.hyperparameters or {}
+    keys = sorted(grid)
+    return [{**DEFAULT_HYPERPARAMETERS, **dict(zip(keys, combo))} for combo in itertools.product(*(grid[k] for k in keys))]
 
 
 def estimator_parameters(spec: ModelSpec) -> set[str]:
