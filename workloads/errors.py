@@ -27,3 +27,8 @@ class RegistryError(MlopsError):
 
 class SettingsError(MlopsError):
     """Settings (home dir, backend, names) are invalid."""
+
+
+class SchemaDriftError(MlopsError):
+    """A step would write columns a declared table (processed, baseline) lacks: on Databricks the stack declares
+    those tables from the spec, and a job never changes their schema."""

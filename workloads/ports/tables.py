@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from workloads.clock import as_utc
-from workloads.errors import MlopsError, TableNotFoundError
+from workloads.errors import MlopsError, SchemaDriftError, TableNotFoundError
 from workloads.settings import Settings
 
 _PART = r"[A-Za-z_][A-Za-z0-9_\-]*"
@@ -134,7 +134,7 @@ class Tables(Protocol):
     def columns(self, name: str) -> list[str]: ...
     def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None,
              where: RowFilter | None = None) -> pd.DataFrame: ...
-    def write(self, name: str, df: pd.DataFrame, mode: str = "append") -> None: ...
+    def write(self, name: str, df: pd.DataFrame, mode: str = "append", declared: bool = False) -> None: ...
     def merge(self, name: str, df: pd.DataFrame, keys: Sequence[str], update: bool = True) -> dict: ...
     def delete(self, name: str, predicate: str) -> int: ...
     def version(self, name: str) -> int: ...
@@ -215,7 +215,10 @@ class LocalTables:
         return dataset.to_table(columns=list(columns) if columns else None,
                                 filter=where.arrow(dataset.schema)).to_pandas()
 
-    def write(self, name: str, df: pd.DataFrame, mode: str = "append") -> None:
+    def write(self, name: str, df: pd.DataFrame, mode: str = "append", declared: bool = False) -> None:
+        """Append (or overwrite) ``df``; an append adds the columns the table lacks. ``declared``: the table is one the
+        stack declares on Databricks (processed, baseline); locally there is no deploy step, so the first write
+        declares it and a later one adds the spec's new columns (the local twin of ``pulumi up``)."""
         from deltalake import write_deltalake
 
         if mode not in ("append", "overwrite"):
@@ -499,16 +502,36 @@ class SparkTables:
         pandas round trip would make it untyped, which Delta rejects)."""
         return self.spark.createDataFrame(_to_arrow(df))
 
-    def write(self, name: str, df: pd.DataFrame, mode: str = "append") -> None:
+    def write(self, name: str, df: pd.DataFrame, mode: str = "append", declared: bool = False) -> None:
+        """Append (or overwrite) ``df``. An append to a ``declared`` table (one the stack declares from the spec: the
+        processed and baseline tables) never changes its schema: no ``mergeSchema``, and a column the table lacks is
+        a :class:`~workloads.errors.SchemaDriftError` before anything is written. Other tables (the project's own
+        state, labels and result tables) gain new columns (``mergeSchema``)."""
         split_name(name)
         if mode not in ("append", "overwrite"):
             raise MlopsError(f"write mode must be 'append' or 'overwrite', got {mode!r}")
-        writer = self._frame(df).write.mode(mode)
+        if declared and mode == "overwrite":
+            raise MlopsError(f"{name} is declared by the stack: a job appends to it, never overwrites it")
+        sdf = self._frame(df)
+        writer = sdf.write.mode(mode)
         if mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
+        elif declared and self.exists(name):
+            self._require_declared_columns(name, sdf.columns)
         else:
             writer = writer.option("mergeSchema", "true")
         writer.saveAsTable(name)
+
+    def _require_declared_columns(self, name: str, columns: Sequence[str]) -> None:
+        """Refuse an append whose columns the declared table lacks (Delta would refuse it too, mid-job, with a schema
+        mismatch; ``mergeSchema`` would make the table drift from what the stack declares)."""
+        have = set(self.columns(name))
+        extra = [c for c in columns if c not in have]
+        if extra:
+            raise SchemaDriftError(
+                f"table {name} has no column(s) {extra}: its columns are declared by the stack from the spec, and a "
+                f"job never changes them; deploy the stack with the spec that adds them (pulumi up) before this step "
+                f"writes them")
 
     def merge(self, name: str, df: pd.DataFrame, keys: Sequence[str], update: bool = True) -> dict:
         if not self.exists(name):
@@ -654,8 +677,8 @@ class SparkTables:
         existed = self.exists(name)
         before = int(self.spark.table(name).count()) if existed else 0
         writer = sdf.write.mode("append")
-        if existed:
-            writer = writer.option("mergeSchema", "true")
+        if existed:  # the processed table, declared by the stack: its schema is never changed by a job
+            self._require_declared_columns(name, sdf.columns)
         self.idempotent_append(writer, name, app_id, version)
         if not existed and properties:
             self.set_table_properties(name, properties)

@@ -186,5 +186,5 @@ def write_baseline(settings: Settings, spec: ModelSpec, trained: TrainedModel, t
     baseline[MODEL_ID_COLUMN] = str(version)
     if tables.exists(name):
         tables.delete(name, f"{MODEL_ID_COLUMN} = '{version}'")
-    tables.write(name, baseline, mode="append")
+    tables.write(name, baseline, mode="append", declared=True)
     return name
