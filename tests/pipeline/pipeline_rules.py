@@ -649,8 +649,32 @@ def check_runs(doc: dict) -> list[str]:
     return problems
 
 
+STACK_COMMAND = re.compile(r"\bpulumi\s+(?:up|update|preview|destroy|refresh|import|stack\s+output)\b[^\n]*?--stack\s+(\w+)")
+LOGIN = re.compile(r'\bpulumi\s+login\s+"?\$\{?PULUMI_BACKEND_URL_(\w+?)\}?"?(?:\s|$)')
+
+
+def check_state(doc: dict) -> list[str]:
+    """One state container per stack: every script that runs ``pulumi ... --stack S`` logs in first, in that script,
+    to ``$PULUMI_BACKEND_URL_<S>`` (a login persists between tasks, so relying on an earlier task's login could read
+    or write another stack's state), and never to a backend shared by the stacks."""
+    problems = []
+    for stage in stages(doc):
+        for _, step in stage_steps(stage):
+            text = step_script(step)
+            if re.search(r"\bpulumi\s+login\s+\S*PULUMI_BACKEND_URL(?![_\w])", text):
+                problems.append(f"{stage.get('stage')}: pulumi login to the shared PULUMI_BACKEND_URL")
+            for command in STACK_COMMAND.finditer(text):
+                logins = [m for m in LOGIN.finditer(text) if m.start() < command.start()]
+                stack = command.group(1)
+                if not logins or logins[-1].group(1).lower() != stack.lower():
+                    problems.append(f"{stage.get('stage')}: pulumi --stack {stack} without logging in to "
+                                    f"PULUMI_BACKEND_URL_{stack.upper()} first")
+    return problems
+
+
 RULES = {
     "build": check_build,
+    "state": check_state,
     "preview": check_preview,
     "deploy-dev": check_deploy_dev,
     "plan-prod": check_plan_prod,

@@ -278,3 +278,16 @@ def test_previews_default_to_read_only_connections(doc):
     defaults = {p["name"]: p["default"] for p in doc["parameters"]}
     assert defaults["devPreviewServiceConnection"] != defaults["devServiceConnection"]
     assert defaults["prodPreviewServiceConnection"] != defaults["prodServiceConnection"]
+
+
+@pytest.mark.parametrize("breakage, problem", [
+    (lambda t: t.replace('"$PULUMI_BACKEND_URL_PROD"', '"$PULUMI_BACKEND_URL"'), "pulumi login to the shared"),
+    (lambda t: t.replace('"$PULUMI_BACKEND_URL_PROD"', '"$PULUMI_BACKEND_URL_DEV"'),
+     "pulumi --stack prod without logging in to PULUMI_BACKEND_URL_PROD"),
+    (lambda t: re.sub(r'pulumi login "\$PULUMI_BACKEND_URL_DEV"\n', "", t),
+     "pulumi --stack dev without logging in to PULUMI_BACKEND_URL_DEV"),
+], ids=["shared-backend", "prod-on-dev-state", "no-login"])
+def test_each_stack_uses_its_own_state_container(doc, breakage, problem):
+    assert rules.check_state(doc) == []
+    broken = rules.yaml.safe_load(breakage(rules.PIPELINE.read_text()))
+    assert any(problem in p for p in rules.check_state(broken)), rules.check_state(broken)
