@@ -13,6 +13,10 @@ from workloads.specs import ModelSpec
 # https://www.pulumi.com/registry/packages/databricks/api-docs/permissions/; what each allows:
 # https://learn.microsoft.com/azure/databricks/security/auth/access-control/#serving-endpoint-acls).
 CAN_MANAGE, CAN_QUERY, CAN_VIEW = "CAN_MANAGE", "CAN_QUERY", "CAN_VIEW"
+# How long `pulumi up` waits for an endpoint to be created or updated (ready), then fails: the provider waits for the
+# endpoint by default; these bound it, so the deploy steps' timeouts in azure-pipelines.yml (50 minutes for a
+# `pulumi up`) hold ("customTimeouts ... create, update", https://www.pulumi.com/docs/iac/concepts/options/customtimeouts/).
+ENDPOINT_READY_TIMEOUT = "40m"
 INFERENCE_TABLE_IMMUTABLE = [f"aiGateway.inferenceTableConfig.{field}"
                              for field in ("catalogName", "schemaName", "tableNamePrefix")]
 
@@ -99,7 +103,9 @@ class ServingEndpoint(pulumi.ComponentResource):
                 # https://www.pulumi.com/docs/iac/concepts/options/protect/); a deliberate replace needs
                 # `pulumi state unprotect` first.
                 opts=pulumi.ResourceOptions(parent=self, replace_on_changes=INFERENCE_TABLE_IMMUTABLE,
-                                            delete_before_replace=True, protect=config.is_protected))
+                                            delete_before_replace=True, protect=config.is_protected,
+                                            custom_timeouts=pulumi.CustomTimeouts(create=ENDPOINT_READY_TIMEOUT,
+                                                                                  update=ENDPOINT_READY_TIMEOUT)))
             # Authoritative permissions on this endpoint (the provider resets grants made outside it).
             self.permissions = databricks.Permissions(
                 f"{spec.name}-endpoint-permissions", serving_endpoint_id=self.endpoint.serving_endpoint_id,

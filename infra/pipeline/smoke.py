@@ -86,9 +86,10 @@ def example_row(model: str) -> dict[str, Any]:
     return {column.name: samples[column.type] for column in load_spec(model).features}
 
 
-def wait_ready(w: WorkspaceClient, name: str, timeout_s: float, poll_s: float) -> str | None:
-    """None when the endpoint is READY with no update in progress, else why not (after the timeout)."""
-    deadline = time.monotonic() + timeout_s
+def wait_ready(w: WorkspaceClient, name: str, deadline: float, poll_s: float) -> str | None:
+    """None when the endpoint is READY with no update in progress, else why not (at the ``time.monotonic()``
+    ``deadline``, which all endpoints share: they become ready in parallel, so the smoke test's worst case is one
+    timeout, not one per endpoint)."""
     while True:
         state = w.serving_endpoints.get(name).state
         ready = state.ready.value if state and state.ready else "UNKNOWN"
@@ -97,12 +98,13 @@ def wait_ready(w: WorkspaceClient, name: str, timeout_s: float, poll_s: float) -
             return f"config update failed (ready={ready})"
         if ready == "READY" and update != "IN_PROGRESS":
             return None
-        if time.monotonic() >= deadline:
-            return f"not ready after {timeout_s:.0f}s (ready={ready}, config_update={update})"
-        time.sleep(poll_s)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return f"not ready by the smoke test's deadline (ready={ready}, config_update={update})"
+        time.sleep(min(poll_s, left))
 
 
-def check_endpoint(w: WorkspaceClient, target: Target, report: Report, ready_timeout_s: float,
+def check_endpoint(w: WorkspaceClient, target: Target, report: Report, deadline: float,
                    poll_s: float) -> None:
     model = target.model
     if not target.endpoint:
@@ -111,7 +113,7 @@ def check_endpoint(w: WorkspaceClient, target: Target, report: Report, ready_tim
                                   "alias at deploy time (bootstrap a champion: docs/deploy.md)")
         return
     try:
-        problem = wait_ready(w, target.endpoint, ready_timeout_s, poll_s)
+        problem = wait_ready(w, target.endpoint, deadline, poll_s)
     except DatabricksError as exc:
         report.add("FAIL", model, f"endpoint {target.endpoint}: {exc.error_code or type(exc).__name__}: {exc}")
         return
@@ -140,7 +142,8 @@ def check_endpoint(w: WorkspaceClient, target: Target, report: Report, ready_tim
 
 
 def run_watchers(w: WorkspaceClient, todo: list[Target], report: Report, timeout_s: float) -> None:
-    """Start every watcher job, then wait for each run; each must end with result SUCCESS."""
+    """Start every watcher job, then wait for each run; each must end with result SUCCESS. The runs go on in
+    parallel and share one deadline, ``timeout_s`` from the start: the worst case is one timeout, not one per run."""
     started = []
     for target in todo:
         if target.job_id is None:
@@ -152,9 +155,10 @@ def run_watchers(w: WorkspaceClient, todo: list[Target], report: Report, timeout
             report.add("FAIL", target.model, f"watcher job {target.job_id} did not start: {exc}")
             continue
         started.append((target, waiter))
+    deadline = time.monotonic() + timeout_s
     for target, waiter in started:
         try:
-            run = waiter.result(timeout=timedelta(seconds=timeout_s))
+            run = waiter.result(timeout=timedelta(seconds=max(deadline - time.monotonic(), 0.001)))
         except (OperationFailed, TimeoutError, DatabricksError) as exc:
             report.add("FAIL", target.model, f"watcher job {target.job_id} run {waiter.run_id}: {exc}")
             continue
@@ -182,9 +186,10 @@ def smoke(stack: str, outputs: dict[str, Any], w: WorkspaceClient, *, models: li
     if not todo:
         report.add("FAIL", "-", f"no models to check in stack {stack}")
         return report
+    deadline = time.monotonic() + ready_timeout_s
     for target in todo:
         try:
-            check_endpoint(w, target, report, ready_timeout_s, poll_s)
+            check_endpoint(w, target, report, deadline, poll_s)
         except DatabricksError as exc:
             report.add("FAIL", target.model, f"{exc.error_code or type(exc).__name__}: {exc}")
     if watcher:

@@ -14,7 +14,7 @@ data transform), plus these allowances, each for a documented defect of the sche
   values are integers or booleans: ``timeoutInMinutes``, ``cancelTimeoutInMinutes``,
   ``retryCountOnTaskFailure``, and the checkout step's ``fetchDepth``, ``clean``, ``fetchTags``, ``lfs``,
   ``persistCredentials``, ``submodules``; so ``timeoutInMinutes: 60`` or ``persistCredentials: true``
-  fail. A YAML integer or boolean under exactly those keys (never inside task ``inputs``, which have
+  fail (a ``task`` step's ``timeoutInMinutes`` alone is typed integer, and stays one). A YAML integer or boolean under exactly those keys (never inside task ``inputs``, which have
   real integer and boolean types) is read as its string ("60", "true"), as the service reads it.
 - ``input-aliases``: task inputs list their documented aliases in a non-standard ``aliases`` keyword
   (e.g. ``artifact`` for DownloadPipelineArtifact@2's ``artifactName``) that JSON Schema validators
@@ -51,6 +51,7 @@ CI_RUN = ROOT / ".ci" / "run"
 
 DEV_ENV = "lakehouse-mlops-dev"
 PROD_ENV = "lakehouse-mlops-prod"
+TASK_STEP_KEYS = {"task"}  # a task step's timeoutInMinutes is typed integer (a script step's: string)
 STRING_TYPED_KEYS = {"timeoutInMinutes", "cancelTimeoutInMinutes", "retryCountOnTaskFailure",
                      "fetchDepth", "clean", "fetchTags", "lfs", "persistCredentials", "submodules"}
 
@@ -98,7 +99,10 @@ def _allow_string_typed_scalars(data: Any, schema: dict) -> Any:
     for mapping, in_inputs in _walk(data):
         if in_inputs:
             continue
-        for key in STRING_TYPED_KEYS & set(mapping):
+        keys = STRING_TYPED_KEYS & set(mapping)
+        if TASK_STEP_KEYS & set(mapping):
+            keys -= {"timeoutInMinutes"}
+        for key in keys:
             value = mapping[key]
             if isinstance(value, bool):
                 mapping[key] = "true" if value else "false"
@@ -672,8 +676,65 @@ def check_state(doc: dict) -> list[str]:
     return problems
 
 
+CHECKOUT_MARGIN_MINUTES = 15  # checkout and `download: none` steps, which carry no timeout of their own
+
+
+def _minutes(value) -> int | None:
+    return None if value is None else int(value)
+
+
+def _flag(text: str, name: str) -> float | None:
+    found = re.search(rf"{re.escape(name)}[ =](\d+(?:\.\d+)?)", text)
+    return float(found.group(1)) if found else None
+
+
+def _endpoint_ready_minutes() -> int:
+    from infra.components.serving import ENDPOINT_READY_TIMEOUT
+
+    return int(ENDPOINT_READY_TIMEOUT.removesuffix("m"))
+
+
+def check_budget(doc: dict) -> list[str]:
+    """Every deploy job's worst case fits its timeout: each of its task and script steps carries a
+    ``timeoutInMinutes``, their sum plus the checkout margin is within the job's, and the waits inside a step (the
+    first champions' ``--timeout-minutes``, the smoke test's ``--ready-timeout`` plus ``--run-timeout``) are within
+    that step's. Otherwise a slow but healthy release is cancelled midway by its own job timeout."""
+    problems = []
+    for stage_id in ("DeployDev", "DeployProd"):
+        stage = stage_by_id(doc, stage_id) or {}
+        for job in stage.get("jobs") or []:
+            job_minutes = _minutes(job.get("timeoutInMinutes"))
+            total = 0
+            for step in job_steps(job):
+                if "checkout" in step or "download" in step:
+                    continue
+                name = step.get("displayName", "?")
+                minutes = _minutes(step.get("timeoutInMinutes"))
+                if minutes is None:
+                    problems.append(f"{stage_id}: step '{name}' has no timeoutInMinutes")
+                    continue
+                total += minutes
+                text = step_script(step)
+                waits = []
+                if "bootstrap.py" in text:
+                    waits.append(_flag(text, "--timeout-minutes") or 60)
+                if re.search(r"\bpulumi\s+up\b", text):  # the provider's waits for endpoints, bounded by the program
+                    waits.append(_endpoint_ready_minutes() + 5)
+                if "smoke.py" in text:
+                    waits.append(((_flag(text, "--ready-timeout") or 1800) + (_flag(text, "--run-timeout") or 3600))
+                                 / 60)
+                if any(w >= minutes for w in waits):
+                    problems.append(f"{stage_id}: step '{name}' waits {max(waits):.0f} minutes within a "
+                                    f"{minutes}-minute step timeout")
+            if job_minutes is None or total + CHECKOUT_MARGIN_MINUTES > job_minutes:
+                problems.append(f"{stage_id}: its steps' worst case is {total} minutes (+{CHECKOUT_MARGIN_MINUTES} "
+                                f"checkout), over the job's timeoutInMinutes {job_minutes}")
+    return problems
+
+
 RULES = {
     "build": check_build,
+    "budget": check_budget,
     "state": check_state,
     "preview": check_preview,
     "deploy-dev": check_deploy_dev,

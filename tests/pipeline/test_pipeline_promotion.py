@@ -291,3 +291,18 @@ def test_each_stack_uses_its_own_state_container(doc, breakage, problem):
     assert rules.check_state(doc) == []
     broken = rules.yaml.safe_load(breakage(rules.PIPELINE.read_text()))
     assert any(problem in p for p in rules.check_state(broken)), rules.check_state(broken)
+
+
+@pytest.mark.parametrize("breakage, problem", [
+    (lambda t: t.replace("timeoutInMinutes: 285", "timeoutInMinutes: 180"), "DeployDev: its steps' worst case is 270"),
+    (lambda t: t.replace("--ready-timeout 1800 --run-timeout 2400", ""), "DeployDev: step 'Smoke (endpoints "
+                                                                         "answer, watcher jobs run once)' waits 90"),
+    (lambda t: t.replace("--timeout-minutes 60", "--timeout-minutes 90"), "DeployDev: step 'Train the first champions"),
+    (lambda t: t.replace("                  timeoutInMinutes: 60\n", "", 1), "DeployProd: step 'Promote each"),
+    (lambda t: t.replace("timeoutInMinutes: 50", "timeoutInMinutes: 30", 1),
+     "DeployDev: step 'pulumi up --stack dev' waits 45 minutes"),
+], ids=["job-timeout", "smoke-waits", "bootstrap-waits", "step-without-timeout", "endpoint-wait"])
+def test_each_deploy_fits_its_timeout(doc, breakage, problem):
+    assert rules.check_budget(doc) == []
+    broken = rules.yaml.safe_load(breakage(rules.PIPELINE.read_text()))
+    assert any(p.startswith(problem) for p in rules.check_budget(broken)), rules.check_budget(broken)

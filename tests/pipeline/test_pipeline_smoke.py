@@ -152,9 +152,30 @@ def test_endpoint_that_never_gets_ready_fails_after_the_timeout(fake):
 
     assert report.failed
     (fail,) = [m for s, _, m in report.lines if s == "FAIL"]
-    assert "not ready after" in fail and "IN_PROGRESS" in fail
+    assert "not ready by the smoke test's deadline" in fail and "IN_PROGRESS" in fail
     assert not fake.calls("POST", "/invocations"), "queried an endpoint that was not ready"
     assert len(fake.calls("GET", "/serving-endpoints/bakehouse-autolog")) >= 2, "did not poll"
+
+
+def test_endpoints_and_watcher_runs_share_one_deadline_each(fake, monkeypatch):
+    """Endpoints become ready, and watcher runs go on, in parallel: the smoke test's worst case is one ready timeout
+    plus one run timeout (what the pipeline's step timeout is sized for), not one per model. Time is virtual here."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(smoke.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(smoke.time, "sleep", lambda s: clock.__setitem__("now", clock["now"] + s))
+    never = {"ready": "NOT_READY", "config_update": "IN_PROGRESS"}
+    endpoints = {m: m.replace("_", "-") for m in MODELS}
+    for name in endpoints.values():
+        fake.endpoint_states[name] = [never]
+    fake.run_results.update({1: "SUCCESS", 2: "SUCCESS", 3: "SUCCESS"})
+    out = outputs(endpoints, dict(zip(MODELS, (1, 2, 3), strict=True)))
+
+    report = smoke.smoke("dev", out, client(fake), ready_timeout_s=600, poll_s=15)
+
+    assert [s for s, _, m in report.lines if "deadline" in m] == ["FAIL"] * 3
+    assert clock["now"] == 600  # one shared ready deadline: three endpoints did not take 3 x 600 s
+    polls = [len(fake.calls("GET", f"/serving-endpoints/{name}")) for name in endpoints.values()]
+    assert polls == [41, 1, 1]  # the first is polled until the deadline, the others once, already past it
 
 
 def test_endpoint_becoming_ready_is_waited_for(fake):
