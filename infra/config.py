@@ -206,11 +206,19 @@ class GrantsConfig(_Model):
                     "EXECUTE on the models, nothing else. Declared here, by the stack owning the models, because "
                     "grants are authoritative: a grant made outside the stack is revoked by its next deploy.")
 
-    @field_validator("cross_environment_readers")
+    preview_identities: list[str] = Field(
+        default_factory=list,
+        description="This stack's read-only pull-request preview identities (application ids of the "
+                    "`lakehouse-mlops-<stack>-preview` service connections): `pulumi preview` runs the program, which "
+                    "reads each model's champion alias, so they get USE CATALOG, USE SCHEMA and EXECUTE on the models, "
+                    "nothing else (docs/deploy.md, the identity model).")
+
+    @field_validator("cross_environment_readers", "preview_identities")
     @classmethod
-    def _readers(cls, value: list[str]) -> list[str]:
+    def _readers(cls, value: list[str], info) -> list[str]:
         if len(set(value)) != len(value):
-            raise ValueError("crossEnvironmentReaders must not repeat")
+            key = "crossEnvironmentReaders" if info.field_name == "cross_environment_readers" else "previewIdentities"
+            raise ValueError(f"{key} must not repeat")
         return [v.lower() if _UUID.match(v.lower()) else v for v in value]
 
 

@@ -26,14 +26,14 @@ ME = "deployer@bakehouse.example.com"
 # Answers in the shapes Databricks documents (each is held to the SDK's dataclass in a test below).
 ANSWERS = {
     "me": {"id": "4242", "userName": ME, "displayName": "Deployer", "active": True,
-           "groups": [{"display": "mlops-deployers", "value": "77", "type": "direct"}]},
+           "groups": [{"display": "mlops-dev-owners", "value": "77", "type": "direct"}]},
     "metastore": {"workspace_id": 1234567890123456, "metastore_id": METASTORE_ID, "default_catalog_name": "main"},
     "metastore_summary": {"metastore_id": METASTORE_ID, "name": "westeurope", "owner": "metastore-admins"},
     "warehouse": {"id": DEV_WAREHOUSE, "name": "mlops-dev", "state": "RUNNING", "cluster_size": "2X-Small",
                   "enable_serverless_compute": True, "warehouse_type": "PRO"},
     "rule_set": {"name": "", "etag": "RENUAAABhSweA4NvVmmUYdiU717H3Tgy0UJdor3gE4a+mq/oj9NjAf8ZsQ==",
                  "grant_rules": [{"role": "roles/servicePrincipal.manager", "principals": ["users/admin@bakehouse.example.com"]},
-                                 {"role": "roles/servicePrincipal.user", "principals": ["groups/mlops-deployers"]}]},
+                                 {"role": "roles/servicePrincipal.user", "principals": ["groups/mlops-dev-owners"]}]},
     "endpoints": {"endpoints": [{"name": "bakehouse-autolog", "creator": ME, "state": {"ready": "READY",
                                                                                         "config_update": "NOT_UPDATING"}}]},
 }
@@ -49,16 +49,16 @@ class FakeWorkspace:
         self.catalogs: dict[str, dict] = {}  # name -> CatalogInfo
         self.effective: dict[tuple[str, str], list[dict]] = {  # (securable type, full name) -> assignments
             ("METASTORE", METASTORE_ID): [
-                {"principal": "mlops-deployers", "privileges": [{"privilege": "CREATE_CATALOG"}]},
+                {"principal": "mlops-dev-owners", "privileges": [{"privilege": "CREATE_CATALOG"}]},
                 {"principal": "data-scientists", "privileges": [{"privilege": "USE_CATALOG"}]}]}
         self.warehouses: dict[str, dict] = {DEV_WAREHOUSE: ANSWERS["warehouse"],
                                             PROD_WAREHOUSE: {**ANSWERS["warehouse"], "id": PROD_WAREHOUSE,
                                                              "name": "mlops-prod"}}
         self.service_principals: list[dict] = [
             {"id": "555", "applicationId": DEV_SP, "displayName": "mlops-dev-jobs", "active": True,
-             "groups": [{"display": "mlops-deployers", "value": "77"}]},
+             "groups": [{"display": "mlops-dev-owners", "value": "77"}]},
             {"id": "556", "applicationId": PROD_SP, "displayName": "mlops-prod-jobs", "active": True,
-             "groups": [{"display": "mlops-deployers", "value": "77"}]}]
+             "groups": [{"display": "mlops-prod-owners", "value": "78"}]}]
         self.metastore_summary: dict = {**ANSWERS["metastore_summary"],
                                         "storage_root": "abfss://uc@stmetastore.dfs.core.windows.net/root"}
         self.external_locations: list[dict] = []
@@ -158,13 +158,13 @@ def test_a_good_dev_workspace_passes_every_check_with_reads_only(workspace):
 
     assert result.exit_code == 0, result.output
     assert f"doctor: stack dev on {workspace.url} as {ME} (read-only)" in result.output
-    assert line(result, "identity") == f"identity pass user {ME} (groups: mlops-deployers)"
+    assert line(result, "identity") == f"identity pass user {ME} (groups: mlops-dev-owners)"
     assert line(result, "metastore") == f"metastore pass metastore {METASTORE_ID}"
     assert line(result, "catalog") == ("catalog pass catalog mlops_dev does not exist yet; you hold CREATE CATALOG "
                                        "on the metastore: the deploy creates it")
     assert line(result, "warehouse") == f"warehouse pass SQL warehouse {DEV_WAREHOUSE} (mlops-dev, RUNNING)"
     assert line(result, "run-as") == (f"run-as pass service principal mlops-dev-jobs ({DEV_SP}) is active; you may use "
-                                      "it (via groups/mlops-deployers)")
+                                      "it (via groups/mlops-dev-owners)")
     assert line(result, "model serving") == "model serving pass Model Serving answers (1 endpoint)"
     # Serverless jobs: Databricks has no read-only API for it, and the line says so.
     assert line(result, "serverless jobs").startswith(
@@ -173,7 +173,7 @@ def test_a_good_dev_workspace_passes_every_check_with_reads_only(workspace):
     assert "FAIL" not in result.output and "dev model" not in result.output  # dev is promoted from nothing
     assert line(result, "storage root") == ("storage root pass the catalog's tables go to the metastore's root "
                                             "abfss://uc@stmetastore.dfs.core.windows.net/root")
-    assert line(result, "owner group") == f"owner group pass you and the run-as principal {DEV_SP} are in mlops-deployers"
+    assert line(result, "owner group") == f"owner group pass you and the run-as principal {DEV_SP} are in mlops-dev-owners"
     assert result.output.strip().splitlines()[-1] == "8 pass, 1 warn"
     # Read-only: every request a GET, exactly these, in this order.
     assert {method for method, _, _ in workspace.requests} == {"GET"}
@@ -196,13 +196,23 @@ def test_a_good_dev_workspace_passes_every_check_with_reads_only(workspace):
     ]
 
 
+def as_prod_deployer(workspace) -> None:
+    """The caller is prod's deploy identity: in prod's owner group (and not in dev's)."""
+    workspace.me = (200, {**ANSWERS["me"], "groups": [{"display": "mlops-prod-owners", "value": "78",
+                                                       "type": "direct"}]})
+    workspace.rule_sets[f"accounts/{ACCOUNT_ID}/servicePrincipals/{PROD_SP}/ruleSets/default"] = {
+        **ANSWERS["rule_set"], "grant_rules": [{"role": "roles/servicePrincipal.user",
+                                                "principals": ["groups/mlops-prod-owners"]}]}
+
+
 def test_a_good_prod_workspace_reads_the_dev_models_promote_copies(workspace):
-    workspace.catalogs["mlops_prod"] = {"name": "mlops_prod", "owner": "mlops-deployers",
+    as_prod_deployer(workspace)
+    workspace.catalogs["mlops_prod"] = {"name": "mlops_prod", "owner": "mlops-prod-owners",
                                         "catalog_type": "MANAGED_CATALOG", "metastore_id": METASTORE_ID}
     for name in DEV_MODELS:
         catalog, schema, model = name.split(".")
         workspace.models[name] = (200, {"full_name": name, "catalog_name": catalog, "schema_name": schema,
-                                        "name": model, "owner": "mlops-deployers"})
+                                        "name": model, "owner": "mlops-dev-owners"})
 
     result = doctor(workspace, "prod")
 
@@ -210,7 +220,7 @@ def test_a_good_prod_workspace_reads_the_dev_models_promote_copies(workspace):
     # The catalog exists and is owned by a group of the caller; create: true cannot tell whether this stack
     # created it, so it warns with the fix for a first deploy.
     assert line(result, "catalog") == (
-        "catalog warn catalog mlops_prod exists, owned by mlops-deployers (you) if this stack did not create it, set "
+        "catalog warn catalog mlops_prod exists, owned by mlops-prod-owners (you) if this stack did not create it, set "
         "catalog.create: false (reuse it) or `pulumi import databricks:index/catalog:Catalog catalog mlops_prod`")
     assert lines_with(result, "pass")[-3:] == [f"dev model pass {name} is readable" for name in DEV_MODELS]
     assert [p for p in workspace.paths() if "/models/" in p] == [f"/api/2.1/unity-catalog/models/{n}"
@@ -255,7 +265,7 @@ def test_a_missing_catalog_without_create_catalog_fails_with_the_grant_to_ask_fo
 def test_the_metastore_admin_may_create_the_catalog_without_a_grant(workspace):
     workspace.effective[("METASTORE", METASTORE_ID)] = []
     workspace.me = (200, {**ANSWERS["me"], "groups": [{"display": "metastore-admins", "value": "1"},
-                                                      {"display": "mlops-deployers", "value": "77"}]})
+                                                      {"display": "mlops-dev-owners", "value": "77"}]})
     workspace.rule_sets = {k: {**v, "grant_rules": [{"role": "roles/servicePrincipal.user",
                                                      "principals": [f"users/{ME}"]}]}
                            for k, v in workspace.rule_sets.items()}
@@ -271,7 +281,7 @@ def test_the_metastore_admin_may_create_the_catalog_without_a_grant(workspace):
 def test_a_present_catalog_without_the_deploys_privileges_fails_naming_them(workspace):
     workspace.catalogs["mlops_dev"] = {"name": "mlops_dev", "owner": "platform-team", "catalog_type": "MANAGED_CATALOG"}
     workspace.effective[("CATALOG", "mlops_dev")] = [
-        {"principal": "mlops-deployers", "privileges": [
+        {"principal": "mlops-dev-owners", "privileges": [
             {"privilege": "ALL_PRIVILEGES", "inherited_from_type": "CATALOG", "inherited_from_name": "mlops_dev"}]}]
 
     result = doctor(workspace, "dev")
@@ -438,7 +448,7 @@ def test_the_scim_and_unity_catalog_answers_round_trip_too():
     for assignments in fake.effective.values():
         page = {"privilege_assignments": assignments}
         assert catalog.EffectivePermissionsList.from_dict(page).as_dict() == page
-    info = {"name": "mlops_prod", "owner": "mlops-deployers", "catalog_type": "MANAGED_CATALOG",
+    info = {"name": "mlops_prod", "owner": "mlops-dev-owners", "catalog_type": "MANAGED_CATALOG",
             "metastore_id": METASTORE_ID}
     assert catalog.CatalogInfo.from_dict(info).as_dict() == info
 
@@ -463,8 +473,8 @@ def test_a_deployer_outside_the_owner_group_fails_with_the_membership_to_ask_for
     result = doctor(workspace, "dev")
     assert result.exit_code == 1
     assert line(result, "owner group").startswith(
-        f"owner group FAIL you ({ME}) are not in mlops-deployers, which owns what the stack creates")
-    assert f"adds {ME} to the group mlops-deployers" in " ".join(result.output.split())
+        f"owner group FAIL you ({ME}) are not in mlops-dev-owners, which owns what the stack creates")
+    assert f"adds {ME} to the group mlops-dev-owners" in " ".join(result.output.split())
 
 
 def test_a_run_as_principal_outside_the_owner_group_fails(workspace):
@@ -472,7 +482,7 @@ def test_a_run_as_principal_outside_the_owner_group_fails(workspace):
     result = doctor(workspace, "dev")
     assert result.exit_code == 1
     assert line(result, "owner group").startswith(
-        f"owner group FAIL you are in mlops-deployers; the run-as principal {DEV_SP} is not (groups: none)")
+        f"owner group FAIL you are in mlops-dev-owners; the run-as principal {DEV_SP} is not (groups: none)")
 
 
 def test_automatic_unity_catalog_without_a_storage_root_fails_until_the_stack_sets_one(workspace, tmp_path,
@@ -494,7 +504,7 @@ def _with_storage_root(root: str):
 @pytest.mark.parametrize("privileges,owner,expected", [
     (["CREATE_MANAGED_STORAGE"], "storage-admins", "pass"),
     ([], "storage-admins", "fail"),
-    ([], "mlops-deployers", "pass"),   # the location's owner (a group of the caller)
+    ([], "mlops-dev-owners", "pass"),   # the location's owner (a group of the caller)
 ])
 def test_a_storage_root_must_lie_in_an_external_location_you_may_create_managed_storage_in(
         workspace, privileges, owner, expected):
@@ -506,10 +516,10 @@ def test_a_storage_root_must_lie_in_an_external_location_you_may_create_managed_
         {"name": "other", "url": "abfss://other@stlakehouse.dfs.core.windows.net/", "owner": "x"},
         {"name": "mlops", "url": "abfss://mlops@stlakehouse.dfs.core.windows.net/", "owner": owner}]
     workspace.effective[("EXTERNAL_LOCATION", "mlops")] = [
-        {"principal": "mlops-deployers", "privileges": [{"privilege": p} for p in privileges]}]
+        {"principal": "mlops-dev-owners", "privileges": [{"privilege": p} for p in privileges]}]
     from workloads.doctor import Caller
 
-    caller = Caller(user_name=ME, groups=("mlops-deployers",))
+    caller = Caller(user_name=ME, groups=("mlops-dev-owners",))
     result = check_storage_root(workspace_client(workspace.url), _with_storage_root(root), caller, METASTORE_ID)
     assert result.status == expected, result
     assert "external location mlops" in result.detail

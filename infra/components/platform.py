@@ -23,10 +23,13 @@ SCHEMA_WRITE = [*SCHEMA_READ, "MODIFY", "CREATE_TABLE", "CREATE_MODEL", "CREATE_
 SCHEMA_CROSS_READ = ["USE_SCHEMA"]
 
 
-def cross_readers(config: StackConfig) -> list[str]:
-    """``grants.crossEnvironmentReaders`` not already granted more as readers or writers of this stack."""
+def model_readers(config: StackConfig) -> list[str]:
+    """Who reads the registered models and nothing else: ``grants.previewIdentities`` (this stack's pull-request
+    previews run the program, which reads each champion alias) and ``grants.crossEnvironmentReaders`` (the next
+    stack's identities, which copy and compare the champion), unless already granted more as readers or writers."""
     local = {*config.grants.readers, *config.writer_principals}
-    return [p for p in config.grants.cross_environment_readers if p not in local]
+    wanted = [*config.grants.preview_identities, *config.grants.cross_environment_readers]
+    return [p for p in dict.fromkeys(wanted) if p not in local]
 
 
 def schema_grants(config: StackConfig, models_schema: bool = True) -> list[databricks.GrantsGrantArgs]:
@@ -36,7 +39,7 @@ def schema_grants(config: StackConfig, models_schema: bool = True) -> list[datab
               for p in config.grants.readers if p not in config.writer_principals]
     grants += [databricks.GrantsGrantArgs(principal=p, privileges=SCHEMA_WRITE) for p in config.writer_principals]
     if models_schema:
-        grants += [databricks.GrantsGrantArgs(principal=p, privileges=SCHEMA_CROSS_READ) for p in cross_readers(config)]
+        grants += [databricks.GrantsGrantArgs(principal=p, privileges=SCHEMA_CROSS_READ) for p in model_readers(config)]
     return grants
 
 
@@ -66,7 +69,7 @@ class Platform(pulumi.ComponentResource):
         super().__init__("lakehouse-mlops:platform:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         protected = pulumi.ResourceOptions(parent=self, protect=config.is_protected)
-        principals = sorted({*config.grants.readers, *config.writer_principals, *cross_readers(config)})
+        principals = sorted({*config.grants.readers, *config.writer_principals, *model_readers(config)})
 
         if config.catalog.create:
             self.catalog = databricks.Catalog(

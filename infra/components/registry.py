@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_databricks as databricks
 
-from infra.components.platform import cross_readers
+from infra.components.platform import model_readers
 from infra.config import StackConfig
 from workloads.specs import ModelSpec
 
@@ -35,7 +35,7 @@ class ModelRegistry(pulumi.ComponentResource):
                   for p in config.grants.readers if p not in config.writer_principals]
         grants += [databricks.GrantsGrantArgs(principal=p, privileges=MODEL_RUN_AS if p == run_as else MODEL_WRITE)
                    for p in config.writer_principals]
-        grants += [databricks.GrantsGrantArgs(principal=p, privileges=MODEL_READ) for p in cross_readers(config)]
+        grants += [databricks.GrantsGrantArgs(principal=p, privileges=MODEL_READ) for p in model_readers(config)]
         self.grants = databricks.Grants(f"{spec.name}-model-grants", model=self.full_name, grants=grants,
                                         opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({"full_name": self.full_name})

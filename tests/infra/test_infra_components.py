@@ -58,7 +58,8 @@ def test_platform_reuses_an_existing_catalog_with_additive_grants(platform_parts
         grants = [r for r in harness.resources if r.type.endswith(":Grant")]
         assert {g.inputs["principal"] for g in grants} == {"data-scientists", "ml-engineers",
                                                            "0f1e2d3c-4b5a-4697-8887-a9b8c7d6e5f4",
-                                                           *config.grants.cross_environment_readers}
+                                                           *config.grants.cross_environment_readers,
+                                                           *config.grants.preview_identities}
         assert all(g.inputs["privileges"] == ["USE_CATALOG"] for g in grants)
 
     # Wait for every catalog grant, not only the schema: the check reads them all from the mocks.

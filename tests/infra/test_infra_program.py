@@ -139,7 +139,7 @@ def test_grants_give_least_privilege(prod, dev):
                     for g in prod.get("Grants", name="bakehouse_autolog-model-grants").inputs["grants"]}
     assert model_grants["data-scientists"] == ["EXECUTE"]
     assert "MANAGE" in model_grants["7c6b5a49-3827-4165-9483-a2b1c0d9e8f7"]
-    assert prod.get("Catalog").inputs["owner"] == "mlops-deployers"
+    assert prod.get("Catalog").inputs["owner"] == "mlops-prod-owners"
     dev_grants = {g["principal"]: set(g["privileges"])
                   for g in dev.get("Grants", name="models-schema-grants").inputs["grants"]}
     assert "MODIFY" in dev_grants["data-scientists"]  # dev: data scientists write
@@ -190,8 +190,9 @@ def test_a_missing_catalog_is_absent_only_where_the_stack_creates_it(run):
 
 
 def test_endpoint_permissions_are_declared_and_prod_endpoints_protected(dev, prod):
-    for evaluation, consumers in ((dev, {"data-scientists", "ml-engineers"}),
-                                  (prod, {"bakehouse-apps", "3f2e1d0c-9b8a-4765-a432-10fedcba9876"})):
+    for evaluation, owners, consumers in ((dev, "mlops-dev-owners", {"data-scientists", "ml-engineers"}),
+                                          (prod, "mlops-prod-owners",
+                                           {"bakehouse-apps", "3f2e1d0c-9b8a-4765-a432-10fedcba9876"})):
         for model in MODELS:
             endpoint = evaluation.get("ModelServing", name=f"{model}-endpoint")
             assert endpoint.protect is (evaluation.stack == "prod")
@@ -201,7 +202,7 @@ def test_endpoint_permissions_are_declared_and_prod_endpoints_protected(dev, pro
             acl = {(a.get("groupName") or a.get("userName") or a.get("servicePrincipalName")): a["permissionLevel"]
                    for a in permissions.inputs["accessControls"]}
             run_as = evaluation.get("Job", name=f"{model}-watcher").inputs["runAs"]["servicePrincipalName"]
-            assert acl == {"mlops-deployers": "CAN_MANAGE", run_as: "CAN_VIEW",
+            assert acl == {owners: "CAN_MANAGE", run_as: "CAN_VIEW",
                            **{c: "CAN_QUERY" for c in consumers}}
     (app_sp,) = [a for a in prod.get("Permissions", name="bakehouse_autolog-endpoint-permissions")
                  .inputs["accessControls"] if a.get("servicePrincipalName") == "3f2e1d0c-9b8a-4765-a432-10fedcba9876"]
@@ -391,4 +392,25 @@ def test_cross_environment_readers_are_granted_by_the_stack_that_owns_the_models
         assert catalog[reader] == ["USE_CATALOG"] and schema[reader] == ["USE_SCHEMA"]
         for model in MODELS:
             assert granted(dev.get("Grants", name=f"{model}-model-grants"))[reader] == ["EXECUTE"]
-    assert not any(reader in str(r.inputs) for r in prod.of_type("Grants") for reader in readers)
+    # prod grants nothing to its own deploy identity (it acts through prod's owner group); prod's preview identity,
+    # also a reader of dev, reads prod's champions as prod's preview identity (the test below)
+    assert not any(readers[0] in str(r.inputs) for r in prod.of_type("Grants"))
+
+
+@pytest.mark.parametrize("stack, preview", [("dev", "3c2b1a09-8f7e-4d6c-9b5a-483726150f4e"),
+                                            ("prod", "6f5e4d3c-2b1a-4098-8e7d-5c4b3a291807")])
+def test_each_stacks_preview_identity_may_read_its_champions_and_nothing_else(dev, prod, stack, preview):
+    """`pulumi preview` runs the program, which reads each model's champion alias (`registered_models.get`, needs
+    EXECUTE with USE CATALOG and USE SCHEMA): the stack's own preview identity gets exactly that, declared in its
+    authoritative grants; no SELECT, no write, nothing on tables or the volume."""
+    evaluation = {"dev": dev, "prod": prod}[stack]
+
+    def granted(resource):
+        return {g["principal"]: sorted(g["privileges"]) for g in resource.inputs["grants"]}
+
+    assert granted(evaluation.get("Grants", name="catalog-grants"))[preview] == ["USE_CATALOG"]
+    assert granted(evaluation.get("Grants", name="models-schema-grants"))[preview] == ["USE_SCHEMA"]
+    for model in MODELS:
+        assert granted(evaluation.get("Grants", name=f"{model}-model-grants"))[preview] == ["EXECUTE"]
+    everywhere = [g for r in evaluation.of_type("Grants") for g in r.inputs["grants"] if g["principal"] == preview]
+    assert len(everywhere) == 2 + len(MODELS)
