@@ -22,6 +22,12 @@ PROD_WAREHOUSE = "9f8e7d6c5b4a3f2e"
 MODELS = ["bakehouse_autolog", "bakehouse_decorators", "bakehouse_large_order"]
 DEV_MODELS = [f"mlops_dev.bakehouse_ml.{m}_model" for m in MODELS]
 ME = "deployer@bakehouse.example.com"
+DEV_PREVIEW = "3c2b1a09-8f7e-4d6c-9b5a-483726150f4e"  # Pulumi.dev.yaml grants.previewIdentities
+PROD_DEPLOY = "5e4d3c2b-1a09-4f8e-9d7c-6b5a49382716"  # Pulumi.dev.yaml grants.crossEnvironmentReaders
+PROD_PREVIEW = "6f5e4d3c-2b1a-4098-8e7d-5c4b3a291807"  # the same, and Pulumi.prod.yaml grants.previewIdentities
+PROD_APP = "3f2e1d0c-9b8a-4765-a432-10fedcba9876"  # Pulumi.prod.yaml serving.consumers
+IDENTITIES = {DEV_PREVIEW: "mlops-dev-preview", PROD_DEPLOY: "mlops-prod-deploy", PROD_PREVIEW: "mlops-prod-preview",
+              PROD_APP: "bakehouse-app"}
 
 # Answers in the shapes Databricks documents (each is held to the SDK's dataclass in a test below).
 ANSWERS = {
@@ -58,7 +64,9 @@ class FakeWorkspace:
             {"id": "555", "applicationId": DEV_SP, "displayName": "mlops-dev-jobs", "active": True,
              "groups": [{"display": "mlops-dev-owners", "value": "77"}]},
             {"id": "556", "applicationId": PROD_SP, "displayName": "mlops-prod-jobs", "active": True,
-             "groups": [{"display": "mlops-prod-owners", "value": "78"}]}]
+             "groups": [{"display": "mlops-prod-owners", "value": "78"}]},
+            *({"id": str(600 + k), "applicationId": app_id, "displayName": name, "active": True}
+              for k, (app_id, name) in enumerate(IDENTITIES.items()))]
         self.metastore_summary: dict = {**ANSWERS["metastore_summary"],
                                         "storage_root": "abfss://uc@stmetastore.dfs.core.windows.net/root"}
         self.external_locations: list[dict] = []
@@ -66,6 +74,10 @@ class FakeWorkspace:
             f"accounts/{ACCOUNT_ID}/servicePrincipals/{sp}/ruleSets/default": ANSWERS["rule_set"]
             for sp in (DEV_SP, PROD_SP)}
         self.serving: tuple[int, dict] = (200, ANSWERS["endpoints"])
+        # the workspace's groups and users (SCIM); the service principals are above
+        self.groups: list[str] = ["mlops-dev-owners", "mlops-prod-owners", "data-scientists", "ml-engineers",
+                                  "bakehouse-apps", "metastore-admins"]
+        self.users: list[str] = [ME]
         self.models: dict[str, tuple[int, dict]] = {}
         self.publishes_account_id = True  # /.well-known/databricks-config answers with the account id
 
@@ -94,7 +106,19 @@ class FakeWorkspace:
             return 200, self.catalogs[name]
         if path.startswith("/api/2.1/unity-catalog/effective-permissions/"):
             securable_type, full_name = path.split("/")[-2:]
-            return 200, {"privilege_assignments": self.effective.get((securable_type, full_name), [])}
+            assignments = self.effective.get((securable_type, full_name), [])
+            if "principal" in query:  # the API's filter: only that principal's assignments
+                assignments = [a for a in assignments if a["principal"] == query["principal"][0]]
+            return 200, {"privilege_assignments": assignments}
+        if path in ("/api/2.0/preview/scim/v2/Groups", "/api/2.0/preview/scim/v2/Users"):
+            key, pool = ("displayName", self.groups) if path.endswith("Groups") else ("userName", self.users)
+            wanted = re.fullmatch(rf'{key} eq "(.+)"', query["filter"][0]).group(1)
+            found = [{"id": str(abs(hash(n)) % 10_000), key: n} for n in pool if n == wanted]
+            start = int(query.get("startIndex", ["1"])[0])
+            page = found[start - 1:]
+            return 200, {"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                         "totalResults": len(found), "startIndex": start, "itemsPerPage": len(page),
+                         "Resources": page}
         if path.startswith("/api/2.0/sql/warehouses/"):
             warehouse = self.warehouses.get(path.rsplit("/", 1)[1])
             if warehouse is None:
@@ -174,7 +198,12 @@ def test_a_good_dev_workspace_passes_every_check_with_reads_only(workspace):
     assert line(result, "storage root") == ("storage root pass the catalog's tables go to the metastore's root "
                                             "abfss://uc@stmetastore.dfs.core.windows.net/root")
     assert line(result, "owner group") == f"owner group pass you and the run-as principal {DEV_SP} are in mlops-dev-owners"
-    assert result.output.strip().splitlines()[-1] == "8 pass, 1 warn"
+    assert line(result, "principals") == "principals pass all 6 principals the stack grants to exist"
+    assert line(result, "model readers").startswith(
+        "model readers skip mlops_dev.bakehouse_ml.bakehouse_autolog_model does not exist yet")
+    assert line(result, "state roles").startswith("state roles skip PULUMI_BACKEND_URL_DEV (azblob://<container>) "
+                                                  "and AZURE_STORAGE_ACCOUNT are not both set")
+    assert result.output.strip().splitlines()[-1] == "9 pass, 1 warn, 2 skip"
     # Read-only: every request a GET, exactly these, in this order.
     assert {method for method, _, _ in workspace.requests} == {"GET"}
     assert workspace.requests == [
@@ -193,6 +222,14 @@ def test_a_good_dev_workspace_passes_every_check_with_reads_only(workspace):
          # (plus the documented empty `etag=`, "no freshness requirement", which parse_qs leaves out)
          {"name": f"accounts/{ACCOUNT_ID}/servicePrincipals/{DEV_SP}/ruleSets/default"}),
         ("GET", "/api/2.0/serving-endpoints", {}),
+        *[("GET", f"/api/2.0/preview/scim/v2/{kind}", {"attributes": "id", "filter": f'{key} eq "{name}"',
+                                                        "startIndex": "1", "count": "10000"})
+          for kind, key, name in [("Groups", "displayName", "mlops-dev-owners"),
+                                  ("Groups", "displayName", "data-scientists"),
+                                  ("Groups", "displayName", "ml-engineers"),
+                                  *[("ServicePrincipals", "applicationId", sp)
+                                    for sp in (PROD_DEPLOY, PROD_PREVIEW, DEV_PREVIEW)]]],
+        ("GET", "/api/2.1/unity-catalog/models/mlops_dev.bakehouse_ml.bakehouse_autolog_model", {}),
     ]
 
 
@@ -223,7 +260,7 @@ def test_a_good_prod_workspace_reads_the_dev_models_promote_copies(workspace):
         "catalog warn catalog mlops_prod exists, owned by mlops-prod-owners (you) if this stack did not create it, set "
         "catalog.create: false (reuse it) or `pulumi import databricks:index/catalog:Catalog catalog mlops_prod`")
     assert lines_with(result, "pass")[-3:] == [f"dev model pass {name} is readable" for name in DEV_MODELS]
-    assert [p for p in workspace.paths() if "/models/" in p] == [f"/api/2.1/unity-catalog/models/{n}"
+    assert [p for p in workspace.paths() if "/models/mlops_dev." in p] == [f"/api/2.1/unity-catalog/models/{n}"
                                                                  for n in DEV_MODELS]
     assert {method for method, _, _ in workspace.requests} == {"GET"}
 
@@ -259,7 +296,7 @@ def test_a_missing_catalog_without_create_catalog_fails_with_the_grant_to_ask_fo
         "for you and you set catalog.create: false")
     # the metastore admin (its owner) holds CREATE CATALOG without a grant: asked, and not us
     assert "/api/2.1/unity-catalog/metastore_summary" in workspace.paths()
-    assert result.output.strip().splitlines()[-1] == "7 pass, 1 warn, 1 fail"
+    assert result.output.strip().splitlines()[-1] == "8 pass, 1 warn, 1 fail, 2 skip"
 
 
 def test_the_metastore_admin_may_create_the_catalog_without_a_grant(workspace):
@@ -540,3 +577,125 @@ def test_a_storage_root_that_is_not_an_adls_path_is_one_error_naming_the_key():
     with pytest.raises(StackConfigError, match=r"lakehouse-mlops:catalog.storageRoot: 's3://bucket/path' is not an "
                                                r"ADLS Gen2 path"):
         parse_stack_config("dev", raw)
+
+
+# --- the identity model: every identity the stack names, its privileges, and the state container's roles -----
+def test_a_principal_the_stack_grants_to_but_the_workspace_lacks_fails_naming_its_keys(workspace):
+    workspace.groups.remove("ml-engineers")
+    workspace.service_principals = [sp for sp in workspace.service_principals if sp["applicationId"] != DEV_PREVIEW]
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "principals").startswith(
+        "principals FAIL not in this workspace: ml-engineers (grants.writers, serving.consumers); "
+        f"{DEV_PREVIEW} (grants.previewIdentities): the deploy would fail granting to them")
+
+
+def _deployed_dev_models(workspace, readers_lacking: dict[str, str] | None = None) -> None:
+    """The dev stack deployed: its models exist and each model reader holds what the stack declares, except
+    ``readers_lacking``: reader -> the one model it was not granted EXECUTE on."""
+    from workloads.specs import load_spec  # noqa: F401 - the models are the stack's
+
+    readers = [DEV_PREVIEW, PROD_DEPLOY, PROD_PREVIEW]
+    for name in DEV_MODELS:
+        workspace.models[name] = (200, {"full_name": name, "owner": "mlops-dev-owners"})
+        workspace.effective[("REGISTERED_MODEL", name)] = [
+            {"principal": r, "privileges": [{"privilege": "EXECUTE"}]} for r in readers
+            if (readers_lacking or {}).get(r) != name]
+    workspace.effective[("CATALOG", "mlops_dev")] = [
+        {"principal": r, "privileges": [{"privilege": "USE_CATALOG"}]} for r in readers]
+    workspace.effective[("SCHEMA", "mlops_dev.bakehouse_ml")] = [
+        {"principal": r, "privileges": [{"privilege": "USE_SCHEMA", "inherited_from_type": None}]} for r in readers]
+
+
+def test_each_model_reader_holds_use_catalog_use_schema_and_execute_once_deployed(workspace):
+    _deployed_dev_models(workspace)
+
+    result = doctor(workspace, "dev")
+
+    assert line(result, "model readers") == ("model readers pass 3 reader(s) hold USE CATALOG, USE SCHEMA and EXECUTE "
+                                             "on the 3 models")
+    # asked per principal (the API's filter), never as the caller's own privileges
+    asked = [q.get("principal") for _, p, q in workspace.requests if "/effective-permissions/REGISTERED_MODEL/" in p]
+    assert sorted(set(asked)) == sorted([DEV_PREVIEW, PROD_DEPLOY, PROD_PREVIEW])
+
+
+def test_a_preview_identity_without_execute_on_a_model_fails_with_the_deploy_as_the_fix(workspace):
+    _deployed_dev_models(workspace, readers_lacking={DEV_PREVIEW: DEV_MODELS[2]})
+
+    result = doctor(workspace, "dev")
+
+    assert result.exit_code == 1
+    assert line(result, "model readers").startswith(
+        f"model readers FAIL {DEV_PREVIEW} lacks EXECUTE on {DEV_MODELS[2]} run `pulumi up --stack dev`")
+
+
+CONTAINER_SCOPE = ("/subscriptions/0000/resourceGroups/rg-lakehouse-mlops/providers/Microsoft.Storage/"
+                   "storageAccounts/stlakehousemlops/blobServices/default/containers/pulumi-state-{stack}")
+
+
+class FakeAzureCli:
+    """``az`` as the doctor calls it: the account id, then the role assignments on one container scope."""
+
+    def __init__(self, assignments: dict[str, list[tuple[str, str]]]):
+        self.assignments, self.calls = assignments, []  # stack -> [(principal app id, role)]
+
+    def __call__(self, args):
+        self.calls.append(args)
+        if args[:3] == ["storage", "account", "show"]:
+            return CONTAINER_SCOPE.split("/blobServices")[0]
+        if args[:3] == ["role", "assignment", "list"]:
+            stack = args[args.index("--scope") + 1].rsplit("-", 1)[1]
+            return [{"principalName": who, "principalId": f"oid-{who}", "roleDefinitionName": role,
+                     "scope": CONTAINER_SCOPE.format(stack=stack)} for who, role in self.assignments.get(stack, [])]
+        raise AssertionError(f"the doctor may only read: az {' '.join(args)}")
+
+
+def _state_roles(stack: str, az) -> object:
+    from infra.config import stack_config_from_file
+    from workloads.doctor import check_state_roles, other_stack_config
+
+    config = stack_config_from_file(stack)
+    env = {f"PULUMI_BACKEND_URL_{stack.upper()}": f"azblob://pulumi-state-{stack}",
+           "AZURE_STORAGE_ACCOUNT": "stlakehousemlops"}
+    return check_state_roles(config, other_stack_config(config), env, az)
+
+
+def test_state_roles_pass_when_each_container_holds_only_its_stacks_identities():
+    az = FakeAzureCli({"prod": [(PROD_DEPLOY, "Storage Blob Data Contributor"),
+                                (PROD_PREVIEW, "Storage Blob Data Reader")]})
+
+    result = _state_roles("prod", az)
+
+    assert result.status == "pass", result
+    assert result.detail == f"container pulumi-state-prod: preview identities read only; may write: {PROD_DEPLOY}"
+    assert [c[:3] for c in az.calls] == [["storage", "account", "show"], ["role", "assignment", "list"]]
+    assert az.calls[1][az.calls[1].index("--scope") + 1] == CONTAINER_SCOPE.format(stack="prod")
+
+
+@pytest.mark.parametrize("assignments, problem", [
+    ([(PROD_PREVIEW, "Storage Blob Data Contributor")],
+     f"preview identity {PROD_PREVIEW} lacks Storage Blob Data Reader; preview identity {PROD_PREVIEW} may write "
+     "(Storage Blob Data Contributor)"),
+    ([(PROD_PREVIEW, "Storage Blob Data Reader"), (DEV_PREVIEW, "Storage Blob Data Reader")],
+     f"dev's identity {DEV_PREVIEW} holds Storage Blob Data Reader"),
+    ([(PROD_PREVIEW, "Storage Blob Data Reader"), (DEV_SP, "Storage Blob Data Owner")],
+     f"dev's identity {DEV_SP} holds Storage Blob Data Owner"),
+], ids=["preview-may-write", "dev-preview-reads-prod", "dev-run-as-owns-prod"])
+def test_state_roles_fail_when_a_preview_may_write_or_a_dev_identity_reaches_prod_state(assignments, problem):
+    result = _state_roles("prod", FakeAzureCli({"prod": assignments}))
+
+    assert result.status == "fail"
+    assert result.detail == f"container pulumi-state-prod: {problem}"
+
+
+def test_state_roles_without_the_azure_cli_warn_saying_what_was_not_read():
+    def no_az(args):
+        raise FileNotFoundError("the Azure CLI (az) is not installed")
+
+    result = _state_roles("dev", no_az)
+
+    assert result.status == "warn"
+    assert result.detail == ("the roles on container pulumi-state-dev could not be read: the Azure CLI (az) is not "
+                             "installed")

@@ -61,7 +61,24 @@ fails. The checks, in order, and the Databricks documentation each rests on:
    CREATE MANAGED STORAGE (effective permissions on ``EXTERNAL_LOCATION``).
    https://docs.databricks.com/api/workspace/externallocations/list
 
-Nothing here writes: the tests hold every request to a GET.
+10. **principals**: every principal the stack names (owner group, readers, writers, ``serving.consumers``,
+    ``crossEnvironmentReaders``, ``previewIdentities``) exists in the workspace: a grant or permission to an unknown
+    principal fails the deploy midway. SCIM lists with a filter (``GET /api/2.0/preview/scim/v2/Groups``,
+    ``Users``, ``ServicePrincipals``): a UUID is a service principal's application id, a name with ``@`` a user,
+    anything else a group (how ``infra.config.principal_kind`` names them in permissions).
+    https://docs.databricks.com/api/workspace/groups/list
+11. **model readers** (the stack's preview identities and the other stack's readers): once the registered models
+    exist, each holds USE CATALOG, USE SCHEMA and EXECUTE on each, checked with the effective permissions of that
+    principal (``grants.get_effective(..., principal=...)``: its direct grants and those inherited from the catalog
+    and schema). Before the first deploy the line is a skip.
+12. **state roles** (Azure, through the Azure CLI the pipeline logs in with): on this stack's state container
+    (``PULUMI_BACKEND_URL_<STACK>`` in ``AZURE_STORAGE_ACCOUNT``), ``az role assignment list --scope <container>
+    --include-inherited``: the stack's preview identities hold *Storage Blob Data Reader* and no write role, and no
+    identity the other stack names (its preview identities, its run-as principal) holds any data role there. Without
+    the Azure CLI or the two variables the line is a skip saying what to set.
+    https://learn.microsoft.com/azure/storage/blobs/assign-azure-role-data-access
+
+Nothing here writes: the tests hold every request to a GET (and every ``az`` call to a ``show`` or ``list``).
 """
 
 from __future__ import annotations
@@ -185,16 +202,19 @@ def check_metastore(workspace) -> tuple[CheckResult, str | None]:
 
 
 # --- 3. catalog -----------------------------------------------------------------------------------------
-def effective_privileges(workspace, securable_type: str, full_name: str, caller: Caller) -> set[str]:
+def effective_privileges(workspace, securable_type: str, full_name: str, caller: Caller,
+                         principal: str | None = None) -> set[str]:
     """The privileges the caller holds on a securable, directly, through a group, or inherited from a parent.
 
     Reads every page (a page may be empty and still carry a ``next_page_token``, as the API documents).
-    Groups nested in other groups are not resolved (SCIM ``Me`` lists direct groups).
+    Groups nested in other groups are not resolved (SCIM ``Me`` lists direct groups). ``principal``: ask only for
+    that principal's assignments (the API's ``principal`` filter), e.g. another identity than the caller.
     """
     held: set[str] = set()
     token: str | None = None
     while True:
-        page = workspace.grants.get_effective(securable_type, full_name, max_results=0, page_token=token)
+        page = workspace.grants.get_effective(securable_type, full_name, max_results=0, page_token=token,
+                                              principal=principal)
         for assignment in page.privilege_assignments or []:
             if assignment.principal in caller.principals:
                 held |= {p.privilege.value if hasattr(p.privilege, "value") else str(p.privilege)
@@ -402,6 +422,19 @@ def source_stack_of(config: StackConfig) -> str | None:
     return ENVIRONMENT_ORDER[index - 1] if index > 0 else None
 
 
+def other_stack_config(config: StackConfig) -> StackConfig | None:
+    """The other environment's stack config (prod for dev, dev for prod), whose identities must hold nothing on this
+    stack's state; None when there is no such stack file."""
+    from infra.config import stack_config_from_file
+    from infra.offline import stack_file
+    from workloads.environments import ENVIRONMENT_ORDER
+
+    for environment in ENVIRONMENT_ORDER:
+        if environment != config.environment and stack_file(environment).exists():
+            return stack_config_from_file(environment)
+    return None
+
+
 def source_model_names(config: StackConfig, source_stack: str) -> list[str]:
     """The registered models ``mlops promote --from <source>`` reads for this stack's models: the source stack's
     catalog with this stack's models schema, exactly as the pipeline's exported environment names them."""
@@ -475,6 +508,151 @@ def check_storage_root(workspace, config: StackConfig, caller: Caller, metastore
                        "create managed storage")
 
 
+# --- 10. principals --------------------------------------------------------------------------------------
+def named_principals(config: StackConfig) -> dict[str, list[str]]:
+    """Every principal the stack grants something to, with the config keys that name it."""
+    keys: dict[str, list[str]] = {}
+    named = [("grants.owner", [config.grants.owner]), ("grants.readers", config.grants.readers),
+             ("grants.writers", config.grants.writers), ("serving.consumers", config.serving.consumers),
+             ("grants.crossEnvironmentReaders", config.grants.cross_environment_readers),
+             ("grants.previewIdentities", config.grants.preview_identities)]
+    for key, principals in named:
+        for principal in principals:
+            keys.setdefault(principal, []).append(key)
+    return keys
+
+
+def _principal_exists(workspace, principal: str) -> bool:
+    from infra.config import principal_kind
+
+    kind = principal_kind(principal)
+    if kind == "service_principal":
+        found = workspace.service_principals.list(filter=f'applicationId eq "{principal}"', attributes="id")
+    elif kind == "user":
+        found = workspace.users.list(filter=f'userName eq "{principal}"', attributes="id")
+    else:
+        found = workspace.groups.list(filter=f'displayName eq "{principal}"', attributes="id")
+    return next(iter(found), None) is not None
+
+
+def check_principals(workspace, config: StackConfig) -> CheckResult:
+    named = named_principals(config)
+    missing = {p: keys for p, keys in named.items() if not _principal_exists(workspace, p)}
+    if missing:
+        listed = "; ".join(f"{p} ({', '.join(keys)})" for p, keys in missing.items())
+        return CheckResult("principals", "fail",
+                           f"not in this workspace: {listed}: the deploy would fail granting to them",
+                           "an account admin creates or assigns them to this workspace (account console -> User "
+                           "management), or fix the keys named")
+    return CheckResult("principals", "pass", f"all {len(named)} principals the stack grants to exist")
+
+
+# --- 11. model readers ------------------------------------------------------------------------------------
+MODEL_READER_PRIVILEGES = (("CATALOG", "USE_CATALOG"), ("SCHEMA", "USE_SCHEMA"), ("REGISTERED_MODEL", "EXECUTE"))
+
+
+def _principal_privileges(workspace, securable_type: str, full_name: str, principal: str) -> set[str]:
+    return effective_privileges(workspace, securable_type, full_name, Caller(user_name=principal), principal=principal)
+
+
+def check_model_readers(workspace, config: StackConfig) -> CheckResult:
+    from infra.components.platform import model_readers
+    from workloads.settings import Settings
+
+    readers = model_readers(config)
+    if not readers:
+        return CheckResult("model readers", "skip", "the stack names no previewIdentities or crossEnvironmentReaders")
+    settings = Settings(backend="databricks", env=config.environment, catalog=config.catalog.name,
+                        schema_name=config.schemas.models)
+    models = [settings.registered_model(m) for m in config.models]
+    try:
+        for name in models:
+            workspace.registered_models.get(name)
+    except NotFound:
+        return CheckResult("model readers", "skip", f"{name} does not exist yet: the deploy declares the readers' "
+                           "grants with the models; rerun after it")
+    lacking = []
+    for reader in readers:
+        for securable_type, privilege in MODEL_READER_PRIVILEGES:
+            names = {"CATALOG": [config.catalog.name], "SCHEMA": [f"{config.catalog.name}.{config.schemas.models}"],
+                     "REGISTERED_MODEL": models}[securable_type]
+            for full_name in names:
+                held = _principal_privileges(workspace, securable_type, full_name, reader)
+                if privilege not in held and "ALL_PRIVILEGES" not in held:
+                    lacking.append(f"{reader} lacks {privilege.replace('_', ' ')} on {full_name}")
+    if lacking:
+        return CheckResult("model readers", "fail", "; ".join(lacking),
+                           f"run `pulumi up --stack {config.stack}`: the stack declares these grants (a grant made "
+                           "by hand is revoked by the next deploy)")
+    return CheckResult("model readers", "pass", f"{len(readers)} reader(s) hold USE CATALOG, USE SCHEMA and EXECUTE "
+                       f"on the {len(models)} models")
+
+
+# --- 12. state roles (Azure) ------------------------------------------------------------------------------
+BLOB_WRITE_ROLES = {"Storage Blob Data Contributor", "Storage Blob Data Owner", "Owner", "Contributor"}
+BLOB_DATA_ROLES = BLOB_WRITE_ROLES | {"Storage Blob Data Reader"}
+
+
+def run_az(args: list[str]):
+    """The JSON an ``az`` command prints (the Azure CLI's own login), or raises ``OSError`` with its message."""
+    import json
+    import shutil
+    import subprocess
+
+    if shutil.which("az") is None:
+        raise FileNotFoundError("the Azure CLI (az) is not installed")
+    done = subprocess.run(["az", *args, "-o", "json"], capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise OSError((done.stderr or done.stdout).strip().splitlines()[-1] if (done.stderr or done.stdout) else
+                      f"az exited {done.returncode}")
+    return json.loads(done.stdout or "null")
+
+
+def check_state_roles(config: StackConfig, other: StackConfig | None, env: dict[str, str],
+                      az: Callable[[list[str]], Any] = run_az) -> CheckResult:
+    url_key = f"PULUMI_BACKEND_URL_{config.stack.upper()}"
+    url, account = env.get(url_key, ""), env.get("AZURE_STORAGE_ACCOUNT", "")
+    if not url.startswith("azblob://") or not account:
+        return CheckResult("state roles", "skip", f"{url_key} (azblob://<container>) and AZURE_STORAGE_ACCOUNT are "
+                           "not both set: the state container's roles were not checked",
+                           "set them as in the pipeline's variable group and rerun, logged in with `az login`")
+    container = url.removeprefix("azblob://").split("?", 1)[0].strip("/")
+    try:
+        account_id = az(["storage", "account", "show", "--name", account, "--query", "id"])
+        scope = f"{account_id}/blobServices/default/containers/{container}"
+        assignments = az(["role", "assignment", "list", "--scope", scope, "--include-inherited"]) or []
+    except OSError as exc:
+        return CheckResult("state roles", "warn", f"the roles on container {container} could not be read: {exc}",
+                           "rerun logged in (`az login`) as someone who may read role assignments")
+    # a service principal's principalName is its application id, how the stack configs name identities
+    roles: dict[str, set[str]] = {}
+    for assignment in assignments:
+        name = assignment.get("principalName") or assignment.get("principalId")
+        if name:
+            roles.setdefault(str(name).lower(), set()).add(assignment.get("roleDefinitionName", ""))
+    problems = []
+    for preview in config.grants.preview_identities:
+        held = roles.get(preview, set())
+        if "Storage Blob Data Reader" not in held:
+            problems.append(f"preview identity {preview} lacks Storage Blob Data Reader")
+        if held & BLOB_WRITE_ROLES:
+            problems.append(f"preview identity {preview} may write ({', '.join(sorted(held & BLOB_WRITE_ROLES))})")
+    if other is not None:
+        foreign = [*other.grants.preview_identities, *([other.run_as.service_principal] if other.run_as else [])]
+        for principal in foreign:
+            held = roles.get(principal, set()) & BLOB_DATA_ROLES
+            if held:
+                problems.append(f"{other.stack}'s identity {principal} holds {', '.join(sorted(held))}")
+    writers = sorted(p for p, held in roles.items() if held & BLOB_WRITE_ROLES)
+    if problems:
+        return CheckResult("state roles", "fail", f"container {container}: " + "; ".join(problems),
+                           f"assign roles per container (docs/deploy.md, Pulumi state): `az role assignment create "
+                           f"--role \"Storage Blob Data Reader\" --assignee <preview id> --scope {scope}`; delete the "
+                           "other stack's assignments")
+    return CheckResult("state roles", "pass", f"container {container}: preview identities read only; may write: "
+                       + (", ".join(writers) or "nobody listed"))
+
+
 def _guarded(check: str, run: Callable[..., CheckResult], *args) -> CheckResult:
     """A check's result, or a failed line when the workspace answered something the check did not expect (one
     unreadable answer must not hide the other checks' lines)."""
@@ -501,7 +679,9 @@ def workspace_client(host: str):
 
 def run_doctor(config: StackConfig, *, host: str | None = None, workspace=None,
                source_stack: str | None = None,
-               connect: Callable[[str], Any] = workspace_client) -> DoctorReport:
+               connect: Callable[[str], Any] = workspace_client,
+               other: StackConfig | None = None, env: dict[str, str] | None = None,
+               az: Callable[[list[str]], Any] = run_az) -> DoctorReport:
     """Run every check against the stack's workspace.
 
     Args:
@@ -510,6 +690,9 @@ def run_doctor(config: StackConfig, *, host: str | None = None, workspace=None,
         workspace: A ``WorkspaceClient`` to use instead of connecting (tests).
         source_stack: The stack whose models this one is promoted from; None: none (a dev stack).
         connect: Builds the client from the host when ``workspace`` is not given.
+        other: The other stack's config (its identities must hold nothing on this stack's state).
+        env: Environment with ``PULUMI_BACKEND_URL_<STACK>`` and ``AZURE_STORAGE_ACCOUNT`` (default: ``os.environ``).
+        az: Runs an Azure CLI command and returns its JSON (tests pass a fake).
 
     Raises:
         DoctorError: no host, or the source stack cannot be read.
@@ -541,7 +724,12 @@ def run_doctor(config: StackConfig, *, host: str | None = None, workspace=None,
         _guarded("run-as", check_run_as, workspace, config, caller),
         _guarded("model serving", check_model_serving, workspace),
         check_serverless_jobs(metastore_id),
+        _guarded("principals", check_principals, workspace, config),
+        _guarded("model readers", check_model_readers, workspace, config),
     ]
     if names:
         report.results += check_source_models(workspace, names, source_stack, caller)
+    import os
+
+    report.results.append(check_state_roles(config, other, dict(os.environ) if env is None else env, az))
     return report

@@ -25,16 +25,19 @@ def doctor(
         None, "--from-stack",
         help="Stack whose models this one is promoted from (default: the previous environment, dev for prod)."),
 ) -> None:
-    """Check the workspace before a deploy (read-only): identity, metastore, catalog, warehouse, run-as
-    principal, Model Serving, serverless jobs, and for prod the dev models. Exits 1 if any check fails."""
+    """Check the workspace before a deploy (read-only): identity, metastore, catalog, storage root, owner group,
+    warehouse, run-as principal, Model Serving, serverless jobs, the principals the stack names, its model readers'
+    privileges, for prod the dev models, and (with the Azure CLI) the roles on the stack's state container. Exits 1
+    if any check fails."""
     from infra.config import stack_config_from_file
-    from workloads.doctor import DoctorError, run_doctor, source_stack_of
+    from workloads.doctor import DoctorError, other_stack_config, run_doctor, source_stack_of
 
     config = stack_config_from_file(stack)
     source = from_stack or source_stack_of(config)
     if source == stack:
         raise DoctorError(f"--from-stack {source!r} is the stack itself; name the stack its models come from")
-    report = run_doctor(config, host=host, source_stack=source)
+    other = other_stack_config(config)
+    report = run_doctor(config, host=host, source_stack=source, other=other)
     who = f" as {report.caller.user_name}" if report.caller else ""
     table = Table("check", "result", "found", "fix", title=f"doctor: stack {stack} on {report.host}{who} (read-only)",
                   title_justify="left")
