@@ -98,15 +98,44 @@ def spark_connect_session(warehouse: str):
 
 
 def _local_connect_session(SparkSession, warehouse: str):
-    return (SparkSession.builder.remote("local[2]").appName("mlops-tests")
-            .config("spark.sql.warehouse.dir", warehouse)
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.shuffle.partitions", "2")
-            # a fresh Python worker per task, as serverless isolates UDFs: no state (an MLflow tracking URI set by
-            # an earlier UDF) leaks from one test's UDF into another's
-            .config("spark.python.worker.reuse", "false")
-            .getOrCreate())
+    """Start pyspark's local Spark Connect server on a port the OS picks and open a new session on it.
+
+    Not ``builder.remote("local[2]").getOrCreate()``: that returns whichever Spark Connect session the process made
+    first (the pysail fixture's, when a Delta test ran earlier) and binds the fixed port 15002.
+    """
+    import os
+
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    options = {"spark.sql.warehouse.dir": warehouse,
+               "spark.ui.enabled": "false",
+               "spark.sql.session.timeZone": "UTC",
+               "spark.sql.shuffle.partitions": "2",
+               # a fresh Python worker per task, as serverless isolates UDFs: no state (an MLflow tracking URI set
+               # by an earlier UDF) leaks from one test's UDF into another's
+               "spark.python.worker.reuse": "false",
+               "spark.connect.grpc.binding.address": "127.0.0.1",
+               "spark.connect.grpc.binding.port": "0"}
+    # the server is a classic SparkContext in this process: pyspark refuses to make one once the process is marked
+    # as a Spark Connect client (the pysail fixture may have done that already)
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    ConnectSession._start_connect_server("local[2]", dict(options))  # the server's SparkContext takes them all
+    jvm = SparkSession._instantiatedSession._jvm
+    service = getattr(getattr(jvm, "org.apache.spark.sql.connect.service.SparkConnectService$"), "MODULE$")
+    port = service.localPort()
+    # as the builder marks a Spark Connect process: pyspark's functions (udf, pandas_udf) then build Connect columns
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    session = ConnectSession.builder.remote(f"sc://localhost:{port}").create()  # local creds + token
+    for key in ("spark.sql.session.timeZone", "spark.sql.shuffle.partitions"):  # session (runtime) settings
+        session.conf.set(key, options[key])
+    # The workspace's session, as serverless gives a job: what the workloads' ``SparkSession.builder.getOrCreate()``
+    # returns (pyspark's builder goes to the active Spark Connect session when SPARK_LOCAL_REMOTE is set), even when
+    # the pysail fixture's session was made first.
+    os.environ["SPARK_LOCAL_REMOTE"] = "1"
+    with ConnectSession._lock:
+        ConnectSession._default_session = session
+    ConnectSession._active_session.session = session
+    return session
 
 
 def analyzed_plan(frame) -> str:
@@ -160,6 +189,9 @@ def sail_session(port: int, warehouse: str):
         def token(self):
             return None
 
+    import os
+
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # pyspark's functions build Spark Connect columns in this process
     session = SparkSession.builder.channelBuilder(PlainChannel(f"sc://127.0.0.1:{port}")).create()
     session.conf.set("spark.sql.sources.default", "delta")
     session.conf.set("spark.sql.warehouse.dir", warehouse)
@@ -202,6 +234,10 @@ def sail_tables(session):
             return None
 
         def idempotent_append(self, writer, name, app_id, version):  # pysail records no txn: a plain append
-            writer.saveAsTable(name)
+            # pysail 0.7.2 resolves a plain append's columns lower-cased against the table ("No field named
+            # paymentmethod" for a table with paymentMethod); with mergeSchema it matches them as written. The port
+            # has already refused any column the declared table lacks (_require_declared_columns), so no column can
+            # be added here: this is the engine's workaround, not schema evolution.
+            writer.option("mergeSchema", "true").saveAsTable(name)
 
     return SailTables(session)
