@@ -69,7 +69,7 @@ def model_home(tmp_path_factory, feature_frame):
 
     home = tmp_path_factory.mktemp("serving-model-home")
     settings = load_settings(home=home)
-    write_bakehouse(settings, generate(seed=42))  # the tables feature_frame is built from
+    write_bakehouse(settings, generate(seed=42, reference_date=REFERENCE_DATE))  # the tables feature_frame is built from
     spec = load_spec(MODEL)
     train = roles.split(feature_frame, spec).training
     v1 = _log_version(settings, spec, train, alpha=1.0, shift=0.0)
