@@ -74,6 +74,26 @@ class RecordingSpark:
 
 
 
+def test_an_open_local_table_sees_every_later_commit_and_a_table_made_again(tmp_path):
+    """The local port keeps tables open between calls (a load replays the log, an update reads only new commits):
+    what another writer commits is read, and a table dropped and created again at the same path is the new one."""
+    reader, writer = LocalTables(tmp_path), LocalTables(tmp_path)
+    name = "cat.sch.events"
+    writer.write(name, _frame([1, 2]))
+    assert sorted(reader.read(name)["id"]) == [1, 2]
+    writer.write(name, _frame([3]), mode="append")
+    assert sorted(reader.read(name)["id"]) == [1, 2, 3] and reader.version(name) == 1
+    assert sorted(reader.read(name, version=0)["id"]) == [1, 2]  # time travel leaves the open table current
+    assert sorted(reader.read(name)["id"]) == [1, 2, 3]
+    writer.drop(name)
+    writer.write(name, _frame([7], label="new"))
+    again = reader.read(name)
+    assert list(again["id"]) == [7] and list(again["label"]) == ["new7"] and reader.version(name) == 0
+    reader.drop(name)
+    with pytest.raises(TableNotFoundError):
+        reader.read(name)
+
+
 def test_spark_port_reads_and_writes_real_tables(spark):
     # Local Spark's session catalog is two-level; Unity Catalog names resolve as spark_catalog.<schema>.<table>.
     tables = SparkTables(spark)

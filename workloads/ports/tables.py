@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,11 +179,27 @@ def _to_arrow(df: pd.DataFrame) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+def _log_identity(path: Path) -> tuple[int, int, int]:
+    """Which table lives at ``path``: the inode of its log directory and the inode and change time of its first
+    commit (while the log keeps it). A table dropped and created again (by this process or another) has a new first
+    commit, so an open table of the old one is not reused."""
+    log = path / "_delta_log"
+    try:
+        first = (log / f"{0:020d}.json").stat()
+        return (log.stat().st_ino, first.st_ino, first.st_ctime_ns)
+    except FileNotFoundError:  # the first commit cleaned up (log retention): the directory alone
+        return (log.stat().st_ino, 0, 0)
+
+
 class LocalTables:
     """Delta tables on local disk, laid out by three-level name."""
 
     def __init__(self, warehouse: Path):
         self.warehouse = Path(warehouse)
+        # Open tables, brought up to date on each use: a load replays the whole transaction log since the last
+        # checkpoint (its cost grows with the table's history), an incremental update reads only the new commits.
+        # One per thread (a server's request threads never share a table object while another updates it).
+        self._open: dict[tuple[int, Path], tuple[Any, tuple[int, int, int]]] = {}
 
     def path(self, name: str) -> Path:
         catalog, schema, table = split_name(name)
@@ -200,15 +217,32 @@ class LocalTables:
 
         if not self.exists(name):
             raise TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
-        return DeltaTable(str(self.path(name)))
+        from deltalake.exceptions import DeltaError
+
+        path = self.path(name)
+        key, identity = (threading.get_ident(), path), _log_identity(path)
+        cached = self._open.get(key)
+        if cached is not None and cached[1] == identity:
+            try:
+                cached[0].update_incremental()
+                return cached[0]
+            except DeltaError:  # e.g. the commits after it were cleaned up: loaded afresh below
+                del self._open[key]
+        table = DeltaTable(str(path))
+        self._open[key] = (table, identity)
+        return table
 
     def read(self, name: str, columns: Sequence[str] | None = None, version: int | None = None,
              where: RowFilter | None = None) -> pd.DataFrame:
         """The table (at ``version``), only ``columns``, only the rows ``where`` selects (files pruned by their
         statistics first, then rows filtered exactly)."""
-        table = self._table(name)
         if version is not None:
-            table.load_as_version(version)
+            from deltalake import DeltaTable
+
+            self._table(name)  # the table must exist
+            table = DeltaTable(str(self.path(name)), version=int(version))  # not the open table: it stays current
+        else:
+            table = self._table(name)
         if where is None:
             return table.to_pyarrow_table(columns=list(columns) if columns else None).to_pandas()
         dataset = table.to_pyarrow_dataset(file_pruning_predicate=where.file_pruning())
@@ -259,6 +293,9 @@ class LocalTables:
         return int(self._table(name).version())
 
     def drop(self, name: str) -> None:
+        path = self.path(name)
+        for key in [k for k in list(self._open) if k[1] == path]:
+            self._open.pop(key, None)
         shutil.rmtree(self.path(name), ignore_errors=True)
 
     def update_matched(self, name: str, df: pd.DataFrame, keys: Sequence[str], columns: Sequence[str],
