@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -114,11 +115,16 @@ def _local_connect_session(SparkSession, warehouse: str):
                # a fresh Python worker per task, as serverless isolates UDFs: no state (an MLflow tracking URI set
                # by an earlier UDF) leaks from one test's UDF into another's
                "spark.python.worker.reuse": "false",
+               # ...forked from a daemon that has imported MLflow and scikit-learn once (tests/spark_worker_daemon.py)
+               "spark.python.daemon.module": "tests.spark_worker_daemon",
                "spark.connect.grpc.binding.address": "127.0.0.1",
                "spark.connect.grpc.binding.port": "0"}
     # the server is a classic SparkContext in this process: pyspark refuses to make one once the process is marked
     # as a Spark Connect client (the pysail fixture may have done that already)
     os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    # the Python workers find the daemon module (tests.spark_worker_daemon) from the repository root
+    root = str(Path(__file__).resolve().parent.parent)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
     ConnectSession._start_connect_server("local[2]", dict(options))  # the server's SparkContext takes them all
     jvm = SparkSession._instantiatedSession._jvm
     service = getattr(getattr(jvm, "org.apache.spark.sql.connect.service.SparkConnectService$"), "MODULE$")

@@ -676,8 +676,8 @@ def test_state_roles_pass_when_each_container_holds_only_its_stacks_identities()
 
 @pytest.mark.parametrize("assignments, problem", [
     ([(PROD_PREVIEW, "Storage Blob Data Contributor")],
-     f"preview identity {PROD_PREVIEW} lacks Storage Blob Data Reader; preview identity {PROD_PREVIEW} may write "
-     "(Storage Blob Data Contributor)"),
+     (f"preview identity {PROD_PREVIEW} lacks Storage Blob Data Reader; preview identity {PROD_PREVIEW} may write "
+      "(Storage Blob Data Contributor)")),
     ([(PROD_PREVIEW, "Storage Blob Data Reader"), (DEV_PREVIEW, "Storage Blob Data Reader")],
      f"dev's identity {DEV_PREVIEW} holds Storage Blob Data Reader"),
     ([(PROD_PREVIEW, "Storage Blob Data Reader"), (DEV_SP, "Storage Blob Data Owner")],

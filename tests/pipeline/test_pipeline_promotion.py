@@ -295,8 +295,8 @@ def test_each_stack_uses_its_own_state_container(doc, breakage, problem):
 
 @pytest.mark.parametrize("breakage, problem", [
     (lambda t: t.replace("timeoutInMinutes: 285", "timeoutInMinutes: 180"), "DeployDev: its steps' worst case is 270"),
-    (lambda t: t.replace("--ready-timeout 1800 --run-timeout 2400", ""), "DeployDev: step 'Smoke (endpoints "
-                                                                         "answer, watcher jobs run once)' waits 90"),
+    (lambda t: t.replace("--ready-timeout 1800 --run-timeout 2400", ""),
+     "DeployDev: step 'Smoke (endpoints answer, watcher jobs run once)' waits 90"),
     (lambda t: t.replace("--timeout-minutes 60", "--timeout-minutes 90"), "DeployDev: step 'Train the first champions"),
     (lambda t: t.replace("                  timeoutInMinutes: 60\n", "", 1), "DeployProd: step 'Promote each"),
     (lambda t: t.replace("timeoutInMinutes: 50", "timeoutInMinutes: 30", 1),
