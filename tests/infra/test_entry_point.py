@@ -66,11 +66,13 @@ def test_a_failing_training_task_ends_in_failure_as_databricks_calls_it(dev, mon
     assert code == 1, out
     assert "error:" in out and "entry point returned" not in out
 
-    # The old entry point (main, which returns 1) is what let such a task end in SUCCESS: same call, exit 0.
+    # The old entry point (main, which returns 1) is what let such a task end in SUCCESS: the same wrapper exits 0
+    # (on a step that fails before it starts Spark: the same error path, without a second Spark start)
     script = tmp_path / "wrapper.py"
     script.write_text(DATABRICKS_WRAPPER.replace("entry[0].load()()", "__import__('workloads.cli').cli.main()")
                       % {"package": PACKAGE_NAME, "entry": ENTRY_POINT})
-    proc = subprocess.run([sys.executable, str(script), json.dumps(parameters)], cwd=tmp_path, timeout=300,
+    failing = [*parameters[:2], "train", "--model", "no_such_model"]
+    proc = subprocess.run([sys.executable, str(script), json.dumps(failing)], cwd=tmp_path, timeout=300,
                           capture_output=True, text=True, check=False,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DATABRICKS_HOST": "http://127.0.0.1:9",
                                "DATABRICKS_TOKEN": "dapi-fake", "OMP_NUM_THREADS": "1",
