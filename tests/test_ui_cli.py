@@ -42,8 +42,10 @@ def test_a_busy_port_fails_at_once_with_a_non_zero_exit(store_home):
     assert time.monotonic() - started < 30  # not after the server gave up
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_stop_signal_stops_the_mlflow_server_too(store_home, sig):
+def test_sigterm_stops_the_mlflow_server_too(store_home):
+    """The real MLflow server (one boot: it takes most of this test); Ctrl-C's SIGINT goes through the same
+    supervisor, tested below with a lighter server."""
+    sig = signal.SIGTERM
     port = free_port()
     proc = _mlops(store_home, "--port", str(port))
     try:
@@ -65,3 +67,37 @@ def test_a_stop_signal_stops_the_mlflow_server_too(store_home, sig):
     time.sleep(0.5)
     with pytest.raises(httpx.HTTPError):  # nothing is left listening: the server's process group is gone
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+@pytest.mark.parametrize("ignores_sigterm", [False, True])
+def test_sigint_stops_the_server_group_the_supervisor_started(tmp_path, ignores_sigterm):
+    """``mlops ui``'s supervisor (run_until_stopped) on Ctrl-C: its server child and that child's own child (as
+    MLflow's workers are) are gone, nothing listens, and the command exits 0; a server ignoring SIGTERM is killed
+    after the grace period (shortened here)."""
+    port = free_port()
+    ignore = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); " if ignores_sigterm else ""
+    server = (f"{ignore}import subprocess, sys; subprocess.Popen([sys.executable, '-m', 'http.server', '{port}', "
+              f"'--bind', '127.0.0.1']).wait()")  # the listener is a grandchild, as MLflow's worker is
+    supervisor = (f"import sys; import workloads.cli.ui as ui; ui.STOP_GRACE_S = 1.0; "
+                  f"sys.exit(ui.run_until_stopped([sys.executable, '-c', {server!r}], None, 'started'))")
+    proc = subprocess.Popen([sys.executable, "-c", supervisor], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not answer within 60 s")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    time.sleep(0.5)
+    with pytest.raises(httpx.HTTPError):  # the whole group is gone, the grandchild included
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)

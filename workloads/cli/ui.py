@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import typer
 
@@ -49,36 +50,55 @@ def _check_port_free(host: str, port: int) -> None:
             raise MlopsError(f"port {port} on {host} is not free ({exc.strerror}); pass --port N") from None
 
 
+STOP_GRACE_S = 10.0  # how long a stopped server's group has to exit on SIGTERM before SIGKILL
+
+
 def run_until_stopped(cmd: list[str], env: dict, banner: str) -> int:
     """Run a server child in its own process group until it exits or this process gets SIGTERM/SIGINT, which
     stop the whole group (the server and its workers) within a bounded wait. Returns the exit code: the child's,
     0 after a requested stop."""
     child = subprocess.Popen(cmd, env=env, start_new_session=True)
-    stopping = {"requested": False}
+    stopping: dict[str, float | None] = {"deadline": None}
 
     def stop(signum, frame) -> None:
-        stopping["requested"] = True
-        _stop_group(child)
+        # Only signal here: the handler runs while the loop below waits on the child, and a second wait from inside
+        # the handler could not reap it (the child's wait lock is held) and would always sit out the grace period.
+        if stopping["deadline"] is None:
+            stopping["deadline"] = time.monotonic() + STOP_GRACE_S
+            _signal_group(child, signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         console.print(banner)
-        code = child.wait()
+        while True:
+            try:
+                code = child.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if stopping["deadline"] is not None and time.monotonic() > stopping["deadline"]:
+                    _signal_group(child, signal.SIGKILL)  # a server that ignored SIGTERM
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _stop_group(child)
-    if stopping["requested"]:
+    if stopping["deadline"] is not None:
         return 0
     if code != 0:
         console.print(f"[red]the server exited with code {code}[/]")
     return code or 0
 
 
-def _stop_group(child: subprocess.Popen, grace_s: float = 10.0) -> None:
+def _signal_group(child: subprocess.Popen, sig: int) -> bool:
+    """Send ``sig`` to the child's process group; False when the group is gone."""
     try:
-        os.killpg(child.pid, signal.SIGTERM)
+        os.killpg(child.pid, sig)
     except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(child: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
+    if not _signal_group(child, signal.SIGTERM):
         return
     try:
         child.wait(timeout=grace_s)
