@@ -14,6 +14,7 @@ the caching and global-view ones, so the session these tests use refuses them as
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -84,8 +85,6 @@ def spark_connect_session(warehouse: str):
     """
     if shutil.which("java") is None:
         pytest.skip("pyspark's local Spark Connect server needs a Java runtime (apt-get install default-jre-headless)")
-    import os
-
     from pyspark.sql import SparkSession
 
     # The server (and the Python workers it forks for UDFs) keeps the environment it starts with: not the MLflow
@@ -104,8 +103,6 @@ def _local_connect_session(SparkSession, warehouse: str):
     Not ``builder.remote("local[2]").getOrCreate()``: that returns whichever Spark Connect session the process made
     first (the pysail fixture's, when a Delta test ran earlier) and binds the fixed port 15002.
     """
-    import os
-
     from pyspark.sql.connect.session import SparkSession as ConnectSession
 
     options = {"spark.sql.warehouse.dir": warehouse,
@@ -164,7 +161,6 @@ def start_sail_server(root, warehouse: str):
         root: the repository root (where ``tests/engines_sail`` is).
         warehouse: unused by the server itself; managed tables go to the session's ``spark.sql.warehouse.dir``.
     """
-    import os
     import subprocess
 
     catalogs = ", ".join(f'{{name="{c}", type="memory", initial_database=["default"]}}' for c in SAIL_CATALOGS)
@@ -194,8 +190,6 @@ def sail_session(port: int, warehouse: str):
         @property
         def token(self):
             return None
-
-    import os
 
     os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"  # pyspark's functions build Spark Connect columns in this process
     session = SparkSession.builder.channelBuilder(PlainChannel(f"sc://127.0.0.1:{port}")).create()

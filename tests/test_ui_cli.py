@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -42,31 +43,36 @@ def test_a_busy_port_fails_at_once_with_a_non_zero_exit(store_home):
     assert time.monotonic() - started < 30  # not after the server gave up
 
 
-def test_sigterm_stops_the_mlflow_server_too(store_home):
-    """The real MLflow server (one boot: it takes most of this test); Ctrl-C's SIGINT goes through the same
-    supervisor, tested below with a lighter server."""
-    sig = signal.SIGTERM
-    port = free_port()
-    proc = _mlops(store_home, "--port", str(port))
+def _stop_once_it_answers(proc, url: str, sig: int, boot_s: float) -> None:
+    """Wait (bounded) until ``url`` answers, send ``sig`` to the command, and check it exits 0 and nothing is left
+    listening at ``url``: the server's whole process group is gone."""
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + boot_s
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read()
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                if httpx.get(url, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.5)
+                time.sleep(0.3)
         else:
-            pytest.fail("the MLflow UI did not answer within 90 s")
+            pytest.fail(f"{url} did not answer within {boot_s:.0f} s")
         proc.send_signal(sig)
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
     time.sleep(0.5)
-    with pytest.raises(httpx.HTTPError):  # nothing is left listening: the server's process group is gone
-        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url, timeout=2)
+
+
+def test_sigterm_stops_the_mlflow_server_too(store_home):
+    """The real MLflow server (one boot: it takes most of this test); Ctrl-C's SIGINT goes through the same
+    supervisor, tested below with a lighter server."""
+    port = free_port()
+    proc = _mlops(store_home, "--port", str(port))
+    _stop_once_it_answers(proc, f"http://127.0.0.1:{port}/health", signal.SIGTERM, boot_s=90)
 
 
 @pytest.mark.parametrize("ignores_sigterm", [False, True])
@@ -80,24 +86,7 @@ def test_sigint_stops_the_server_group_the_supervisor_started(tmp_path, ignores_
               f"'--bind', '127.0.0.1']).wait()")  # the listener is a grandchild, as MLflow's worker is
     supervisor = (f"import sys; import workloads.cli.ui as ui; ui.STOP_GRACE_S = 1.0; "
                   f"sys.exit(ui.run_until_stopped([sys.executable, '-c', {server!r}], None, 'started'))")
+    root = str(Path(__file__).resolve().parent.parent)
     proc = subprocess.Popen([sys.executable, "-c", supervisor], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.getcwd()})
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not answer within 60 s")
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-    time.sleep(0.5)
-    with pytest.raises(httpx.HTTPError):  # the whole group is gone, the grandchild included
-        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": root})
+    _stop_once_it_answers(proc, f"http://127.0.0.1:{port}/", signal.SIGINT, boot_s=60)

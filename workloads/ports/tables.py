@@ -212,14 +212,17 @@ class LocalTables:
         """The table's column names, from its transaction log (no data file is read)."""
         return [field.name for field in self._table(name).schema().fields]
 
-    def _table(self, name: str):
-        from deltalake import DeltaTable
-
+    def _existing_path(self, name: str) -> Path:
+        """The table's directory; a clear error when no table is there."""
         if not self.exists(name):
             raise TableNotFoundError(f"table {name} does not exist (looked in {self.path(name)})")
+        return self.path(name)
+
+    def _table(self, name: str):
+        from deltalake import DeltaTable
         from deltalake.exceptions import DeltaError
 
-        path = self.path(name)
+        path = self._existing_path(name)
         key, identity = (threading.get_ident(), path), _log_identity(path)
         cached = self._open.get(key)
         if cached is not None and cached[1] == identity:
@@ -239,8 +242,8 @@ class LocalTables:
         if version is not None:
             from deltalake import DeltaTable
 
-            self._table(name)  # the table must exist
-            table = DeltaTable(str(self.path(name)), version=int(version))  # not the open table: it stays current
+            # a table of its own, not the open one (which stays at the current version)
+            table = DeltaTable(str(self._existing_path(name)), version=int(version))
         else:
             table = self._table(name)
         if where is None:
@@ -296,7 +299,7 @@ class LocalTables:
         path = self.path(name)
         for key in [k for k in list(self._open) if k[1] == path]:
             self._open.pop(key, None)
-        shutil.rmtree(self.path(name), ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
 
     def update_matched(self, name: str, df: pd.DataFrame, keys: Sequence[str], columns: Sequence[str],
                        since: tuple[str, Any] | None = None) -> int:
