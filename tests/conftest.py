@@ -11,6 +11,7 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # see workloads/cli: OpenMP threads spin on a loaded machine
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the xdist_group markers set here
 def pytest_collection_modifyitems(config, items):
     """The ``spark`` marker is exactly the tests that use the ``spark`` fixture (directly or through another fixture):
     derived here, so a Spark test cannot go unmarked; a test marked ``spark`` without using Spark is a usage error."""
@@ -22,6 +23,36 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "spark" in item.fixturenames:
             item.add_marker(pytest.mark.spark)
+    _group_for_workers(items)
+
+
+def _group_for_workers(items):
+    """Which tests share a pytest-xdist worker (``--dist=loadgroup``, pyproject's addopts): a module's tests stay
+    together, so its module-scoped fixtures (a trained home, say) are built once; and modules that use one of this
+    suite's session-scoped fixtures (the Spark Connect server, the pysail server, the trained home of
+    tests/foundation) join one group, so each is built once per run, not once per worker."""
+    modules = {}  # module path -> its items
+    session_users = {}  # session fixture name -> modules using it
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        modules.setdefault(module, []).append(item)
+        for name, defs in item._fixtureinfo.name2fixturedefs.items():
+            if defs and defs[-1].scope == "session" and defs[-1].baseid:  # the suite's own, not pytest's or a plugin's
+                session_users.setdefault(name, set()).add(module)
+    group = {module: module for module in modules}
+
+    def root(module):
+        while group[module] != module:
+            module = group[module]
+        return module
+
+    for users in session_users.values():
+        first, *rest = sorted(users)
+        for module in rest:
+            group[root(module)] = root(first)
+    for module, module_items in modules.items():
+        for item in module_items:
+            item.add_marker(pytest.mark.xdist_group(root(module)))
 
 
 @pytest.fixture
