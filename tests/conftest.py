@@ -26,19 +26,23 @@ def pytest_collection_modifyitems(config, items):
     _group_for_workers(items)
 
 
+# Session fixtures that cost seconds to build (a JVM, a server, trainings): the modules using one share a worker.
+SHARED_ON_ONE_WORKER = ("spark", "sail", "trained")
+
+
 def _group_for_workers(items):
     """Which tests share a pytest-xdist worker (``--dist=loadgroup``, pyproject's addopts): a module's tests stay
-    together, so its module-scoped fixtures (a trained home, say) are built once; and modules that use one of this
-    suite's session-scoped fixtures (the Spark Connect server, the pysail server, the trained home of
-    tests/foundation) join one group, so each is built once per run, not once per worker."""
+    together, so its module-scoped fixtures (a trained home, say) are built once; and the modules using one of
+    :data:`SHARED_ON_ONE_WORKER` (the Spark Connect server, the pysail server, the trained home of tests/foundation)
+    join one group, so each is built once per run, not once per worker. Cheap session fixtures are built per worker."""
     modules = {}  # module path -> its items
-    session_users = {}  # session fixture name -> modules using it
+    users = {name: set() for name in SHARED_ON_ONE_WORKER}  # shared fixture -> modules using it
     for item in items:
         module = item.nodeid.split("::", 1)[0]
         modules.setdefault(module, []).append(item)
-        for name, defs in item._fixtureinfo.name2fixturedefs.items():
-            if defs and defs[-1].scope == "session" and defs[-1].baseid:  # the suite's own, not pytest's or a plugin's
-                session_users.setdefault(name, set()).add(module)
+        for name in SHARED_ON_ONE_WORKER:
+            if name in item.fixturenames:
+                users[name].add(module)
     group = {module: module for module in modules}
 
     def root(module):
@@ -46,10 +50,11 @@ def _group_for_workers(items):
             module = group[module]
         return module
 
-    for users in session_users.values():
-        first, *rest = sorted(users)
-        for module in rest:
-            group[root(module)] = root(first)
+    for using in users.values():
+        if using:
+            first, *rest = sorted(using)
+            for module in rest:
+                group[root(module)] = root(first)
     for module, module_items in modules.items():
         for item in module_items:
             item.add_marker(pytest.mark.xdist_group(root(module)))
