@@ -36,3 +36,31 @@ def test_what_serverless_does_not_support_fails_here(spark, call):
     with pytest.raises(ServerlessUnsupported, match="serverless"):
         call(spark)
 
+
+
+def test_the_local_server_start_is_tried_once_more_only_when_the_jvm_exited():
+    from pyspark.errors import PySparkRuntimeError
+
+    from tests.engines import _start_local_server
+
+    class Server:
+        def __init__(self, failures):
+            self.failures, self.calls = list(failures), 0
+
+        def _start_connect_server(self, master, options):
+            self.calls += 1
+            if self.failures:
+                raise PySparkRuntimeError(errorClass=self.failures.pop(0), messageParameters={})
+
+    once = Server(["JAVA_GATEWAY_EXITED"])
+    with pytest.warns(UserWarning, match="did not start .* trying once more"):
+        _start_local_server(once, {})
+    assert once.calls == 2
+    twice = Server(["JAVA_GATEWAY_EXITED", "JAVA_GATEWAY_EXITED"])
+    with pytest.raises(PySparkRuntimeError, match="JAVA_GATEWAY_EXITED"), pytest.warns(UserWarning):
+        _start_local_server(twice, {})
+    assert twice.calls == 2
+    other = Server(["SESSION_ALREADY_EXIST"])  # any other failure is not retried
+    with pytest.raises(PySparkRuntimeError):
+        _start_local_server(other, {})
+    assert other.calls == 1
