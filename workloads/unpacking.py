@@ -114,6 +114,19 @@ def _nullable_numbers(values: pd.Series, col_type: str):
     return pd.arrays.IntegerArray(whole.astype(np.int64), missing)
 
 
+def _strings(values: pd.Series) -> pd.Series:
+    """A string column as pandas' Arrow-backed ``str`` dtype, the dtype a Delta table's strings read back as: one pass
+    over the values (``None``/NaN become missing), and the frame's write to Delta takes the Arrow data as it is. Values
+    that are not all strings keep the object column (``None`` for missing) they had."""
+    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+        return values
+    try:
+        strings = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return values.astype(object).where(values.notna(), None)
+    return pd.Series(strings.to_pandas().array, index=values.index, name=values.name)
+
+
 def _cast(values: pd.Series, col_type: str):
     """One column with the nullable dtype matching its Spark type."""
     if col_type == "timestamp":
@@ -121,7 +134,7 @@ def _cast(values: pd.Series, col_type: str):
     if col_type == "date":
         return pd.to_datetime(values).dt.date
     if col_type == "string":
-        return values.astype(object).where(values.notna(), None)
+        return _strings(values)
     fast = _nullable_numbers(values, col_type)
     return fast if fast is not None else pd.array(values.astype(object).where(values.notna(), None).tolist(),
                                                   dtype=_PANDAS_TYPES[col_type])

@@ -35,7 +35,8 @@ def _reference_cast(frame, columns):
         elif col.type == "date":
             out[col.name] = pd.to_datetime(values).dt.date
         elif col.type == "string":
-            out[col.name] = values.astype(object).where(values.notna(), None)
+            # pandas' Arrow-backed str, as a Delta table's strings read back
+            out[col.name] = values.astype(object).where(values.notna(), None).astype(pd.StringDtype("pyarrow", np.nan))
         else:
             out[col.name] = pd.array(values.astype(object).where(values.notna(), None).tolist(),
                                      dtype=_PANDAS_TYPES[col.type])
