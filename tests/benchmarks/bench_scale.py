@@ -8,8 +8,8 @@ One function per section, each printing its own table; all run in one process, s
   with the garbage collector paused, the way the bulk transform parses, to show what the parser alone costs.
 - ``incremental_unpack``: ``mlops unpack`` of 500 new requests on a payload table of 200k and of 600k requests, all of
   the same day (the processed table holding their unpacked examples, the watermark at the last version), as 5
-  flushes of 100 requests; time per run at each size and the ratio (goal: within 1.2x, the cost follows the new rows,
-  not the history, even within one day).
+  flushes of 100 requests; the two sizes take turns for 9 runs each; median time per run at each size and the ratio
+  (goal: within 1.2x, the cost follows the new rows, not the history, even within one day).
 - ``watcher_cycle``: a history of 1 day and of 30 days (72k requests a day: 2.16M requests, 10.8M examples), built as
   the watcher builds it (unpack every 6 hours, refresh every day); then a cycle: 6 hours of new requests and their
   labels arrive, unpack, labels ingest, monitor refresh, observe and evaluate the latest window. Each cycle runs in
@@ -175,15 +175,15 @@ def incremental_unpack(quick: bool) -> None:
     from workloads.unpacking import state_table, unpack, unpack_payload
 
     sizes = (20_000, 60_000) if quick else (200_000, 600_000)
-    new_requests, flushes, repeats = 500, 5, 3
+    new_requests, flushes, repeats = 500, 5, 9
     apart = 0.1  # seconds between requests: 600k requests span 16.7 hours, so every history falls on one day
     spec, bodies, answers = _spec_and_pool()
     # the processed rows of the pool, replicated with the history's ids and times (as unpack would have written them)
     pool = unpack_payload(payload_table(spec, bodies, answers, 0, POOL).to_pandas(), spec).frame
-    results = []
-    for size in sizes:
-        home = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-        try:
+    homes = {size: Path(tempfile.mkdtemp(prefix="bench-scale-")) for size in sizes}
+    try:
+        runs = {}
+        for size, home in homes.items():
             settings = load_settings(home=home)
             tables = LocalTables(settings.warehouse)
             payload_name, processed_name = settings.table(spec.payload_table), settings.table(spec.processed_table)
@@ -195,20 +195,24 @@ def incremental_unpack(quick: bool) -> None:
             unpack(settings, spec)  # nothing new: records the watermark at the last version
             assert tables.read(settings.table(state_table(spec)))["processed_version"].iloc[0] == \
                 tables.version(payload_name)
-            seconds = []
-            first = size
-            for _ in range(repeats):
+            runs[size] = {"settings": settings, "tables": tables, "payload": payload_name, "next": size,
+                          "seconds": []}
+        # the sizes take turns, run after run, so a slower moment of the machine falls on both alike
+        for turn in range(repeats):
+            for size in (sizes if turn % 2 == 0 else sizes[::-1]):  # neither size always goes first
+                run = runs[size]
                 for _ in range(flushes):
-                    tables.write(payload_name, payload_table(spec, bodies, answers, first, new_requests // flushes,
-                                                             seconds_apart=apart))
-                    first += new_requests // flushes
+                    run["tables"].write(run["payload"], payload_table(spec, bodies, answers, run["next"],
+                                                                      new_requests // flushes, seconds_apart=apart))
+                    run["next"] += new_requests // flushes
                 gc.collect()
                 started = time.perf_counter()
-                result = unpack(settings, spec)
-                seconds.append(time.perf_counter() - started)
+                result = unpack(run["settings"], spec)
+                run["seconds"].append(time.perf_counter() - started)
                 assert result.payload_rows == new_requests and result.examples_written == new_requests * 5, result
-            results.append((size, statistics.median(seconds), min(seconds)))
-        finally:
+        results = [(size, statistics.median(runs[size]["seconds"]), min(runs[size]["seconds"])) for size in sizes]
+    finally:
+        for home in homes.values():
             shutil.rmtree(home, ignore_errors=True)
     small = results[0][1]
     _table(f"incremental unpack: {new_requests} new requests ({flushes} flushes) after the history, median of "

@@ -158,3 +158,37 @@ def test_spark_insert_new_merges_a_spark_source_with_the_since_bound(spark):
                      "ON t.`id` = s.`id` AND t.`ts` >= TIMESTAMP '2030-01-01 05:00:00.000000+00:00' "
                      "WHEN NOT MATCHED THEN INSERT *")
     assert "WHEN MATCHED" not in merge
+
+
+def test_local_changes_come_from_the_range_s_commits_and_fall_back_to_the_snapshots(tmp_path, monkeypatch):
+    """The added and removed files come from the commits of the range alone (no older version is loaded); when a
+    commit of the range has left the log, the two versions' file lists give the same rows."""
+    import deltalake
+
+    import workloads.ports.tables as port
+
+    tables = LocalTables(tmp_path)
+    for start in range(0, 40, 10):
+        tables.write(NAME, _frame(range(start, start + 10)))                   # versions 0..3
+    tables.merge(NAME, _frame([5, 41], label="b"), keys=["id"], update=True)  # 4: rewrites r0..r9's file, adds r41
+    tables.write(NAME, _frame([50, 51]))                                      # 5
+    opened = []
+
+    class Recording(deltalake.DeltaTable):
+        def __init__(self, uri, version=None, **kwargs):
+            opened.append(version)
+            super().__init__(uri, version=version, **kwargs)
+
+    monkeypatch.setattr(deltalake, "DeltaTable", Recording)
+    expected = ["r41", "r50", "r51"]
+    assert _ids(tables.read_changes(NAME, key="id", after_version=3)) == expected
+    assert [v for v in opened if v is not None] == [3]  # only to read the rewritten file's keys
+    opened.clear()
+    assert _ids(tables.read_changes(NAME, key="id", after_version=4)) == ["r50", "r51"]
+    assert [v for v in opened if v is not None] == []  # an append only: no older version at all
+
+    tables._table(NAME).create_checkpoint()  # at 5; then commit 4 leaves the log
+    (tmp_path / "cat" / "sch" / "events" / "_delta_log" / f"{4:020d}.json").unlink()
+    assert port._commit_changes(tables.path(NAME), 3, 5) is None
+    assert _ids(tables.read_changes(NAME, key="id", after_version=3)) == expected
+    assert 3 in opened

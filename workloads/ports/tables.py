@@ -384,13 +384,18 @@ class LocalTables:
             rows = current.to_pyarrow_dataset().schema.empty_table()
             rows = rows.select(wanted) if wanted else rows
         else:
-            before = DeltaTable(str(self.path(name)), version=after_version)
-            now_files, before_files = _data_files(current), _data_files(before)
-            rows = _read_files(current, now_files - before_files, wanted)
-            gone = before_files - now_files
+            changed = _commit_changes(self.path(name), after_version, version)
+            before = None
+            if changed is None:  # a commit of the range left the log (log retention): compare the two snapshots
+                before = DeltaTable(str(self.path(name)), version=after_version)
+                now_files, before_files = _data_files(current), _data_files(before)
+                changed = (now_files - before_files, before_files - now_files)
+            added, gone = changed
+            rows = _read_files(current, added, wanted)
             if gone and rows.num_rows:
                 import pyarrow.compute as pc
 
+                before = before or DeltaTable(str(self.path(name)), version=after_version)
                 rewritten = _read_files(before, gone, [key]).column(key).combine_chunks()
                 rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=rewritten)))
         frame = rows.to_pandas()
@@ -415,14 +420,17 @@ class LocalTables:
         """
         from deltalake import CommitProperties, Transaction, write_deltalake
 
-        done = self.transaction_version(name, app_id)
-        if done is not None and done >= int(version):
+        creating = not self.exists(name)
+        # the open table (brought up to date) when there is one: the write then replays no log of its own
+        target = None if creating else self._table(name)
+        done = None if target is None else target.transaction_version(app_id)
+        if done is not None and int(done) >= int(version):
             return 0
         commit = CommitProperties(app_transactions=[Transaction(app_id, int(version))])
         path = self.path(name)
         path.mkdir(parents=True, exist_ok=True)
-        creating = not self.exists(name)
-        write_deltalake(str(path), _to_arrow(df), mode="append", schema_mode=None if creating else "merge",
+        write_deltalake(str(path) if target is None else target, _to_arrow(df), mode="append",
+                        schema_mode=None if creating else "merge",
                         configuration=dict(properties or {}) if creating else None, commit_properties=commit)
         return len(df)
 
@@ -821,6 +829,31 @@ def _data_files(table) -> set[str]:
     """Paths (relative to the table) of the data files of one version of a Delta table."""
     actions = pa.table(table.get_add_actions(flatten=True))
     return set(actions.column("path").to_pylist()) if actions.num_rows else set()
+
+
+def _commit_changes(path: Path, after: int, up_to: int) -> tuple[set[str], set[str]] | None:
+    """The data files the commits ``after+1 .. up_to`` of the table at ``path`` left added (present at ``up_to``, absent
+    at ``after``) and removed (present at ``after``, absent at ``up_to``), read from those commits' own log entries
+    (the ``add`` and ``remove`` actions of the Delta protocol, https://github.com/delta-io/delta/blob/master/PROTOCOL.md),
+    so the cost follows the new commits, not the table's files or history; ``None`` when a commit of the range is no
+    longer in the log."""
+    import orjson
+
+    added, removed = set(), set()
+    for version in range(after + 1, up_to + 1):
+        try:
+            lines = (path / "_delta_log" / f"{version:020d}.json").read_bytes().splitlines()
+        except FileNotFoundError:
+            return None
+        for line in lines:
+            if not line.strip():
+                continue
+            action = orjson.loads(line)
+            if "add" in action:
+                added.add(action["add"]["path"])
+            elif "remove" in action:
+                removed.add(action["remove"]["path"])
+    return added - removed, removed - added
 
 
 def _read_files(table, paths: set[str], columns: list[str] | None) -> pa.Table:
