@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -154,8 +155,6 @@ def _start_local_server(ConnectSession, options: dict) -> None:
         except PySparkRuntimeError as error:
             if attempt == 2 or error.getCondition() != "JAVA_GATEWAY_EXITED":
                 raise
-            import warnings
-
             warnings.warn(f"pyspark's local Spark Connect server did not start ({error}); trying once more",
                           stacklevel=2)
 

@@ -114,11 +114,18 @@ def _nullable_numbers(values: pd.Series, col_type: str):
     return pd.arrays.IntegerArray(whole.astype(np.int64), missing)
 
 
+def _is_arrow_str(dtype) -> bool:
+    """Is ``dtype`` pandas' Arrow-backed ``str`` with NaN for missing (pandas 3's default string dtype), the dtype
+    :func:`_strings` gives? Not ``string[pyarrow]`` (``pd.NA`` for missing). Written without pandas 3's
+    ``StringDtype(na_value=...)`` argument: the job runtime's pandas 2 lacks it (there the strings stay object)."""
+    return isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow" and dtype.na_value is not pd.NA
+
+
 def _strings(values: pd.Series) -> pd.Series:
     """A string column as pandas' Arrow-backed ``str`` dtype, the dtype a Delta table's strings read back as: one pass
     over the values (``None``/NaN become missing), and the frame's write to Delta takes the Arrow data as it is. Values
     that are not all strings keep the object column (``None`` for missing) they had."""
-    if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
+    if _is_arrow_str(values.dtype):
         return values
     try:
         strings = pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)

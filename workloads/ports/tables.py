@@ -395,7 +395,8 @@ class LocalTables:
             if gone and rows.num_rows:
                 import pyarrow.compute as pc
 
-                before = before or DeltaTable(str(self.path(name)), version=after_version)
+                if before is None:
+                    before = DeltaTable(str(self.path(name)), version=after_version)
                 rewritten = _read_files(before, gone, [key]).column(key).combine_chunks()
                 rows = rows.filter(pc.invert(pc.is_in(rows.column(key), value_set=rewritten)))
         frame = rows.to_pandas()
@@ -420,12 +421,12 @@ class LocalTables:
         """
         from deltalake import CommitProperties, Transaction, write_deltalake
 
+        done = self.transaction_version(name, app_id)
+        if done is not None and done >= int(version):
+            return 0
         creating = not self.exists(name)
         # the open table (brought up to date) when there is one: the write then replays no log of its own
         target = None if creating else self._table(name)
-        done = None if target is None else target.transaction_version(app_id)
-        if done is not None and int(done) >= int(version):
-            return 0
         commit = CommitProperties(app_transactions=[Transaction(app_id, int(version))])
         path = self.path(name)
         path.mkdir(parents=True, exist_ok=True)
